@@ -1,0 +1,48 @@
+# MLOps Console — `make run` serves the dashboard on the embedded demo, `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+export MLOPS_DATA_DIR ?= $(CURDIR)/.mlops
+
+.PHONY: run test test-fast lint bench seed system-deps clean
+
+$(BIN)/.runtime: requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	@touch $@
+
+$(BIN)/.dev: requirements-dev.txt $(BIN)/.runtime
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+## run: install, seed the demo if the (local) registry is empty, serve on http://localhost:$(PORT)
+run: $(BIN)/.runtime
+	$(BIN)/python -m services seed-demo --if-empty
+	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+
+seed: $(BIN)/.runtime
+	$(BIN)/python -m services seed-demo
+
+## system-deps: Debian packages and services the tests need (as root; CI runs this)
+system-deps:
+	@bash deploy/ensure-system.sh
+
+## test: install what the tests need, start what is not running, run the whole suite
+test: $(BIN)/.dev system-deps
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: $(BIN)/.dev
+	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+lint: $(BIN)/.dev
+	$(BIN)/python -m ruff check .
+
+bench: $(BIN)/.dev
+	$(BIN)/python bench/registry_pages.py
+	$(BIN)/python bench/actions.py
+
+clean:
+	rm -rf $(VENV) .mlops .pytest_cache

@@ -1,0 +1,1 @@
+"""Streamlit glue: entrypoint, bootstrap, components, session-state keys."""

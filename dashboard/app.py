@@ -1,0 +1,46 @@
+"""MLOps Console entrypoint: ``streamlit run dashboard/app.py``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state  # noqa: E402
+from dashboard.bootstrap import container  # noqa: E402
+from dashboard.components import guard, refresh_button  # noqa: E402
+from dashboard.nav import pages  # noqa: E402
+
+st.set_page_config(page_title="MLOps Console", page_icon=":material/monitoring:", layout="wide")
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        with guard("settings"):
+            c = container()
+            if c.settings.auth_mode == "dev":
+                names = c.directory.names()
+                st.selectbox(
+                    "Acting as", names, key=state.IDENTITY,
+                    format_func=lambda n: f"{n} · {', '.join(c.directory.identities[n])}",
+                    help="Development identities from settings (MLOPS_DEV_IDENTITIES).",
+                )
+                st.warning("Development mode: there is no login yet. Anyone can pick any identity.",
+                           icon=":material/lock_open:")
+            st.caption(f"Registry: `{_short(c.settings.mlflow_tracking_uri)}`  \n"
+                       f"Serving: `{c.settings.serving_backend}`")
+        refresh_button()
+
+
+def _short(uri: str) -> str:
+    return uri if len(uri) < 48 else "…" + uri[-46:]
+
+
+nav = st.navigation(list(pages().values()))
+sidebar()
+nav.run()

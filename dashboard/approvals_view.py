@@ -1,0 +1,23 @@
+"""Rendering of an approval request's evidence (shared by the Approvals page and the dialog)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+
+def render_request_plan(req: dict) -> None:
+    plan = req.get("plan") or {}
+    diff = [r for r in plan.get("endpoint_diff", []) if r.get("changed")]
+    if diff:
+        st.dataframe(pd.DataFrame([{"field": r["field"], "before": str(r["before"]), "after": str(r["after"])}
+                                   for r in diff]), hide_index=True, key=f"req-diff-{req['id']}")
+    for rc in plan.get("registry_changes", []):
+        st.markdown(f"- `{rc['model']}` **@{rc['alias']}**: v{rc['from'] or '—'} → **v{rc['to']}**")
+    gates = plan.get("gates") or []
+    if gates:
+        st.dataframe(pd.DataFrame([{"": {True: "✅", False: "❌", None: "➖"}[g["passed"]], "gate": g["name"],
+                                    "candidate": g["candidate"], "baseline": g["baseline"], "detail": g["detail"]}
+                                   for g in gates]), hide_index=True, key=f"req-gates-{req['id']}")
+    st.caption(f"Bound to plan `{req['plan_hash'][:16]}…` made on endpoint state version "
+               f"{plan.get('before', {}).get('resource_version')}; it is void if that state changes.")

@@ -1,0 +1,39 @@
+"""Build the service container once per process and hand it to pages.
+
+The container is cached with ``st.cache_resource`` keyed on the settings
+that shape it, so changing the environment (tests) gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from dashboard import state
+from services.composition import Container, build
+from services.identity import Actor
+from services.settings import Settings
+
+SETTINGS_PREFIXES = ("MLOPS_", "MLFLOW_TRACKING_URI", "KUBECONFIG")
+
+
+def settings_key() -> str:
+    return "|".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(SETTINGS_PREFIXES))
+
+
+@st.cache_resource(show_spinner=False)
+def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cache entry
+    return build(Settings.from_env())
+
+
+def container() -> Container:
+    """The composition root for this process. Raises Invalid for a bad setting."""
+    return _container(settings_key())
+
+
+def current_actor() -> Actor:
+    c = container()
+    names = c.directory.names()
+    name = st.session_state.get(state.IDENTITY) or names[0]
+    return c.directory.get(name)

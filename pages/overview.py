@@ -1,0 +1,85 @@
+"""Overview: the fleet now — models and champions, what serves, pending approvals, recent activity."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.bootstrap import container
+from dashboard.components import flash, guard, table
+from dashboard.nav import href, link
+
+
+def main() -> None:
+    st.title("MLOps Console")
+    st.caption("What is registered, what serves, and what waits for a decision.")
+    flash()
+    models = []
+    counters = st.columns(4)
+    with guard("registry"), st.spinner("Reading the registry…"):
+        models = data.models(data.key())
+    counters[0].metric("Registered models", len(models))
+    counters[1].metric("Model versions", sum(m.version_count for m in models))
+    views = []
+    with guard("serving"):
+        views = data.serving_overview()
+    counters[2].metric("Endpoints", len(views), f"{sum(1 for v in views if not v.agrees)} need attention"
+                       if any(not v.agrees for v in views) else None, delta_color="inverse")
+    pending = []
+    with guard("approvals"):
+        pending = container().actions.requests(status="pending")
+    counters[3].metric("Pending approvals", len(pending))
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Champions", anchor=False)
+        serving: dict[str, list[str]] = {}
+        for v in views:
+            if v.endpoint.model:
+                serving.setdefault(v.endpoint.model, []).append(
+                    f"{v.endpoint.name}: v{v.endpoint.stable_version}"
+                    + (f" + canary v{v.endpoint.canary_version} @ {v.endpoint.canary_weight}%"
+                       if v.endpoint.canary_version else ""))
+        if models:
+            df = pd.DataFrame([{"Model": m.name, "Open": href("models", model=m.name),
+                                "Champion": f"v{m.aliases['champion']}" if "champion" in m.aliases else "—",
+                                "Challenger": f"v{m.aliases['challenger']}" if "challenger" in m.aliases else "—",
+                                "Versions": m.version_count, "Serving": "; ".join(serving.get(m.name, [])) or "—"}
+                               for m in models])
+            table(df, key="champions-table", file_name="champions.csv",
+                  column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
+        else:
+            st.info("No registered models yet.")
+        attention = [v for v in views if not v.agrees]
+        if attention:
+            st.subheader("Needs attention", anchor=False)
+            for v in attention:
+                for w in v.warnings:
+                    st.warning(f"**{v.endpoint.name}** — {w}", icon=":material/sync_problem:")
+                link("deployments", f"Open {v.endpoint.name}", endpoint=v.endpoint.name)
+    with right:
+        st.subheader("Pending approvals", anchor=False)
+        if pending:
+            for r in pending[:8]:
+                st.markdown(f"- **#{r['id']}** `{r['endpoint']}` {r['action'].replace('_', ' ')} "
+                            f"{', '.join(f'{k} {v}' for k, v in r['params'].items())} — by {r['requester']}")
+            link("approvals", "Open approvals", icon=":material/how_to_reg:")
+        else:
+            st.caption("Nothing waits for a decision.")
+        st.subheader("Recent registry activity", anchor=False)
+        with guard("registry"):
+            recent = data.recent(data.key(), 8)
+            if recent:
+                st.dataframe(pd.DataFrame([{"Model": v.model, "Version": f"v{v.version}",
+                                            "Updated": v.last_updated, "Open": href("models", model=v.model,
+                                                                                    version=v.version)}
+                                           for v in recent]), hide_index=True, key="recent-table",
+                             column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗"),
+                                            "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+            else:
+                st.caption("No activity yet.")
+
+
+with guard("Overview"):
+    main()

@@ -1,0 +1,1 @@
+"""MLOps Console service layer. No Streamlit here: pages, the CLI and tests all call into it."""

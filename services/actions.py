@@ -1,0 +1,644 @@
+"""Guarded actions on serving endpoints: plan (dry run), then execute.
+
+Every action is two steps:
+
+1. ``plan_*`` checks the actor's role and the current state, evaluates the
+   evidence gates and returns a :class:`Plan`: exactly what will change on the
+   endpoint and in the registry, with the gate numbers. Nothing changes.
+2. :meth:`Actions.execute` applies the plan with a compare-and-set on the
+   state it showed (or, when the policy says so, files an approval request
+   bound to the plan's hash). Approving a request re-plans against the
+   current state; a different hash means the request is void.
+
+Every attempt that gets as far as ``execute``/``approve``/``reject``, and every
+refusal while planning, writes one audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.identity import Actor
+from services.policy import EndpointPolicy, GateResult, evaluate_live, evaluate_offline
+from services.registry import CHAMPION
+from services.serving import Change, Endpoint, ServingState, VersionRef
+from services.store.audit import canonical
+
+if TYPE_CHECKING:  # pragma: no cover
+    from services.composition import Container
+
+SOURCE = "actions"
+MAX_REASON = 2000
+
+# action -> approval kind
+KIND = {
+    "request_promotion": "promote",
+    "promote_canary": "promote",
+    "start_canary": "start_canary",
+    "set_canary_weight": "set_canary_weight",
+    "abort_canary": "abort_canary",
+    "rollback": "rollback",
+}
+LABEL = {
+    "request_promotion": "Promote version",
+    "promote_canary": "Promote canary",
+    "start_canary": "Start canary",
+    "set_canary_weight": "Set canary weight",
+    "abort_canary": "Abort canary",
+    "rollback": "Roll back",
+}
+
+
+# -- input validation (pure) ------------------------------------------------
+def parse_weight(value: Any) -> int:
+    """An integer percent 0..100; refuses fractions, booleans and text."""
+    msg = f"canary weight must be a whole number from 0 to 100, got {value!r}"
+    if isinstance(value, bool) or value is None:
+        raise Invalid(msg, source=SOURCE)
+    if isinstance(value, int):
+        w = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise Invalid(msg, source=SOURCE)
+        w = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit() or not text.isascii():
+            raise Invalid(msg, source=SOURCE)
+        w = int(text)
+    else:
+        raise Invalid(msg, source=SOURCE)
+    if not 0 <= w <= 100:
+        raise Invalid(msg, source=SOURCE)
+    return w
+
+
+def parse_version(value: Any) -> str:
+    text = str(value).strip() if value is not None else ""
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise Invalid(f"version must be a positive whole number, got {value!r}", source=SOURCE)
+    return str(int(text))
+
+
+def parse_reason(value: Any) -> str:
+    text = (value or "").strip() if isinstance(value, str) else ""
+    if not text:
+        raise Invalid("a reason is required", source=SOURCE)
+    if len(text) > MAX_REASON:
+        raise Invalid(f"a reason is at most {MAX_REASON} characters", source=SOURCE)
+    return text
+
+
+# -- plain data ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    action: str
+    kind: str
+    endpoint: str
+    model: str | None
+    actor: str
+    params: dict
+    change: Change
+    before: dict
+    after: dict
+    endpoint_diff: list[dict]
+    registry_changes: list[dict]
+    gates: list[GateResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    needs_approval: bool = False
+    backend: str = ""
+    backend_preview: Any = None
+    plan_hash: str = ""
+
+    @property
+    def failing_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if g.passed is False]
+
+    @property
+    def label(self) -> str:
+        return LABEL.get(self.action, self.action)
+
+    def bound_part(self) -> dict:
+        """What an approval is bound to: the change and the state it was planned on."""
+        return {"action": self.action, "endpoint": self.endpoint, "model": self.model, "params": self.params,
+                "before": self.before, "after": self.after, "registry_changes": self.registry_changes}
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["change"] = {"op": self.change.op, "expected_resource_version": self.change.expected_resource_version,
+                       "version": self.change.version.version if self.change.version else None,
+                       "weight": self.change.weight}
+        return d
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied | pending_approval | rejected
+    action: str
+    endpoint: str
+    message: str
+    request_id: int | None = None
+    audit_seq: int | None = None
+    endpoint_after: dict | None = None
+    overridden_gates: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_hash(bound: dict) -> str:
+    return hashlib.sha256(canonical(bound).encode()).hexdigest()
+
+
+def _state(ep: Endpoint, champion: str | None) -> dict:
+    return {**ep.state().as_dict(), "resource_version": ep.resource_version, "champion": champion}
+
+
+def _diff(before: ServingState, after: ServingState, ep: Endpoint) -> list[dict]:
+    rows = []
+    for f in ("stable_version", "canary_version", "canary_weight"):
+        b, a = getattr(before, f), getattr(after, f)
+        rows.append({"field": f, "before": b, "after": a, "changed": b != a})
+    bt = Endpoint(ep.name, ep.model, before.stable_version, before.canary_version, before.canary_weight).traffic()
+    at = Endpoint(ep.name, ep.model, after.stable_version, after.canary_version, after.canary_weight).traffic()
+    fmt = lambda t: ", ".join(f"v{v}: {p}%" for v, p in t.items()) or "none"  # noqa: E731
+    rows.append({"field": "traffic", "before": fmt(bt), "after": fmt(at), "changed": bt != at})
+    return rows
+
+
+class Actions:
+    def __init__(self, c: Container):
+        self.c = c
+
+    # -- helpers ------------------------------------------------------------
+    def _policy(self, endpoint: str) -> EndpointPolicy:
+        return self.c.policy.for_endpoint(endpoint)
+
+    def _require_role(self, actor: Actor, action: str, endpoint: str) -> None:
+        roles = self._policy(endpoint).roles_for(action)
+        if not actor.has_any(roles):
+            raise PermissionDenied(
+                f"{actor.name} ({', '.join(actor.roles) or 'no roles'}) may not {action.replace('_', ' ')} "
+                f"on {endpoint}; needs one of: {', '.join(roles) or 'admin'}", source="policy")
+
+    def _endpoint(self, name: str) -> Endpoint:
+        if not isinstance(name, str) or not name.strip():
+            raise Invalid("an endpoint name is required", source=SOURCE)
+        return self.c.serving.get_endpoint(name)
+
+    def _champion(self, model: str) -> str | None:
+        return self.c.registry.get_model(model).aliases.get(CHAMPION)
+
+    def _ref(self, model: str, version: str) -> VersionRef:
+        v = self.c.registry.get_version(model, version)  # NotFound for unknown versions
+        uri = ""
+        if self.c.serving.name != "local":
+            uri = self.c.registry.storage_uri(model, version)
+        return VersionRef(model=model, version=v.version, run_id=v.run_id, storage_uri=uri)
+
+    def _gates(self, ep: Endpoint, kind: str, candidate: str | None, champion: str | None) -> list[GateResult]:
+        pol = self._policy(ep.name)
+        if kind not in pol.gate_actions or candidate is None or ep.model is None:
+            return []
+        cand = self.c.registry.get_version(ep.model, candidate).metrics
+        champ = None
+        if champion and champion != candidate:
+            try:
+                champ = self.c.registry.get_version(ep.model, champion).metrics
+            except NotFound:
+                champ = None
+        results = evaluate_offline(pol.offline_gates, cand, champ)
+        if pol.live_gates:
+            values: dict[str, float | None] = {}
+            source = self.c.live_metrics
+            for g in pol.live_gates:
+                values[g.metric] = source.current(ep.name, candidate, g.metric) if source else None
+            results += evaluate_live(pol.live_gates, values)
+        return results
+
+    def _finish(self, action: str, actor: Actor, ep: Endpoint, change: Change, params: dict,
+                candidate: str | None, champion: str | None, new_champion: str | None,
+                warnings: list[str] | None = None) -> Plan:
+        if ep.read_only:
+            raise PermissionDenied(f"endpoint {ep.name} is read-only: {ep.read_only_reason}",
+                                   source=self.c.serving.source)
+        before_state = ep.state()
+        after_state = change.target_state(before_state)
+        kind = KIND[action]
+        registry_changes = []
+        if new_champion and new_champion != champion and ep.model:
+            registry_changes.append({"model": ep.model, "alias": CHAMPION, "from": champion, "to": new_champion})
+        before = _state(ep, champion)
+        after = {**after_state.as_dict(), "champion": new_champion or champion}
+        bound = {"action": action, "endpoint": ep.name, "model": ep.model, "params": params, "before": before,
+                 "after": after, "registry_changes": registry_changes}
+        return Plan(
+            action=action, kind=kind, endpoint=ep.name, model=ep.model, actor=actor.name, params=params,
+            change=change, before=before, after=after, endpoint_diff=_diff(before_state, after_state, ep),
+            registry_changes=registry_changes, gates=self._gates(ep, kind, candidate, champion),
+            warnings=list(warnings or []), needs_approval=self._policy(ep.name).needs_approval(kind),
+            backend=self.c.serving.name, backend_preview=self.c.serving.preview(ep, change),
+            plan_hash=plan_hash(bound),
+        )
+
+    def _audited(self, actor: Actor, action: str, target: str, params: dict, fn):
+        """Run a planning step; audit a refusal, then re-raise it."""
+        try:
+            return fn()
+        except ConsoleError as exc:
+            self._audit(actor, action, target, "refused", error=exc, details={"params": params, "stage": "plan"})
+            raise
+
+    def _audit(self, actor: Actor, action: str, target: str, result: str, *, reason: str = "",
+               error: ConsoleError | str | None = None, before=None, after=None, gates=None, details=None):
+        err = ""
+        if isinstance(error, ConsoleError):
+            err = f"{error.kind}: {error.source}: {error.message}"
+        elif error:
+            err = str(error)
+        return self.c.audit.append(actor=actor.name, action=action, target=target, result=result,
+                                   reason=reason, error=err, before=before, after=after,
+                                   gates=[g.as_dict() if isinstance(g, GateResult) else g for g in gates or []],
+                                   details=details)
+
+    # -- planning (dry run) -------------------------------------------------
+    def plan(self, actor: Actor, action: str, endpoint: str, **params) -> Plan:
+        builders = {
+            "request_promotion": self._plan_promotion,
+            "promote_canary": self._plan_promote_canary,
+            "start_canary": self._plan_start_canary,
+            "set_canary_weight": self._plan_set_weight,
+            "abort_canary": self._plan_abort,
+            "rollback": self._plan_rollback,
+        }
+        if action not in builders:
+            raise Invalid(f"unknown action {action!r}", source=SOURCE)
+        target = str(endpoint)
+
+        def run():
+            self._require_role(actor, action, target)
+            return builders[action](actor, endpoint, **params)
+
+        return self._audited(actor, action, target, {k: str(v) for k, v in params.items()}, run)
+
+    def _plan_promotion(self, actor: Actor, endpoint: str, version: Any) -> Plan:
+        ep = self._endpoint(endpoint)
+        version = parse_version(version)
+        self._need_model(ep)
+        champion = self._champion(ep.model)
+        if version == ep.stable_version and not ep.canary_version:
+            raise PreconditionFailed(f"v{version} already serves 100% on {ep.name}", source=SOURCE)
+        ref = self._ref(ep.model, version)
+        if ep.canary_version == version:
+            change = Change("promote", ep.resource_version, version=ref,
+                            previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        else:
+            change = Change("set_stable", ep.resource_version, version=ref,
+                            previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        return self._finish("request_promotion", actor, ep, change, {"version": version}, version, champion,
+                            version)
+
+    def _plan_promote_canary(self, actor: Actor, endpoint: str) -> Plan:
+        ep = self._endpoint(endpoint)
+        self._need_model(ep)
+        if not ep.canary_version:
+            raise PreconditionFailed(f"{ep.name} has no canary to promote", source=SOURCE)
+        champion = self._champion(ep.model)
+        ref = self._ref(ep.model, ep.canary_version)
+        change = Change("promote", ep.resource_version, version=ref,
+                        previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        return self._finish("promote_canary", actor, ep, change, {"version": ep.canary_version},
+                            ep.canary_version, champion, ep.canary_version)
+
+    def _plan_start_canary(self, actor: Actor, endpoint: str, version: Any, weight: Any) -> Plan:
+        ep = self._endpoint(endpoint)
+        version = parse_version(version)
+        weight = parse_weight(weight)
+        self._need_model(ep)
+        if ep.canary_version:
+            raise PreconditionFailed(f"{ep.name} already runs canary v{ep.canary_version}; promote or abort it "
+                                     "first", source=SOURCE)
+        if version == ep.stable_version:
+            raise PreconditionFailed(f"v{version} is already the stable version of {ep.name}", source=SOURCE)
+        ref = self._ref(ep.model, version)
+        champion = self._champion(ep.model)
+        change = Change("start_canary", ep.resource_version, version=ref, weight=weight,
+                        previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        return self._finish("start_canary", actor, ep, change, {"version": version, "weight": weight}, version,
+                            champion, None)
+
+    def _plan_set_weight(self, actor: Actor, endpoint: str, weight: Any) -> Plan:
+        ep = self._endpoint(endpoint)
+        weight = parse_weight(weight)
+        if not ep.canary_version:
+            raise PreconditionFailed(f"{ep.name} has no canary; start one first", source=SOURCE)
+        if weight == ep.canary_weight:
+            raise PreconditionFailed(f"the canary of {ep.name} already gets {weight}%", source=SOURCE)
+        champion = self._champion(ep.model) if ep.model else None
+        change = Change("set_weight", ep.resource_version, weight=weight,
+                        version=VersionRef(ep.model or "", ep.canary_version))
+        return self._finish("set_canary_weight", actor, ep, change, {"weight": weight}, None, champion, None)
+
+    def _plan_abort(self, actor: Actor, endpoint: str) -> Plan:
+        ep = self._endpoint(endpoint)
+        if not ep.canary_version:
+            raise PreconditionFailed(f"{ep.name} has no canary to abort", source=SOURCE)
+        champion = self._champion(ep.model) if ep.model else None
+        stable = self._ref(ep.model, ep.stable_version) if ep.model and ep.stable_version else None
+        change = Change("abort", ep.resource_version, previous_stable=stable)
+        return self._finish("abort_canary", actor, ep, change, {"version": ep.canary_version}, None, champion,
+                            None)
+
+    def rollback_target(self, ep: Endpoint) -> str | None:
+        """The most recent earlier stable version recorded for the endpoint."""
+        for rev in ep.revisions:  # newest first
+            if rev.stable_version and rev.stable_version != ep.stable_version:
+                return rev.stable_version
+        return None
+
+    def _plan_rollback(self, actor: Actor, endpoint: str, to_version: Any = None) -> Plan:
+        ep = self._endpoint(endpoint)
+        self._need_model(ep)
+        if to_version in (None, ""):
+            target = self.rollback_target(ep)
+            if target is None:
+                raise PreconditionFailed(f"{ep.name} has no earlier stable version on record; choose one",
+                                         source=SOURCE)
+        else:
+            target = parse_version(to_version)
+        if target == ep.stable_version and not ep.canary_version:
+            raise PreconditionFailed(f"v{target} is already the stable version of {ep.name}", source=SOURCE)
+        # preflight
+        ref = self._ref(ep.model, target)  # exists, else NotFound
+        if not self.c.registry.artifact_available(ep.model, target):
+            raise PreconditionFailed(f"the model files of {ep.model} v{target} are missing; cannot roll back to it",
+                                     source=self.c.registry.source)
+        warnings = self._signature_warnings(ep.model, ep.stable_version, target)
+        champion = self._champion(ep.model)
+        change = Change("set_stable", ep.resource_version, version=ref,
+                        previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        return self._finish("rollback", actor, ep, change, {"to_version": target}, target, champion, target,
+                            warnings)
+
+    def _signature_warnings(self, model: str, current: str | None, target: str) -> list[str]:
+        if not current:
+            return []
+        from services.history import signature_diff
+
+        try:
+            cur = self.c.registry.get_version_detail(model, current).signature
+            tgt = self.c.registry.get_version_detail(model, target).signature
+        except ConsoleError as exc:
+            return [f"could not compare signatures: {exc.message}"]
+        if cur is None or tgt is None:
+            return ["one of the versions has no signature; input compatibility is unknown"]
+        rows = [r for r in signature_diff({current: cur, target: tgt}) if r["status"] != "same"]
+        if not rows:
+            return []
+        names = ", ".join(f"{r['section']}.{r['column']} ({r['status']})" for r in rows[:8])
+        return [f"signature of v{target} differs from serving v{current}: {names}; clients sending the current "
+                "schema may break"]
+
+    @staticmethod
+    def _need_model(ep: Endpoint) -> None:
+        if not ep.model:
+            raise PreconditionFailed(f"{ep.name} serves a model the registry does not know; act on it in the "
+                                     "serving system", source=SOURCE)
+
+    # -- execution ------------------------------------------------------------
+    def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None) -> Outcome:
+        """Apply a plan (or file it for approval). Audits every attempt."""
+        target = plan.endpoint
+        try:
+            if actor.name != plan.actor:
+                raise PermissionDenied("a plan can only be executed by whoever planned it", source=SOURCE)
+            reason = parse_reason(reason)
+            self._require_role(actor, plan.action, target)
+            overridden = self._check_gates(plan, actor, override_reason)
+            if plan.needs_approval:
+                self._check_fresh(plan)
+                ttl = timedelta(minutes=self.c.settings.approval_ttl_minutes)
+                req = self.c.approvals.create(endpoint=target, model=plan.model, action=plan.action,
+                                              params=plan.params, requester=actor.name, reason=reason,
+                                              plan_hash=plan.plan_hash, plan=plan.as_dict(), ttl=ttl)
+                entry = self._audit(actor, plan.action, target, "requested", reason=reason, before=plan.before,
+                                    after=plan.after, gates=plan.gates,
+                                    details={"request_id": req.id, "plan_hash": plan.plan_hash,
+                                             "overridden_gates": overridden, "override_reason": override_reason})
+                return Outcome("pending_approval", plan.action, target,
+                               f"request #{req.id} filed: another person with the approver role must approve it "
+                               f"before {req.expires_at:%Y-%m-%d %H:%M} UTC", request_id=req.id,
+                               audit_seq=entry.seq, overridden_gates=overridden)
+            ep_after = self._apply(plan, actor, reason)
+        except ConsoleError as exc:
+            self._audit(actor, plan.action, target, "refused" if not isinstance(exc, Conflict) else "conflict",
+                        reason=reason if isinstance(reason, str) else "", error=exc, before=plan.before,
+                        after=plan.after, gates=plan.gates, details={"plan_hash": plan.plan_hash})
+            raise
+        entry = self._audit(actor, plan.action, target, "ok", reason=reason, before=plan.before,
+                            after=_state(ep_after, plan.after.get("champion")), gates=plan.gates,
+                            details={"plan_hash": plan.plan_hash, "overridden_gates": overridden,
+                                     "override_reason": override_reason, "backend": plan.backend})
+        return Outcome("applied", plan.action, target, f"{plan.label} on {target}: done", audit_seq=entry.seq,
+                       endpoint_after=_state(ep_after, plan.after.get("champion")), overridden_gates=overridden)
+
+    def _check_gates(self, plan: Plan, actor: Actor, override_reason: str | None) -> list[str]:
+        failing = plan.failing_gates
+        if not failing:
+            return []
+        names = "; ".join(f"{g.name}: {g.detail}" for g in failing)
+        if not actor.is_admin:
+            raise PreconditionFailed(f"evidence gates failed: {names}", source="policy")
+        if not (override_reason or "").strip():
+            raise PreconditionFailed(f"evidence gates failed: {names}. An admin may override with a reason",
+                                     source="policy")
+        return [g.name for g in failing]
+
+    def _check_fresh(self, plan: Plan) -> Plan:
+        """Re-plan from the current state; refuse if the change is no longer the one shown."""
+        current = self._replan(plan)
+        if current.plan_hash != plan.plan_hash:
+            raise Conflict(f"{plan.endpoint} changed since the plan was made: {_what_changed(plan, current)}",
+                           source=SOURCE)
+        return current
+
+    def _replan(self, plan: Plan) -> Plan:
+        builder = {
+            "request_promotion": self._plan_promotion, "promote_canary": self._plan_promote_canary,
+            "start_canary": self._plan_start_canary, "set_canary_weight": self._plan_set_weight,
+            "abort_canary": self._plan_abort, "rollback": self._plan_rollback,
+        }[plan.action]
+        actor = Actor(plan.actor, ())
+        try:
+            return builder(actor, plan.endpoint, **plan.params)
+        except PreconditionFailed as exc:
+            raise Conflict(f"{plan.endpoint} changed since the plan was made: {exc.message}", source=SOURCE) from exc
+
+    def _apply(self, plan: Plan, actor: Actor, reason: str) -> Endpoint:
+        # The registry part of the state must still be what the plan showed.
+        if plan.model and plan.registry_changes:
+            champion = self._champion(plan.model)
+            if champion != plan.before.get("champion"):
+                raise Conflict(f"the champion alias of {plan.model} moved from v{plan.before.get('champion')} to "
+                               f"v{champion} since the plan was made", source=self.c.registry.source)
+        # The endpoint write is the lock: compare-and-set on the resource version shown.
+        ep_after = self.c.serving.apply(plan.endpoint, plan.change, actor=actor.name, note=reason)
+        for rc in plan.registry_changes:
+            try:
+                self.c.registry.set_alias(rc["model"], rc["alias"], rc["to"])
+            except ConsoleError as exc:
+                restored = self._compensate(plan, ep_after, actor)
+                raise ConsoleError(
+                    f"the endpoint changed but moving {rc['alias']} to v{rc['to']} failed ({exc.message}); "
+                    + ("the endpoint was restored" if restored else "the endpoint could NOT be restored: "
+                       "fix it by hand"), source=exc.source) from exc
+        return ep_after
+
+    def _compensate(self, plan: Plan, ep_after: Endpoint, actor: Actor) -> bool:
+        before = plan.before
+        try:
+            model = plan.model or ""
+            ref = VersionRef(model, before["stable_version"]) if before.get("stable_version") else None
+            if ref is None:
+                return False
+            if self.c.serving.name != "local":
+                ref = replace(ref, storage_uri=self.c.registry.storage_uri(model, ref.version))
+            ep = self.c.serving.apply(plan.endpoint, Change("set_stable", ep_after.resource_version, version=ref),
+                                      actor=actor.name, note="compensation: registry update failed")
+            if before.get("canary_version"):
+                cref = VersionRef(model, before["canary_version"])
+                if self.c.serving.name != "local":
+                    cref = replace(cref, storage_uri=self.c.registry.storage_uri(model, cref.version))
+                self.c.serving.apply(plan.endpoint, Change("start_canary", ep.resource_version, version=cref,
+                                                           weight=before["canary_weight"]),
+                                     actor=actor.name, note="compensation: registry update failed")
+            return True
+        except ConsoleError:
+            return False
+
+    # -- approvals --------------------------------------------------------------
+    def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,
+                override_reason: str | None = None) -> Outcome:
+        rid = _request_id(request_id)
+        target = f"request #{rid}"
+        req = None
+        try:
+            req = self.c.approvals.get(rid)
+            target = req.endpoint
+            if actor.name == req.requester:
+                raise PermissionDenied(f"{actor.name} requested #{rid} and cannot approve it; another approver must",
+                                       source="policy")
+            self._require_role(actor, "approve", req.endpoint)
+            reason = parse_reason(reason)
+            if req.status != "pending":
+                raise PreconditionFailed(f"request #{rid} is {req.status}, not pending", source=SOURCE)
+            now = self.c.clock()
+            if req.is_expired(now):
+                self.c.approvals.transition(rid, from_status="pending", to_status="expired",
+                                            row_version=req.row_version, by="system", reason="expired")
+                raise PreconditionFailed(f"request #{rid} expired at {req.expires_at:%Y-%m-%d %H:%M} UTC",
+                                         source=SOURCE)
+            stored = _plan_from(req)
+            try:
+                plan = self._replan(stored)
+            except Conflict as exc:
+                self.c.approvals.transition(rid, from_status="pending", to_status="void",
+                                            row_version=req.row_version, by="system", reason=exc.message)
+                raise PreconditionFailed(f"request #{rid} is void: {exc.message}", source=SOURCE) from exc
+            if plan.plan_hash != req.plan_hash:
+                why = _what_changed(stored, plan)
+                self.c.approvals.transition(rid, from_status="pending", to_status="void",
+                                            row_version=req.row_version, by="system", reason=why)
+                raise PreconditionFailed(f"request #{rid} is void: the state it was made against changed ({why})",
+                                         source=SOURCE)
+            overridden = self._check_gates(plan, actor, override_reason)
+            if not self.c.approvals.transition(rid, from_status="pending", to_status="applying",
+                                               row_version=req.row_version):
+                raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
+            try:
+                ep_after = self._apply(plan, Actor(req.requester, ()), f"#{rid}: {req.reason} (approved by "
+                                       f"{actor.name}: {reason})")
+            except ConsoleError as exc:
+                self.c.approvals.transition(rid, from_status="applying", to_status="failed",
+                                            row_version=req.row_version + 1, by=actor.name, reason=exc.message)
+                raise
+            self.c.approvals.transition(rid, from_status="applying", to_status="approved",
+                                        row_version=req.row_version + 1, by=actor.name, reason=reason)
+        except ConsoleError as exc:
+            self._audit(actor, "approve", target, "conflict" if isinstance(exc, Conflict) else "refused",
+                        reason=reason if isinstance(reason, str) else "", error=exc,
+                        before=req.plan.get("before") if req else None, after=req.plan.get("after") if req else None,
+                        details={"request_id": rid})
+            raise
+        after = _state(ep_after, plan.after.get("champion"))
+        entry = self._audit(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before, after=after,
+                            gates=plan.gates, details={"request_id": rid, "requester": req.requester,
+                                                       "request_action": req.action, "plan_hash": plan.plan_hash,
+                                                       "overridden_gates": overridden,
+                                                       "override_reason": override_reason})
+        return Outcome("applied", "approve", req.endpoint, f"request #{rid} approved and applied on {req.endpoint}",
+                       request_id=rid, audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
+
+    def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
+        rid = _request_id(request_id)
+        target = f"request #{rid}"
+        try:
+            req = self.c.approvals.get(rid)
+            target = req.endpoint
+            self._require_role(actor, "reject", req.endpoint)
+            reason = parse_reason(reason)
+            if req.status != "pending":
+                raise PreconditionFailed(f"request #{rid} is {req.status}, not pending", source=SOURCE)
+            if not self.c.approvals.transition(rid, from_status="pending", to_status="rejected",
+                                               row_version=req.row_version, by=actor.name, reason=reason):
+                raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
+        except ConsoleError as exc:
+            self._audit(actor, "reject", target, "refused", reason=reason if isinstance(reason, str) else "",
+                        error=exc, details={"request_id": rid})
+            raise
+        entry = self._audit(actor, "reject", req.endpoint, "ok", reason=reason,
+                            details={"request_id": rid, "requester": req.requester})
+        return Outcome("rejected", "reject", req.endpoint, f"request #{rid} rejected", request_id=rid,
+                       audit_seq=entry.seq)
+
+    def requests(self, status: str | None = None, endpoint: str | None = None) -> list[dict]:
+        """Approval requests as plain dicts, with expiry applied to the view."""
+        now = self.c.clock()
+        out = []
+        for r in self.c.approvals.list(status=None if status == "expired" else status, endpoint=endpoint):
+            d = r.as_dict()
+            if r.status == "pending" and r.is_expired(now):
+                d["status"] = "expired"
+            if status and d["status"] != status:
+                continue
+            out.append(d)
+        return out
+
+
+def _request_id(value: Any) -> int:
+    text = str(value).strip().lstrip("#") if value is not None else ""
+    if not text.isascii() or not text.isdigit():
+        raise Invalid(f"a request id is a whole number, got {value!r}", source=SOURCE)
+    return int(text)
+
+
+def _plan_from(req) -> Plan:
+    p = req.plan
+    ch = p["change"]
+    return Plan(action=p["action"], kind=p["kind"], endpoint=p["endpoint"], model=p["model"], actor=p["actor"],
+                params=p["params"], change=Change(ch["op"], ch["expected_resource_version"]), before=p["before"],
+                after=p["after"], endpoint_diff=p["endpoint_diff"], registry_changes=p["registry_changes"],
+                plan_hash=p["plan_hash"])
+
+
+def _what_changed(old: Plan, new: Plan) -> str:
+    parts = []
+    for k in ("stable_version", "canary_version", "canary_weight", "champion", "resource_version"):
+        a, b = old.before.get(k), new.before.get(k)
+        if a != b:
+            parts.append(f"{k.replace('_', ' ')} {a} → {b}")
+    return ", ".join(parts) or "the planned change differs"

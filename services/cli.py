@@ -1,0 +1,220 @@
+"""``python -m services ...``: the same use cases as the pages, for people and pipelines.
+
+Exit codes: 0 done (or request filed), 2 invalid input, 4 not found, 5
+conflict, 6 precondition failed (gates, stale/expired requests), 7 permission
+denied, 8 a source is unavailable. ``--json`` prints one JSON document on
+stdout, errors included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from services.errors import ConsoleError, Invalid
+
+
+def _print(args, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    else:
+        print(text)
+
+
+def _actor(c, args):
+    name = args.as_ or os.environ.get("MLOPS_ACTOR")
+    if not name:
+        raise Invalid("say who acts: --as NAME (or MLOPS_ACTOR)", source="cli")
+    return c.directory.get(name)
+
+
+def _plan_text(plan) -> str:
+    lines = [f"{plan.label} on {plan.endpoint} (model {plan.model}) — planned by {plan.actor}"]
+    for row in plan.endpoint_diff:
+        if row["changed"]:
+            lines.append(f"  endpoint {row['field']}: {row['before']} → {row['after']}")
+    for rc in plan.registry_changes:
+        lines.append(f"  registry {rc['model']}@{rc['alias']}: v{rc['from']} → v{rc['to']}")
+    for g in plan.gates:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[g.passed]
+        lines.append(f"  gate [{mark}] {g.name}: {g.detail}")
+    for w in plan.warnings:
+        lines.append(f"  warning: {w}")
+    if plan.needs_approval:
+        lines.append("  needs approval by another person")
+    return "\n".join(lines)
+
+
+def _act(c, args, action: str, **params) -> int:
+    actor = _actor(c, args)
+    plan = c.actions.plan(actor, action, args.endpoint, **params)
+    if args.dry_run:
+        _print(args, {"plan": plan.as_dict()}, _plan_text(plan) + "\n(dry run: nothing changed)")
+        return 0
+    outcome = c.actions.execute(plan, actor, args.reason, override_reason=args.override_reason)
+    _print(args, {"plan": plan.as_dict(), "outcome": outcome.as_dict()}, _plan_text(plan) + f"\n{outcome.message}")
+    return 0
+
+
+def cmd_seed_demo(c, args) -> int:
+    from services.demo import needs_seed, seed_demo
+
+    if args.if_empty and not needs_seed(c):
+        _print(args, {"seeded": False}, "registry is not empty (or not local): demo seed skipped")
+        return 0
+    summary = seed_demo(c, progress=None if args.json else print, allow_remote=args.allow_remote)
+    _print(args, summary, f"demo ready in {summary.get('seconds', 0):.1f}s")
+    return 0
+
+
+def cmd_models(c, args) -> int:
+    from services.history import list_models
+
+    models = list_models(c.registry, args.search or "")
+    data = [{"name": m.name, "versions": m.version_count, "aliases": m.aliases, "latest": m.latest_version,
+             "last_updated": m.last_updated} for m in models]
+    text = "\n".join(f"{m.name}\t{m.version_count} versions\t"
+                     + " ".join(f"@{a}=v{v}" for a, v in sorted(m.aliases.items())) for m in models)
+    _print(args, data, text or "(no models)")
+    return 0
+
+
+def cmd_endpoints(c, args) -> int:
+    from services.deployments import serving_overview
+
+    views = serving_overview(c.serving, c.registry)
+    data = [{"name": v.endpoint.name, "model": v.endpoint.model, "stable": v.endpoint.stable_version,
+             "canary": v.endpoint.canary_version, "canary_weight": v.endpoint.canary_weight,
+             "ready": v.endpoint.ready, "champion": v.champion, "resource_version": v.endpoint.resource_version,
+             "warnings": v.warnings} for v in views]
+    text = "\n".join(
+        f"{d['name']}\t{d['model']}\tstable v{d['stable']}"
+        + (f"\tcanary v{d['canary']} @ {d['canary_weight']}%" if d["canary"] else "")
+        + "".join(f"\n  ! {w}" for w in d["warnings"]) for d in data)
+    _print(args, data, text or "(no endpoints)")
+    return 0
+
+
+def cmd_requests(c, args) -> int:
+    reqs = c.actions.requests(status=args.status)
+    text = "\n".join(f"#{r['id']}\t{r['status']}\t{r['endpoint']}\t{r['action']} {r['params']}\tby {r['requester']}"
+                     for r in reqs)
+    _print(args, reqs, text or "(no requests)")
+    return 0
+
+
+def cmd_approve(c, args) -> int:
+    out = c.actions.approve(_actor(c, args), args.id, args.reason, override_reason=args.override_reason)
+    _print(args, out.as_dict(), out.message)
+    return 0
+
+
+def cmd_reject(c, args) -> int:
+    out = c.actions.reject(_actor(c, args), args.id, args.reason)
+    _print(args, out.as_dict(), out.message)
+    return 0
+
+
+def cmd_set_canary(c, args) -> int:
+    ep = c.serving.get_endpoint(args.endpoint)
+    if ep.canary_version and str(ep.canary_version) == str(args.version).strip():
+        return _act(c, args, "set_canary_weight", weight=args.weight)
+    return _act(c, args, "start_canary", version=args.version, weight=args.weight)
+
+
+def cmd_audit(c, args) -> int:
+    entries = c.audit.entries(limit=args.limit, actor=args.actor, action=args.action, result=args.result)
+    text = "\n".join(f"{e.seq}\t{e.ts}\t{e.actor}\t{e.action}\t{e.target}\t{e.result}\t{e.error or e.reason}"
+                     for e in entries)
+    _print(args, [e.as_dict() for e in entries], text or "(empty)")
+    return 0
+
+
+def cmd_verify_audit(c, args) -> int:
+    res = c.audit.verify()
+    text = (f"audit chain OK: {res.entries} entries, head {res.head_hash[:16]}…" if res.ok
+            else f"audit chain BROKEN at entry {res.first_bad_seq}: {res.problem}")
+    _print(args, res.as_dict(), text)
+    return 0 if res.ok else 9
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON")
+    common.add_argument("--as", dest="as_", metavar="NAME", help="dev identity acting (or MLOPS_ACTOR)")
+    p = argparse.ArgumentParser(prog="python -m services", description="MLOps Console command line")
+    p.add_argument("--json", dest="json_global", action="store_true", help="print JSON")
+    p.add_argument("--as", dest="as_global", metavar="NAME", help="dev identity acting (or MLOPS_ACTOR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def act(name, help_, fn):
+        sp = sub.add_parser(name, help=help_, parents=[common])
+        sp.add_argument("--endpoint", required=True)
+        sp.add_argument("--reason", default="")
+        sp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+        sp.add_argument("--override-reason", default=None, help="admin only: override failing gates")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = sub.add_parser("seed-demo", help="register the demo models and endpoints", parents=[common])
+    sp.add_argument("--allow-remote", action="store_true")
+    sp.add_argument("--if-empty", action="store_true", help="only when the local registry has no models")
+    sp.set_defaults(fn=cmd_seed_demo)
+    sp = sub.add_parser("models", help="list registered models", parents=[common])
+    sp.add_argument("--search", default="")
+    sp.set_defaults(fn=cmd_models)
+    sub.add_parser("endpoints", help="what serves where", parents=[common]).set_defaults(fn=cmd_endpoints)
+    sp = sub.add_parser("requests", help="approval requests", parents=[common])
+    sp.add_argument("--status", choices=["pending", "approved", "rejected", "expired", "void", "failed"])
+    sp.set_defaults(fn=cmd_requests)
+
+    sp = act("request-promotion", "ask to make a version stable (and champion)", None)
+    sp.add_argument("--version", required=True)
+    sp.set_defaults(fn=lambda c, a: _act(c, a, "request_promotion", version=a.version))
+    sp = act("set-canary", "start a canary or change its weight", cmd_set_canary)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--weight", required=True)
+    act("promote-canary", "make the canary stable (and champion)",
+        lambda c, a: _act(c, a, "promote_canary"))
+    act("abort-canary", "remove the canary", lambda c, a: _act(c, a, "abort_canary"))
+    sp = act("rollback", "go back to the previous (or a chosen) stable version", None)
+    sp.add_argument("--to-version", default=None)
+    sp.set_defaults(fn=lambda c, a: _act(c, a, "rollback", to_version=a.to_version))
+
+    for name, fn in (("approve", cmd_approve), ("reject", cmd_reject)):
+        sp = sub.add_parser(name, help=f"{name} a request", parents=[common])
+        sp.add_argument("id")
+        sp.add_argument("--reason", default="approved" if name == "approve" else "")
+        if name == "approve":
+            sp.add_argument("--override-reason", default=None)
+        sp.set_defaults(fn=fn)
+
+    sp = sub.add_parser("audit", help="the audit trail, newest first", parents=[common])
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--actor")
+    sp.add_argument("--action")
+    sp.add_argument("--result")
+    sp.set_defaults(fn=cmd_audit)
+    sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
+        fn=cmd_verify_audit)
+    return p
+
+
+def main(argv: list[str] | None = None, container=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.json = args.json or args.json_global
+    args.as_ = args.as_ or args.as_global
+    try:
+        from services.composition import build
+
+        c = container or build()
+        return args.fn(c, args)
+    except ConsoleError as exc:
+        if args.json:
+            print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        print(f"error: {exc.source}: {exc.message}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
+        return exc.exit_code

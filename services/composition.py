@@ -1,0 +1,93 @@
+"""The composition root: builds every adapter from settings, once.
+
+Pages get the container from ``dashboard.bootstrap.get_container`` (a
+``st.cache_resource`` wrapper around :func:`build`), the CLI calls
+:func:`build` directly, tests pass their own pieces. Adapters that may fail to
+open (database, Kubernetes, policy file) are built on first use, so a broken
+one only affects the pages that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from services.clock import Clock, utcnow
+from services.identity import Directory
+from services.registry import ModelRegistry
+from services.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock = utcnow
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        if "registry" in self.overrides:
+            return self.overrides["registry"]
+        from services.registry.mlflow_registry import MlflowRegistry
+
+        return MlflowRegistry(self.settings.mlflow_tracking_uri, ui_url=self.settings.mlflow_ui_url)
+
+    @cached_property
+    def engine(self):
+        if "engine" in self.overrides:
+            return self.overrides["engine"]
+        from services.store.db import make_engine
+
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def serving(self):
+        if "serving" in self.overrides:
+            return self.overrides["serving"]
+        if self.settings.serving_backend == "kserve":
+            from services.serving.kserve import KServeBackend
+
+            return KServeBackend(self.settings.kserve_namespaces, self.settings.kserve_context)
+        from services.serving.local import LocalServingBackend
+
+        return LocalServingBackend(self.engine, clock=self.clock)
+
+    @cached_property
+    def audit(self):
+        from services.store.audit import AuditLog
+
+        return AuditLog(self.engine, clock=self.clock)
+
+    @cached_property
+    def approvals(self):
+        from services.store.approvals import ApprovalStore
+
+        return ApprovalStore(self.engine, clock=self.clock)
+
+    @cached_property
+    def policy(self):
+        if "policy" in self.overrides:
+            return self.overrides["policy"]
+        from services.policy import Policy
+
+        return Policy.load(self.settings.policy_file)
+
+    @cached_property
+    def directory(self) -> Directory:
+        return Directory(self.settings.identities)
+
+    @property
+    def live_metrics(self):
+        """Live metrics source for live gates; None until monitoring is configured."""
+        return self.overrides.get("live_metrics")
+
+    @cached_property
+    def actions(self):
+        from services.actions import Actions
+
+        return Actions(self)
+
+
+def build(settings: Settings | None = None, *, clock: Clock = utcnow, **overrides) -> Container:
+    return Container(settings or Settings.from_env(), clock=clock, overrides=overrides)

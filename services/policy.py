@@ -1,0 +1,205 @@
+"""Evidence-gate policy: which actions need approval, who may do what, and the gates.
+
+Loaded from a YAML file (``MLOPS_POLICY_FILE``); ``endpoints.<name>`` overrides
+``defaults`` key by key. Gate evaluation is pure: it gets the numbers and
+returns results, it fetches nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from services.errors import Invalid
+
+SOURCE = "policy"
+ACTIONS = ("request_promotion", "approve", "reject", "start_canary", "set_canary_weight", "promote_canary",
+           "abort_canary", "rollback")
+APPROVABLE = ("promote", "start_canary", "set_canary_weight", "abort_canary", "rollback")
+DEFAULT_ROLES = {
+    "request_promotion": ["requester", "operator"],
+    "approve": ["approver"],
+    "reject": ["approver"],
+    "start_canary": ["operator"],
+    "set_canary_weight": ["operator"],
+    "promote_canary": ["operator"],
+    "abort_canary": ["operator"],
+    "rollback": ["operator"],
+}
+
+
+@dataclass(frozen=True)
+class OfflineGate:
+    """Candidate's run metric vs the champion's: higher is better unless direction is lower."""
+
+    metric: str
+    direction: str = "higher"  # higher | lower
+    max_regression: float = 0.0  # allowed worsening, absolute
+    min_value: float | None = None  # absolute floor (ceiling for "lower")
+
+
+@dataclass(frozen=True)
+class LiveGate:
+    """A live metric of the candidate on this endpoint (filled by the monitoring issues)."""
+
+    metric: str  # e.g. error_rate, p95_latency_ms, drift_psi
+    max_value: float
+    on_missing: str = "fail"  # fail | pass: what to do when no live data is available
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    require_approval: tuple[str, ...] = ("promote",)
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    offline_gates: tuple[OfflineGate, ...] = ()
+    live_gates: tuple[LiveGate, ...] = ()
+    gate_actions: tuple[str, ...] = ("promote", "start_canary")
+
+    def roles_for(self, action: str) -> tuple[str, ...]:
+        return tuple(self.roles.get(action, DEFAULT_ROLES.get(action, ())))
+
+    def needs_approval(self, kind: str) -> bool:
+        return kind in self.require_approval
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    kind: str  # offline | live
+    passed: bool | None  # None: not evaluated
+    candidate: float | None
+    baseline: float | None
+    threshold: float | None
+    detail: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Policy:
+    def __init__(self, defaults: EndpointPolicy, endpoints: dict[str, EndpointPolicy], source_file: str = ""):
+        self.defaults = defaults
+        self.endpoints = endpoints
+        self.source_file = source_file
+
+    def for_endpoint(self, name: str) -> EndpointPolicy:
+        return self.endpoints.get(name, self.defaults)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Policy:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise Invalid(f"policy file {path} does not exist", source=SOURCE) from exc
+        except (OSError, yaml.YAMLError) as exc:
+            raise Invalid(f"policy file {path} cannot be read: {exc}", source=SOURCE) from exc
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source_file: str = "") -> Policy:
+        if not isinstance(data, dict):
+            raise Invalid("policy must be a mapping", source=SOURCE)
+        raw_defaults = data.get("defaults", {}) or {}
+        defaults = _endpoint_policy(raw_defaults, None, "defaults")
+        eps = {}
+        for name, raw in (data.get("endpoints", {}) or {}).items():
+            eps[str(name)] = _endpoint_policy({**raw_defaults, **(raw or {})}, defaults, f"endpoints.{name}")
+        return cls(defaults, eps, source_file)
+
+
+def _endpoint_policy(raw: dict, base: EndpointPolicy | None, where: str) -> EndpointPolicy:
+    if not isinstance(raw, dict):
+        raise Invalid(f"{where} must be a mapping", source=SOURCE)
+    approval = tuple(raw.get("require_approval", ["promote"]) or ())
+    for a in approval:
+        if a not in APPROVABLE:
+            raise Invalid(f"{where}.require_approval: unknown action {a!r} (one of {', '.join(APPROVABLE)})",
+                          source=SOURCE)
+    roles = {}
+    for action, rs in (raw.get("roles", {}) or {}).items():
+        if action not in ACTIONS:
+            raise Invalid(f"{where}.roles: unknown action {action!r}", source=SOURCE)
+        roles[action] = tuple(rs or ())
+    gates = raw.get("gates", {}) or {}
+    offline = []
+    for g in gates.get("offline", []) or []:
+        try:
+            gate = OfflineGate(metric=str(g["metric"]), direction=str(g.get("direction", "higher")),
+                               max_regression=float(g.get("max_regression", 0.0)),
+                               min_value=None if g.get("min_value") is None else float(g["min_value"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Invalid(f"{where}.gates.offline: bad gate {g!r}: {exc}", source=SOURCE) from exc
+        if gate.direction not in ("higher", "lower"):
+            raise Invalid(f"{where}.gates.offline: direction must be higher or lower", source=SOURCE)
+        offline.append(gate)
+    live = []
+    for g in gates.get("live", []) or []:
+        try:
+            live.append(LiveGate(metric=str(g["metric"]), max_value=float(g["max_value"]),
+                                 on_missing=str(g.get("on_missing", "fail"))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Invalid(f"{where}.gates.live: bad gate {g!r}: {exc}", source=SOURCE) from exc
+    return EndpointPolicy(
+        require_approval=approval,
+        roles=roles,
+        offline_gates=tuple(offline),
+        live_gates=tuple(live),
+        gate_actions=tuple(raw.get("gate_actions", ["promote", "start_canary"]) or ()),
+    )
+
+
+def evaluate_offline(gates: tuple[OfflineGate, ...], candidate: dict[str, float],
+                     champion: dict[str, float] | None) -> list[GateResult]:
+    """Pure: compare the candidate's offline metrics with the champion's."""
+    out = []
+    for g in gates:
+        cand = candidate.get(g.metric)
+        base = (champion or {}).get(g.metric)
+        name = f"{g.metric} ({g.direction} is better)"
+        if cand is None or (isinstance(cand, float) and math.isnan(cand)):
+            out.append(GateResult(name, "offline", False, None, base, None,
+                                  f"candidate has no metric {g.metric!r}"))
+            continue
+        problems = []
+        threshold = None
+        if base is not None:
+            if g.direction == "higher":
+                threshold = base - g.max_regression
+                if cand < threshold:
+                    problems.append(f"{cand:.4f} < champion {base:.4f} − {g.max_regression:g}")
+            else:
+                threshold = base + g.max_regression
+                if cand > threshold:
+                    problems.append(f"{cand:.4f} > champion {base:.4f} + {g.max_regression:g}")
+        if g.min_value is not None:
+            bad = cand < g.min_value if g.direction == "higher" else cand > g.min_value
+            if bad:
+                word = "floor" if g.direction == "higher" else "ceiling"
+                problems.append(f"{cand:.4f} beyond the {word} {g.min_value:g}")
+        if problems:
+            out.append(GateResult(name, "offline", False, cand, base, threshold, "; ".join(problems)))
+        else:
+            detail = (f"{cand:.4f} vs champion {base:.4f} (tolerance {g.max_regression:g})"
+                      if base is not None else f"{cand:.4f}; no champion to compare with")
+            out.append(GateResult(name, "offline", True, cand, base, threshold, detail))
+    return out
+
+
+def evaluate_live(gates: tuple[LiveGate, ...], values: dict[str, float | None]) -> list[GateResult]:
+    """Pure: live metric values (None when the source has no data) against their ceilings."""
+    out = []
+    for g in gates:
+        v = values.get(g.metric)
+        name = f"live {g.metric} ≤ {g.max_value:g}"
+        if v is None:
+            passed = g.on_missing == "pass"
+            out.append(GateResult(name, "live", passed, None, None, g.max_value,
+                                  f"no live data for {g.metric} (on_missing: {g.on_missing})"))
+        else:
+            out.append(GateResult(name, "live", v <= g.max_value, v, None, g.max_value,
+                                  f"{v:.4g} {'≤' if v <= g.max_value else '>'} {g.max_value:g}"))
+    return out

@@ -1,0 +1,372 @@
+"""MLflow adapter for the model registry port.
+
+Translates every MLflow / transport failure into the console's error
+vocabulary with ``source="MLflow registry"``. Names are never interpolated
+into a filter string unless they can be quoted exactly, and every result is
+filtered again by exact name, so no name can widen a search.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from services.errors import ConsoleError, Invalid, NotFound, Unavailable
+from services.registry import (
+    Dataset,
+    MetricPoint,
+    ModelRegistry,
+    ModelSummary,
+    RunDetail,
+    Signature,
+    VersionDetail,
+    VersionSummary,
+)
+
+SOURCE = "MLflow registry"
+# Fail fast when a server is down instead of MLflow's minutes of back-off.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
+
+
+def name_filter(name: str) -> str | None:
+    """An exact ``name = ...`` filter for MLflow, or None if the name cannot be quoted.
+
+    MLflow's parser has no escape for a quote inside a string of the same
+    quote, so we pick the quote character the name does not contain.
+    ``%`` and ``_`` are harmless with ``=`` (only LIKE treats them as wildcards).
+    """
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    return None
+
+
+def translate(exc: BaseException, what: str) -> ConsoleError:
+    """Map an exception raised by MLflow or its transport to the vocabulary."""
+    if isinstance(exc, ConsoleError):
+        return exc
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        code = getattr(exc, "error_code", "")
+        msg = exc.message if hasattr(exc, "message") else str(exc)
+        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return NotFound(f"{what} does not exist in the registry", source=SOURCE, detail=_short(msg))
+        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+            return Invalid(f"{what}: {_short(msg)}", source=SOURCE)
+        if "API request" in msg or "Max retries" in msg or "Connection" in msg:
+            return Unavailable(f"cannot reach the MLflow server while reading {what}", source=SOURCE,
+                               detail=_short(msg))
+        return Unavailable(f"{what}: {_short(msg)}", source=SOURCE)
+    name = type(exc).__name__
+    if name in ("OperationalError", "DatabaseError", "ProgrammingError", "ArgumentError"):
+        return Unavailable(f"the MLflow store cannot be opened while reading {what}", source=SOURCE,
+                           detail=_short(str(exc)))
+    if isinstance(exc, OSError) or "Connection" in name or "Timeout" in name:
+        return Unavailable(f"cannot reach MLflow while reading {what}", source=SOURCE, detail=_short(str(exc)))
+    return Unavailable(f"unexpected error while reading {what}: {name}", source=SOURCE, detail=_short(str(exc)))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ConsoleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this is the translation boundary
+        raise translate(exc, what) from exc
+
+
+def _paged(call: Callable, **kwargs) -> list:
+    out: list = []
+    token = None
+    while True:
+        page = call(page_token=token, **kwargs)
+        out.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return out
+
+
+class MlflowRegistry(ModelRegistry):
+    source = SOURCE
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None, ui_url: str | None = None):
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.ui_url = ui_url
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            with _guard("the client configuration"):
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return self._client
+
+    # -- reads ---------------------------------------------------------------
+    def list_models(self) -> list[ModelSummary]:
+        with _guard("registered models"):
+            models = _paged(self.client.search_registered_models, max_results=1000)
+            versions = _paged(self.client.search_model_versions, max_results=10000)
+        counts: dict[str, int] = {}
+        latest: dict[str, int] = {}
+        for v in versions:
+            counts[v.name] = counts.get(v.name, 0) + 1
+            try:
+                latest[v.name] = max(latest.get(v.name, 0), int(v.version))
+            except ValueError:
+                pass
+        return [self._model_summary(m, counts.get(m.name, 0), latest.get(m.name)) for m in models]
+
+    def _model_summary(self, m, count: int, latest: int | None) -> ModelSummary:
+        return ModelSummary(
+            name=m.name,
+            description=m.description or "",
+            tags=dict(m.tags or {}),
+            aliases={str(a): str(v) for a, v in (m.aliases or {}).items()},
+            version_count=count,
+            latest_version=str(latest) if latest else None,
+            created=_ts(m.creation_timestamp),
+            last_updated=_ts(m.last_updated_timestamp),
+        )
+
+    def get_model(self, name: str) -> ModelSummary:
+        _check_name(name)
+        with _guard(f"model {name!r}"):
+            m = self.client.get_registered_model(name)
+            versions = self._versions_raw(name)
+        nums = [int(v.version) for v in versions if str(v.version).isdigit()]
+        return self._model_summary(m, len(versions), max(nums) if nums else None)
+
+    def _versions_raw(self, name: str) -> list:
+        flt = name_filter(name)
+        if flt is None:  # both quote kinds in the name: read all, filter here
+            found = _paged(self.client.search_model_versions, max_results=10000)
+        else:
+            found = _paged(self.client.search_model_versions, filter_string=flt, max_results=10000)
+        return [v for v in found if v.name == name]
+
+    def list_versions(self, name: str, *, with_metrics: bool = True) -> list[VersionSummary]:
+        _check_name(name)
+        with _guard(f"versions of {name!r}"):
+            model = self.client.get_registered_model(name)  # NotFound for unknown names
+            raw = self._versions_raw(name)
+            metrics = self._run_metrics([v.run_id for v in raw if v.run_id]) if with_metrics else {}
+        by_version: dict[str, list[str]] = {}
+        for alias, ver in (model.aliases or {}).items():
+            by_version.setdefault(str(ver), []).append(alias)
+        out = [self._version_summary(v, by_version, metrics.get(v.run_id or "", {})) for v in raw]
+        out.sort(key=lambda s: s.version_int, reverse=True)
+        return out
+
+    def _run_metrics(self, run_ids: list[str]) -> dict[str, dict[str, float]]:
+        ids = sorted(set(run_ids))
+        if not ids:
+            return {}
+        experiments = [e.experiment_id for e in _paged(self.client.search_experiments, max_results=1000)]
+        out: dict[str, dict[str, float]] = {}
+        for i in range(0, len(ids), 100):
+            chunk = ids[i : i + 100]
+            flt = "attributes.run_id IN (" + ",".join(f"'{r}'" for r in chunk if r.isalnum()) + ")"
+            if flt.endswith("()"):
+                continue
+            runs = _paged(self.client.search_runs, experiment_ids=experiments, filter_string=flt,
+                          max_results=1000)
+            for r in runs:
+                out[r.info.run_id] = dict(r.data.metrics)
+        return out
+
+    def _version_summary(self, v, aliases_by_version: dict[str, list[str]], metrics: dict) -> VersionSummary:
+        return VersionSummary(
+            model=v.name,
+            version=str(v.version),
+            created=_ts(v.creation_timestamp),
+            last_updated=_ts(v.last_updated_timestamp),
+            aliases=tuple(sorted(aliases_by_version.get(str(v.version), []))),
+            tags=dict(v.tags or {}),
+            status=str(v.status or ""),
+            description=v.description or "",
+            run_id=v.run_id or None,
+            source=v.source or "",
+            metrics=metrics,
+        )
+
+    def get_version(self, name: str, version: str) -> VersionSummary:
+        _check_name(name)
+        version = _check_version(version)
+        with _guard(f"version {version} of {name!r}"):
+            model = self.client.get_registered_model(name)
+            v = self.client.get_model_version(name, version)
+            metrics = self._run_metrics([v.run_id]) if v.run_id else {}
+        by_version: dict[str, list[str]] = {}
+        for alias, ver in (model.aliases or {}).items():
+            by_version.setdefault(str(ver), []).append(alias)
+        return self._version_summary(v, by_version, metrics.get(v.run_id or "", {}))
+
+    def get_version_detail(self, name: str, version: str) -> VersionDetail:
+        summary = self.get_version(name, version)
+        warnings: list[str] = []
+        run = None
+        if summary.run_id:
+            try:
+                run = self.get_run(summary.run_id)
+            except ConsoleError as exc:
+                warnings.append(f"run {summary.run_id}: {exc.message}")
+        location = ""
+        signature = None
+        flavors: tuple[str, ...] = ()
+        requirements: tuple[str, ...] = ()
+        try:
+            location = self.storage_uri(name, summary.version)
+        except ConsoleError as exc:
+            warnings.append(f"artifact location: {exc.message}")
+        if location:
+            try:
+                signature, flavors, requirements = self._model_files(location)
+            except ConsoleError as exc:
+                warnings.append(f"model files: {exc.message}")
+        return VersionDetail(summary=summary, run=run, signature=signature, requirements=requirements,
+                             artifact_location=location, flavors=flavors, load_warnings=tuple(warnings))
+
+    def _model_files(self, location: str) -> tuple[Signature | None, tuple[str, ...], tuple[str, ...]]:
+        import mlflow.artifacts
+        from mlflow.models import Model
+
+        with _guard("the model's MLmodel file"), tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=location.rstrip("/") + "/MLmodel", dst_path=tmp, tracking_uri=self.tracking_uri
+            )
+            model = Model.load(path)
+        signature = None
+        if model.signature is not None:
+            sig = model.signature
+            signature = Signature(
+                inputs=_schema_cols(sig.inputs),
+                outputs=_schema_cols(sig.outputs),
+                params=tuple((p.name, str(p.dtype)) for p in (sig.params.params if sig.params else [])),
+            )
+        requirements: tuple[str, ...] = ()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                req = mlflow.artifacts.download_artifacts(
+                    artifact_uri=location.rstrip("/") + "/requirements.txt", dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+                lines = Path(req).read_text().splitlines()
+            requirements = tuple(ln.strip() for ln in lines if ln.strip() and not ln.startswith("#"))
+        except Exception:  # noqa: BLE001 - a model without requirements.txt is legal
+            requirements = ()
+        return signature, tuple(sorted(model.flavors)), requirements
+
+    def get_run(self, run_id: str) -> RunDetail:
+        with _guard(f"run {run_id}"):
+            r = self.client.get_run(run_id)
+        datasets = []
+        for di in (r.inputs.dataset_inputs if r.inputs else []) or []:
+            ds = di.dataset
+            ctx = ",".join(t.value for t in (di.tags or []) if t.key == "mlflow.data.context")
+            datasets.append(Dataset(name=ds.name, digest=ds.digest, source_type=ds.source_type,
+                                    source=ds.source, context=ctx, schema=ds.schema or "",
+                                    profile=ds.profile or ""))
+        return RunDetail(
+            run_id=r.info.run_id,
+            experiment_id=r.info.experiment_id,
+            run_name=r.info.run_name or "",
+            status=r.info.status,
+            start_time=_ts(r.info.start_time),
+            end_time=_ts(r.info.end_time),
+            params=dict(r.data.params),
+            metrics=dict(r.data.metrics),
+            tags={k: v for k, v in r.data.tags.items()},
+            datasets=tuple(datasets),
+            artifact_uri=r.info.artifact_uri,
+        )
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        with _guard(f"metric history {key!r} of run {run_id}"):
+            hist = self.client.get_metric_history(run_id, key)
+        return sorted((MetricPoint(m.step, float(m.value), m.timestamp) for m in hist), key=lambda p: p.step)
+
+    def recent_versions(self, limit: int = 10) -> list[VersionSummary]:
+        with _guard("recent model versions"):
+            raw = self.client.search_model_versions(max_results=limit,
+                                                    order_by=["last_updated_timestamp DESC"])
+        return [self._version_summary(v, {}, {}) for v in list(raw)[:limit]]
+
+    # -- writes --------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        with _guard(f"alias {alias!r} of {name!r}"):
+            self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with _guard(f"alias {alias!r} of {name!r}"):
+            self.client.delete_registered_model_alias(name, alias)
+
+    def storage_uri(self, name: str, version: str) -> str:
+        with _guard(f"artifact location of {name!r} version {version}"):
+            return self.client.get_model_version_download_uri(name, str(version))
+
+    def artifact_available(self, name: str, version: str) -> bool:
+        import mlflow.artifacts
+
+        location = self.storage_uri(name, version)
+        try:
+            files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri)
+        except Exception:  # noqa: BLE001 - "not there" is the answer we want
+            return False
+        return any(Path(f.path).name == "MLmodel" for f in files)
+
+    # -- links ---------------------------------------------------------------
+    def run_link(self, run: RunDetail | None) -> str | None:
+        if not self.ui_url or run is None:
+            return None
+        return f"{self.ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+
+    def version_link(self, name: str, version: str) -> str | None:
+        if not self.ui_url:
+            return None
+        return f"{self.ui_url}/#/models/{quote(name, safe='')}/versions/{quote(str(version))}"
+
+
+def _schema_cols(schema) -> tuple[tuple[str, str], ...]:
+    if schema is None:
+        return ()
+    out = []
+    for i, col in enumerate(schema.inputs):
+        name = getattr(col, "name", None) or f"[{i}]"
+        ctype = getattr(col, "type", None)
+        out.append((name, getattr(ctype, "name", None) or str(ctype)))
+    return tuple(out)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise Invalid("a model name is required", source=SOURCE)
+    if len(name) > 256:
+        raise Invalid("model names are at most 256 characters", source=SOURCE)
+
+
+def _check_version(version) -> str:
+    text = str(version).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise Invalid(f"version must be a positive whole number, got {str(version)!r}", source=SOURCE)
+    return str(int(text))

@@ -1,0 +1,140 @@
+"""Settings from the environment (and ``.streamlit/secrets.toml`` where present).
+
+Environment variables win over secrets. Nothing here talks to a network; a
+bad value raises :class:`~services.errors.Invalid` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.errors import Invalid
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_IDENTITIES: dict[str, tuple[str, ...]] = {
+    "alice": ("operator", "requester"),
+    "bob": ("approver",),
+    "carol": ("viewer",),
+    "dana": ("admin",),
+}
+
+SERVING_BACKENDS = ("local", "kserve")
+
+
+def _read_secrets(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise Invalid(f"cannot read {path}: {exc}", source="settings") from exc
+    # Accept both flat keys and a [mlops] table.
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    flat.update(data.get("mlops", {}))
+    return {str(k).upper(): v for k, v in flat.items()}
+
+
+def parse_identities(text: str) -> dict[str, tuple[str, ...]]:
+    """``"alice=operator+requester,bob=approver"`` -> {"alice": ("operator", "requester"), ...}."""
+    out: dict[str, tuple[str, ...]] = {}
+    for chunk in text.split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        name, sep, roles = chunk.partition("=")
+        if not sep or not name.strip() or not roles.strip():
+            raise Invalid(
+                f"MLOPS_DEV_IDENTITIES entry {chunk!r} is not NAME=ROLE[+ROLE...]", source="settings"
+            )
+        out[name.strip()] = tuple(r.strip() for r in roles.split("+") if r.strip())
+    if not out:
+        raise Invalid("MLOPS_DEV_IDENTITIES is empty", source="settings")
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    mlflow_tracking_uri: str
+    database_url: str
+    mlflow_ui_url: str | None = None
+    serving_backend: str = "local"
+    kserve_namespaces: tuple[str, ...] = ()
+    kserve_context: str | None = None
+    policy_file: Path = REPO_ROOT / "deploy" / "policy.yaml"
+    identities: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_IDENTITIES))
+    auth_mode: str = "dev"
+    approval_ttl_minutes: int = 24 * 60
+    cache_ttl_seconds: int = 30
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+    @property
+    def registry_is_local(self) -> bool:
+        """True when the registry is a file or SQLite store we may seed."""
+        uri = self.mlflow_tracking_uri
+        return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, secrets_path: Path | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
+
+        def get(name: str, default=None):
+            if env.get(name) not in (None, ""):
+                return env[name]
+            if name in secrets and secrets[name] not in (None, ""):
+                return str(secrets[name])
+            return default
+
+        data_dir = Path(get("MLOPS_DATA_DIR", "./.mlops")).expanduser().resolve()
+        tracking = get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir / 'mlflow.db'}"
+        db_url = get("MLOPS_DATABASE_URL") or f"sqlite:///{data_dir / 'console.db'}"
+        if not (db_url.startswith("sqlite") or db_url.startswith("postgresql")):
+            raise Invalid(
+                f"MLOPS_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {db_url.split('://')[0]}://…",
+                source="settings",
+            )
+        backend = get("MLOPS_SERVING_BACKEND", "local").strip().lower()
+        if backend not in SERVING_BACKENDS:
+            raise Invalid(
+                f"MLOPS_SERVING_BACKEND must be one of {', '.join(SERVING_BACKENDS)}, got {backend!r}",
+                source="settings",
+            )
+        namespaces = tuple(n.strip() for n in get("MLOPS_KSERVE_NAMESPACES", "").split(",") if n.strip())
+        ids_text = get("MLOPS_DEV_IDENTITIES")
+        identities = parse_identities(ids_text) if ids_text else dict(DEFAULT_IDENTITIES)
+
+        def int_setting(name: str, default: int, lo: int, hi: int) -> int:
+            raw = get(name, str(default))
+            try:
+                value = int(str(raw).strip())
+            except ValueError as exc:
+                raise Invalid(f"{name} must be a whole number, got {raw!r}", source="settings") from exc
+            if not lo <= value <= hi:
+                raise Invalid(f"{name} must be between {lo} and {hi}, got {value}", source="settings")
+            return value
+
+        policy = Path(get("MLOPS_POLICY_FILE", str(REPO_ROOT / "deploy" / "policy.yaml"))).expanduser()
+        ui = get("MLOPS_MLFLOW_UI_URL")
+        return cls(
+            data_dir=data_dir,
+            mlflow_tracking_uri=tracking,
+            database_url=db_url,
+            mlflow_ui_url=ui.rstrip("/") if ui else None,
+            serving_backend=backend,
+            kserve_namespaces=namespaces,
+            kserve_context=get("MLOPS_KSERVE_CONTEXT"),
+            policy_file=policy,
+            identities=identities,
+            auth_mode=get("MLOPS_AUTH_MODE", "dev"),
+            approval_ttl_minutes=int_setting("MLOPS_APPROVAL_TTL_MINUTES", 24 * 60, 1, 60 * 24 * 90),
+            cache_ttl_seconds=int_setting("MLOPS_CACHE_TTL", 30, 0, 3600),
+        )

@@ -1,0 +1,173 @@
+"""Append-only, tamper-evident audit trail.
+
+Each entry's ``hash`` is SHA-256 over its own fields and the previous
+entry's hash, so editing, deleting or reordering any row breaks the chain
+from that row on; :meth:`AuditLog.verify` names the first bad entry.
+``seq`` is the primary key and is always head + 1: two concurrent appends
+cannot both take the same place, the loser re-reads the head and retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from services.clock import Clock, iso, utcnow
+from services.errors import Unavailable
+from services.store.db import audit_log, guarded
+
+SOURCE = "audit store"
+GENESIS = "0" * 64
+FIELDS = ("seq", "ts", "actor", "action", "target", "result", "reason", "error", "before", "after", "gates",
+          "details")
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(prev_hash: str, row: dict) -> str:
+    payload = "\x1f".join([prev_hash, *(str(row[f]) for f in FIELDS)])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    target: str
+    result: str  # ok | refused | failed | requested
+    reason: str
+    error: str
+    before: Any
+    after: Any
+    gates: Any
+    details: Any
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+    head_hash: str = GENESIS
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class AuditLog:
+    source = SOURCE
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow):
+        self.engine = engine
+        self.clock = clock
+
+    def append(self, *, actor: str, action: str, target: str, result: str, reason: str = "", error: str = "",
+               before: Any = None, after: Any = None, gates: Any = None, details: Any = None) -> AuditEntry:
+        for _attempt in range(50):
+            try:
+                with guarded("writing the audit trail", SOURCE), self.engine.begin() as conn:
+                    head = conn.execute(
+                        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+                    ).first()
+                    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+                    row = {
+                        "seq": seq, "ts": iso(self.clock()), "actor": actor, "action": action,
+                        "target": target, "result": result, "reason": reason or "", "error": error or "",
+                        "before": canonical(before), "after": canonical(after), "gates": canonical(gates),
+                        "details": canonical(details),
+                    }
+                    row["prev_hash"] = prev
+                    row["hash"] = entry_hash(prev, row)
+                    conn.execute(insert(audit_log).values(**row))
+                return _entry(row)
+            except Unavailable as exc:
+                cause = exc.__cause__
+                if isinstance(cause, IntegrityError | OperationalError):
+                    continue  # somebody else took this seq (or the lock): re-read the head
+                raise
+        raise Unavailable("could not append to the audit trail after 50 attempts", source=SOURCE)
+
+    def count(self) -> int:
+        with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
+
+    def entries(self, *, limit: int | None = 500, actor: str | None = None, action: str | None = None,
+                target_contains: str | None = None, result: str | None = None,
+                since: str | None = None, until: str | None = None) -> list[AuditEntry]:
+        q = select(audit_log).order_by(audit_log.c.seq.desc())
+        if actor:
+            q = q.where(audit_log.c.actor == actor)
+        if action:
+            q = q.where(audit_log.c.action == action)
+        if result:
+            q = q.where(audit_log.c.result == result)
+        if target_contains:
+            q = q.where(func.instr(audit_log.c.target, target_contains) > 0) if self._sqlite else \
+                q.where(func.strpos(audit_log.c.target, target_contains) > 0)
+        if since:
+            q = q.where(audit_log.c.ts >= since)
+        if until:
+            q = q.where(audit_log.c.ts <= until)
+        if limit:
+            q = q.limit(limit)
+        with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
+            return [_entry(dict(r)) for r in conn.execute(q).mappings()]
+
+    @property
+    def _sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def verify(self) -> VerifyResult:
+        cols = [audit_log.c[f] for f in FIELDS] + [audit_log.c.prev_hash, audit_log.c.hash]
+        prev = GENESIS
+        expected_seq = 1
+        n = 0
+        sha = hashlib.sha256
+        with guarded("verifying the audit trail", SOURCE), self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=5000).execute(select(*cols).order_by(audit_log.c.seq))
+            for r in result:
+                n += 1
+                seq = r[0]
+                if seq != expected_seq:
+                    return VerifyResult(False, n - 1, expected_seq if seq > expected_seq else seq,
+                                        f"entry {expected_seq} is missing (next entry is {seq})", prev)
+                if r[12] != prev:
+                    return VerifyResult(False, n - 1, seq, f"entry {seq} does not follow entry {seq - 1} "
+                                        "(previous-hash link broken: deleted, reordered or edited)", prev)
+                payload = "\x1f".join([prev, *(str(x) for x in r[:12])])
+                digest = sha(payload.encode("utf-8")).hexdigest()
+                if digest != r[13]:
+                    return VerifyResult(False, n - 1, seq, f"entry {seq} was altered (hash mismatch)", prev)
+                prev = digest
+                expected_seq += 1
+        return VerifyResult(True, n, None, "", prev)
+
+
+def _entry(row: dict) -> AuditEntry:
+    def load(text):
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            return text
+
+    return AuditEntry(
+        seq=row["seq"], ts=row["ts"], actor=row["actor"], action=row["action"], target=row["target"],
+        result=row["result"], reason=row["reason"], error=row["error"], before=load(row["before"]),
+        after=load(row["after"]), gates=load(row["gates"]), details=load(row["details"]),
+        prev_hash=row["prev_hash"], hash=row["hash"],
+    )
