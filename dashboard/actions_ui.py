@@ -36,7 +36,7 @@ def render_plan(plan) -> None:
         st.caption("No registry change.")
     if plan.gates:
         st.markdown("**Evidence gates**")
-        st.dataframe(pd.DataFrame([{"": {True: "✅", False: "❌", None: "➖"}[g.passed], "gate": g.name,
+        st.dataframe(pd.DataFrame([{"": {True: "pass", False: "FAIL", None: "n/a"}[g.passed], "gate": g.name,
                                     "candidate": g.candidate, "baseline": g.baseline, "threshold": g.threshold,
                                     "detail": g.detail} for g in plan.gates]), hide_index=True, key="plan-gates")
     for w in plan.warnings:
@@ -97,7 +97,7 @@ def confirm_dialog() -> None:
         if actor.is_admin:
             override = st.text_input("Override failing gates (admin): reason", key=state.OVERRIDE) or None
         elif failing:
-            st.error("Evidence gates fail: only an admin can override them, with a reason.", icon="⛔")
+            st.error("Evidence gates fail: only an admin can override them, with a reason.", icon=":material/block:")
     if st.button(button, key=state.CONFIRM, type="primary"):
         c = container()
         try:

@@ -42,5 +42,10 @@ def _short(uri: str) -> str:
 
 
 nav = st.navigation(list(pages().values()))
+# st.page_link to the *same* page with other query_params does not rewrite the browser URL (Streamlit only
+# does that on a page change); the stale URL would then be sent back on the next widget rerun. Re-send ours.
+_qp = st.query_params.to_dict()
+st.query_params.clear()
+st.query_params.update(_qp)
 sidebar()
 nav.run()

@@ -12,8 +12,9 @@ import streamlit as st
 from dashboard import state
 from services.errors import ConsoleError
 
-ICONS = {"not_found": "🔎", "conflict": "⚠️", "precondition_failed": "⛔", "permission_denied": "🔒",
-         "unavailable": "🔌", "invalid": "✋"}
+ICONS = {"not_found": ":material/search_off:", "conflict": ":material/sync_problem:",
+         "precondition_failed": ":material/block:", "permission_denied": ":material/lock:",
+         "unavailable": ":material/cloud_off:", "invalid": ":material/error:"}
 TITLES = {"not_found": "Not found", "conflict": "Changed meanwhile", "precondition_failed": "Refused",
           "permission_denied": "Not allowed", "unavailable": "Unavailable", "invalid": "Invalid input"}
 
@@ -22,13 +23,14 @@ def show_error(exc: BaseException, *, where: str | None = None) -> None:
     """The one renderer for errors: what failed, which source, why. Never a traceback."""
     if isinstance(exc, ConsoleError):
         title = TITLES.get(exc.kind, "Error")
-        st.error(f"**{title}** — {exc.message}\n\nSource: **{exc.source}**", icon=ICONS.get(exc.kind, "❗"))
+        st.error(f"**{title}** — {exc.message}\n\nSource: **{exc.source}**",
+                 icon=ICONS.get(exc.kind, ":material/error:"))
         if exc.detail:
             with st.expander("Details"):
                 st.code(exc.detail, language=None)
     else:
         st.error(f"**Unexpected error{' in ' + where if where else ''}** — {type(exc).__name__}: "
-                 f"{str(exc)[:300]}\n\nSource: **console**", icon="❗")
+                 f"{str(exc)[:300]}\n\nSource: **console**", icon=":material/error:")
 
 
 @contextmanager
@@ -47,7 +49,8 @@ def flash() -> None:
     msg = st.session_state.pop(state.FLASH, None)
     if msg:
         kind, text = msg
-        (st.success if kind == "ok" else st.info)(text, icon="✅" if kind == "ok" else "📨")
+        icon = ":material/check_circle:" if kind == "ok" else ":material/outgoing_mail:"
+        (st.success if kind == "ok" else st.info)(text, icon=icon)
 
 
 def table(df: pd.DataFrame, *, key: str, file_name: str, **kwargs) -> Any:

@@ -15,36 +15,37 @@ TTL = 30
 
 
 def key() -> str:
+    """The settings key: part of every cache key so two configurations never share entries."""
     return settings_key()
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def models(_k: str, search: str = ""):
+def models(k: str, search: str = ""):
     return history.list_models(container().registry, search)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def model_view(_k: str, name: str):
+def model_view(k: str, name: str):
     return history.model_view(container().registry, name)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def version_detail(_k: str, name: str, version: str):
+def version_detail(k: str, name: str, version: str):
     return container().registry.get_version_detail(name, version)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def metric_history(_k: str, run_id: str, metric: str):
+def metric_history(k: str, run_id: str, metric: str):
     return container().registry.metric_history(run_id, metric)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def comparison(_k: str, name: str, versions: tuple[str, ...]):
+def comparison(k: str, name: str, versions: tuple[str, ...]):
     return history.compare_versions(container().registry, name, list(versions))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def recent(_k: str, limit: int = 10):
+def recent(k: str, limit: int = 10):
     return history.recent_activity(container().registry, limit)
 
 

@@ -24,10 +24,11 @@ def main() -> None:
         res = c.audit.verify()
     if res.ok:
         st.success(f"Hash chain verified: {res.entries} entries, head `{res.head_hash[:16]}…`. The trail is "
-                   "append-only; editing, deleting or reordering any entry breaks the chain.", icon="🔗")
+                   "append-only; editing, deleting or reordering any entry breaks the chain.",
+                   icon=":material/verified:")
     else:
         st.error(f"Hash chain BROKEN at entry {res.first_bad_seq}: {res.problem}. Entries from there on cannot be "
-                 "trusted.", icon="🚨")
+                 "trusted.", icon=":material/gpp_bad:")
     qp = st.query_params
     cols = st.columns(4)
     names = [""] + c.directory.names()
@@ -53,8 +54,7 @@ def main() -> None:
         "seq": e.seq, "time": e.ts, "actor": e.actor, "action": e.action, "target": e.target, "result": e.result,
         "reason": e.reason, "error": e.error,
         "change": _change(e.before, e.after),
-        "gates": "; ".join(f"{'✅' if g.get('passed') else '❌' if g.get('passed') is False else '➖'} {g.get('name')}"
-                           for g in (e.gates or [])),
+        "gates": "; ".join(f"{_mark(g.get('passed'))}: {g.get('name')}" for g in (e.gates or [])),
         "details": json.dumps(e.details, ensure_ascii=False) if e.details else "",
         "hash": e.hash[:12],
     } for e in entries])
@@ -62,6 +62,10 @@ def main() -> None:
     st.download_button("Download JSON (full entries)",
                        json.dumps([e.as_dict() for e in entries], indent=1, ensure_ascii=False).encode(),
                        file_name="audit.json", mime="application/json", key="audit-json-download")
+
+
+def _mark(passed) -> str:
+    return "pass" if passed else "FAIL" if passed is False else "n/a"
 
 
 def _idx(options: list[str], value: str | None) -> int:

@@ -62,8 +62,8 @@ def overview_table(views) -> None:
         "Stable": f"v{v.endpoint.stable_version}" if v.endpoint.stable_version else "—",
         "Canary": f"v{v.endpoint.canary_version} @ {v.endpoint.canary_weight}%" if v.endpoint.canary_version else "—",
         "Champion": f"v{v.champion}" if v.champion else "—",
-        "Ready": "✅" if v.endpoint.ready else "❌",
-        "Agrees with registry": "✅" if v.agrees else "⚠️ " + "; ".join(v.warnings),
+        "Ready": "yes" if v.endpoint.ready else "NO",
+        "Registry": "agrees" if v.agrees else "DISAGREES: " + "; ".join(v.warnings),
     } for v in views]
     table(pd.DataFrame(rows), key="endpoints-table", file_name="endpoints.csv",
           column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})

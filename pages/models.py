@@ -71,8 +71,10 @@ def metric_chart(view, metrics: list[str]) -> go.Figure:
                                              "line": {"width": 1, "color": "black"}},
                                      hovertemplate=f"champion v{champ}<br>{m}: %{{y:.4f}}<extra></extra>"))
     if view.champion:
-        fig.add_vline(x=f"v{view.champion}", line_dash="dot", line_color="goldenrod",
-                      annotation_text="champion", annotation_position="top")
+        # add_vline(annotation_text=...) raises TypeError on a category axis (plotly averages the x values)
+        fig.add_vline(x=f"v{view.champion}", line_dash="dot", line_color="goldenrod")
+        fig.add_annotation(x=f"v{view.champion}", y=1, yref="paper", yanchor="bottom", text="champion",
+                           showarrow=False)
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
                       xaxis_title="version", legend={"orientation": "h", "y": -0.25},
                       xaxis={"type": "category", "categoryorder": "array",
@@ -92,7 +94,9 @@ def model_page(name: str) -> None:
     cols[0].metric("Versions", m.version_count)
     cols[1].metric("Champion", f"v{view.champion}" if view.champion else "—")
     cols[2].metric("Challenger", f"v{m.aliases['challenger']}" if "challenger" in m.aliases else "—")
-    cols[3].metric("Last updated", fmt_time(m.last_updated))
+    cols[3].metric("Last updated", m.last_updated.strftime("%Y-%m-%d") if m.last_updated else "—",
+                   fmt_time(m.last_updated).split(" ", 1)[-1] if m.last_updated else None, delta_color="off",
+                   delta_arrow="off")
     if m.tags:
         st.caption(" · ".join(f"`{k}` = {v}" for k, v in sorted(m.tags.items())))
     key_metrics = view.metric_names[:6]
@@ -101,11 +105,11 @@ def model_page(name: str) -> None:
     for v in view.versions:
         row = {"Version": int(v.version) if v.version.isdigit() else v.version,
                "Open": href("models", model=name, version=v.version),
-               "Created": v.created, "Aliases": ", ".join(f"@{a}" for a in v.aliases),
-               "Status": v.status, "Tags": ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())
-                                                       if not k.startswith("mlflow."))}
+               "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Status": v.status}
         for k in key_metrics:
             row[k] = v.metrics.get(k)
+        row["Created"] = v.created
+        row["Tags"] = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()) if not k.startswith("mlflow."))
         row["Run"] = reg.run_link(_run_stub(v)) or (v.run_id or "")
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -44,6 +44,7 @@ def needs_seed(c: Container) -> bool:
 
     if not c.settings.registry_is_local:
         return False
+    c.settings.data_dir.mkdir(parents=True, exist_ok=True)
     if registry_is_empty(c.settings.mlflow_tracking_uri):
         return True
     return c.serving.name == "local" and not c.serving.list_endpoints()

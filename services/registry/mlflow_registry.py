@@ -116,6 +116,7 @@ class MlflowRegistry(ModelRegistry):
     @property
     def client(self):
         if self._client is None:
+            _check_local_store(self.tracking_uri)
             with _guard("the client configuration"):
                 from mlflow import MlflowClient
 
@@ -370,3 +371,14 @@ def _check_version(version) -> str:
     if not text.isdigit() or int(text) < 1:
         raise Invalid(f"version must be a positive whole number, got {str(version)!r}", source=SOURCE)
     return str(int(text))
+
+
+def _check_local_store(uri: str) -> None:
+    """Fail at once for a SQLite store that cannot be opened (MLflow would retry for minutes)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if path.is_dir():
+        raise Unavailable(f"the MLflow store {path} is a directory, not a SQLite file", source=SOURCE)
+    if not path.parent.is_dir():
+        raise Unavailable(f"the folder of the MLflow store {path} does not exist", source=SOURCE)

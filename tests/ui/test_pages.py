@@ -1,0 +1,140 @@
+"""Every page renders on the seeded demo without an exception, with its key content."""
+
+from __future__ import annotations
+
+from tests.conftest import free_port
+from tests.ui.conftest import texts
+
+CLS = "breast-cancer-classifier"
+
+
+def no_exception(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_overview(app):
+    at = app()
+    no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Registered models"] == "2" and metrics["Endpoints"] == "2"
+    df = at.dataframe[0].value
+    assert set(df["Model"]) == {CLS, "diabetes-regressor"}
+    assert set(df["Champion"]) == {"v2"}
+
+
+def test_models_list_and_search(app):
+    at = app("models.py")
+    no_exception(at)
+    assert set(at.dataframe[0].value["Model"]) == {CLS, "diabetes-regressor"}
+    assert at.get_by_key("models-table-download").label == "Download CSV"
+    at = app("models.py", q="DIAB")
+    assert list(at.dataframe[0].value["Model"]) == ["diabetes-regressor"]
+    at = app("models.py", q="%")
+    no_exception(at)
+    assert "No registered model matches" in texts(at)
+
+
+def test_model_page(app):
+    at = app("models.py", model=CLS)
+    no_exception(at)
+    assert at.title[0].value == CLS
+    versions = at.dataframe[0].value
+    assert list(versions["Version"]) == [5, 4, 3, 2, 1]
+    assert versions.loc[versions["Version"] == 2, "Aliases"].item() == "@champion"
+    assert {"accuracy", "roc_auc"} <= set(versions.columns)
+    assert {m.label: m.value for m in at.metric}["Champion"] == "v2"
+
+
+def test_version_page(app):
+    at = app("models.py", model=CLS, version="4")
+    no_exception(at)
+    assert at.title[0].value == f"{CLS} · v4"
+    assert [t.label for t in at.tabs] == ["Overview", "Parameters", "Metrics", "Signature", "Dependencies",
+                                          "Lineage"]
+    shown = texts(at)
+    assert "Source commit" in shown and "Artifact location" in shown
+    frames = [d.value for d in at.dataframe]
+    assert any("n_estimators" in set(f.get("parameter", [])) for f in frames)
+    assert any("worst to mean radius ratio" in set(f.get("name", [])) for f in frames), "signature inputs"
+    assert any("dataset" in f.columns for f in frames), "lineage"
+
+
+def test_compare_page(app):
+    at = app("models.py", model=CLS, compare="2,4")
+    no_exception(at)
+    assert at.title[0].value == f"Compare {CLS}"
+    params = at.dataframe[0].value
+    assert "n_estimators" in set(params["key"]) and params["differs"].all()
+    at.toggle(key="diff-only").set_value(False).run()
+    assert len(at.dataframe[0].value) > len(params)
+    assert at.query_params["diff"] in ("all", ["all"])
+
+
+def test_unknown_model_and_bad_links(app):
+    at = app("models.py", model="no such model ü'%")
+    no_exception(at)
+    assert "does not exist" in texts(at)
+    at = app("models.py", model=CLS, version="99")
+    no_exception(at)
+    assert "does not exist" in texts(at)
+    at = app("models.py", model=CLS, compare="2,x")
+    no_exception(at)
+    assert "compare takes version numbers" in texts(at)
+
+
+def test_deployments_page(app):
+    at = app("deployments.py", endpoint="cancer-screening")
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert set(table["Endpoint"]) == {"cancer-screening", "diabetes-risk"}
+    row = table[table["Endpoint"] == "cancer-screening"].iloc[0]
+    assert (row["Stable"], row["Canary"], row["Registry"]) == ("v2", "v4 @ 20%", "agrees")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Canary"] == "v4" and metrics["Champion (registry)"] == "v2"
+    keys = {b.key for b in at.button}
+    assert {"action-request", "action-canary", "action-promote", "action-abort", "action-rollback"} <= keys
+
+
+def test_unknown_endpoint(app):
+    at = app("deployments.py", endpoint="nope")
+    no_exception(at)
+    assert "no endpoint named 'nope'" in texts(at)
+
+
+def test_viewer_is_refused_and_nothing_changes(app, demo_env):
+    at = app("deployments.py", identity="carol", endpoint="cancer-screening")
+    at.button(key="action-abort").click().run()
+    no_exception(at)
+    assert "Not allowed" in texts(at) and "carol" in texts(at)
+    at = app("deployments.py", endpoint="cancer-screening")
+    assert {m.label: m.value for m in at.metric}["Canary"] == "v4"
+
+
+def test_approvals_and_audit_pages(app):
+    at = app("approvals.py")
+    no_exception(at)
+    assert at.title[0].value == "Approvals"
+    at = app("audit.py")
+    no_exception(at)
+    assert "Hash chain verified" in texts(at)
+
+
+def test_registry_down_is_named_and_the_rest_works(app, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    at = app()
+    no_exception(at)
+    assert "MLflow registry" in texts(at)
+    at = app("models.py")
+    no_exception(at)
+    assert "MLflow registry" in texts(at) and "Unavailable" in texts(at)
+    at = app("audit.py")
+    no_exception(at)
+    assert "Hash chain verified" in texts(at)
+
+
+def test_bad_setting_is_a_message_not_a_traceback(app, monkeypatch):
+    monkeypatch.setenv("MLOPS_SERVING_BACKEND", "docker")
+    for page in (None, "models.py", "deployments.py"):
+        at = app(page)
+        no_exception(at)
+        assert "MLOPS_SERVING_BACKEND must be one of" in texts(at)
