@@ -48,7 +48,16 @@ class Container:
         if self.settings.serving_backend == "kserve":
             from services.serving.kserve import KServeBackend
 
-            return KServeBackend(self.settings.kserve_namespaces, self.settings.kserve_context)
+            registry = self.registry
+
+            def resolve(uri: str):
+                try:
+                    return registry.resolve_storage_uri(uri)
+                except Exception:  # noqa: BLE001 - unknown is the honest answer when the registry is down
+                    return None
+
+            return KServeBackend(self.settings.kserve_namespaces, self.settings.kserve_context,
+                                 resolve_storage_uri=resolve)
         from services.serving.local import LocalServingBackend
 
         return LocalServingBackend(self.engine, clock=self.clock)

@@ -15,6 +15,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+pytest_plugins = ("tests.k8s_double.fixtures",)
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MLOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MODEL = "cls model ü'%_"  # spaces, unicode, a quote, LIKE wildcards: must work everywhere
@@ -169,7 +171,8 @@ def clock():
     return Clock()
 
 
-def make_container(tracking_uri: str, database_url: str, data_dir: Path, clock=None, policy=None, **env):
+def make_container(tracking_uri: str, database_url: str, data_dir: Path, clock=None, policy=None, serving=None,
+                   **env):
     from services.composition import build
     from services.policy import Policy
     from services.settings import Settings
@@ -179,6 +182,8 @@ def make_container(tracking_uri: str, database_url: str, data_dir: Path, clock=N
     kwargs = {"policy": Policy.from_dict(policy or TEST_POLICY)}
     if clock is not None:
         kwargs["clock"] = clock
+    if serving is not None:
+        kwargs["serving"] = serving
     return build(settings, **kwargs)
 
 

@@ -143,6 +143,10 @@ class ModelRegistry(ABC):
     def storage_uri(self, name: str, version: str) -> str:
         """Where the version's model files really are (never a ``models:/`` URI)."""
 
+    def resolve_storage_uri(self, uri: str):
+        """The registry version whose files are at ``uri`` (a serving.VersionRef), or None."""
+        return None
+
     def run_link(self, run: RunDetail | None) -> str | None:  # pragma: no cover - overridden
         return None
 

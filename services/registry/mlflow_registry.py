@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -112,6 +114,8 @@ class MlflowRegistry(ModelRegistry):
         self.registry_uri = registry_uri or tracking_uri
         self.ui_url = ui_url
         self._client = None
+        self._uri_index: tuple[float, dict] | None = None
+        self._uri_lock = threading.Lock()
 
     @property
     def client(self):
@@ -335,6 +339,29 @@ class MlflowRegistry(ModelRegistry):
         except Exception:  # noqa: BLE001 - "not there" is the answer we want
             return False
         return any(Path(f.path).name == "MLmodel" for f in files)
+
+    URI_INDEX_TTL = 60.0
+
+    def resolve_storage_uri(self, uri: str):
+        """Match an unannotated serving endpoint to a version by its artifact location.
+
+        Builds an index of every version's download URI (one call per version), kept for a minute.
+        """
+        from services.serving import VersionRef
+
+        with self._uri_lock:
+            now = time.monotonic()
+            if self._uri_index is None or now - self._uri_index[0] > self.URI_INDEX_TTL:
+                index = {}
+                with _guard("the artifact locations of all versions"):
+                    for v in _paged(self.client.search_model_versions, max_results=10000):
+                        try:
+                            loc = self.client.get_model_version_download_uri(v.name, v.version)
+                        except Exception:  # noqa: BLE001 - a version without files is simply not matched
+                            continue
+                        index[loc.rstrip("/")] = VersionRef(v.name, str(v.version), v.run_id or None, loc)
+                self._uri_index = (now, index)
+            return self._uri_index[1].get((uri or "").rstrip("/"))
 
     # -- links ---------------------------------------------------------------
     def run_link(self, run: RunDetail | None) -> str | None:

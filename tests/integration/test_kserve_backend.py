@@ -19,8 +19,6 @@ from services.serving.kserve import RV_FROM_PREVIOUS_WRITE, KServeBackend
 from tests.k8s_double import JSON_PATCH, STRATEGIC_MERGE_PATCH, KubeDouble
 from tests.k8s_double import samples as s
 
-pytest_plugins = ("tests.k8s_double.fixtures",)
-
 BOTH = ("v0.19.0", "v0.20.0")
 ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/iris"
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"

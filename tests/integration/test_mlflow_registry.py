@@ -157,3 +157,10 @@ def test_against_a_real_mlflow_server(mlflow_server):
 def test_store_in_a_missing_folder_is_unavailable(tmp_path):
     with pytest.raises(Unavailable, match="does not exist"):
         MlflowRegistry(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}").list_models()
+
+
+def test_resolve_storage_uri_matches_unannotated_endpoints(reg):
+    loc = reg.storage_uri(MODEL, "2")
+    ref = reg.resolve_storage_uri(loc + "/")
+    assert (ref.model, ref.version, ref.storage_uri) == (MODEL, "2", loc)
+    assert reg.resolve_storage_uri("s3://elsewhere/model") is None

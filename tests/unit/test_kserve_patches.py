@@ -25,8 +25,6 @@ from tests.k8s_double import samples as s
 from tests.k8s_double.crd import prune, undefined_keys
 from tests.k8s_double.server import PatchError, apply_json_patch, merge_patch
 
-pytest_plugins = ("tests.k8s_double.fixtures",)
-
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "kserve"
 BOTH = ("v0.19.0", "v0.20.0")
 V020 = ("v0.20.0",)
