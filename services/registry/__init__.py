@@ -143,6 +143,12 @@ class ModelRegistry(ABC):
     def storage_uri(self, name: str, version: str) -> str:
         """Where the version's model files really are (never a ``models:/`` URI)."""
 
+    def reference_data(self, name: str, version: str, kind: str = "train"):
+        """The frame a version was trained (``train``) or evaluated (``eval``) on, for drift; NotFound if absent."""
+        from services.errors import NotFound
+
+        raise NotFound(f"{self.source} keeps no reference data", source=self.source)
+
     def resolve_storage_uri(self, uri: str):
         """The registry version whose files are at ``uri`` (a serving.VersionRef), or None."""
         return None

@@ -340,6 +340,29 @@ class MlflowRegistry(ModelRegistry):
             return False
         return any(Path(f.path).name == "MLmodel" for f in files)
 
+    REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
+
+    def reference_data(self, name: str, version: str, kind: str = "train"):
+        """The exact frame the version's run logged as ``reference/<kind>.parquet``."""
+        import mlflow.artifacts
+        import pandas as pd
+
+        if kind not in self.REFERENCE_ARTIFACTS:
+            raise Invalid(f"reference data kind must be one of {', '.join(self.REFERENCE_ARTIFACTS)}", source=SOURCE)
+        v = self.get_version(name, version)
+        if not v.run_id:
+            raise NotFound(f"{name!r} v{v.version} has no run, so no reference data", source=SOURCE)
+        path = self.REFERENCE_ARTIFACTS[kind]
+        with _guard(f"reference data of {name!r} v{v.version}"), tempfile.TemporaryDirectory() as tmp:
+            files = {Path(f.path).name for f in
+                     mlflow.artifacts.list_artifacts(run_id=v.run_id, artifact_path="reference",
+                                                     tracking_uri=self.tracking_uri)}
+            if Path(path).name not in files:
+                raise NotFound(f"{name!r} v{v.version} logged no {path}", source=SOURCE)
+            local = mlflow.artifacts.download_artifacts(run_id=v.run_id, artifact_path=path, dst_path=tmp,
+                                                        tracking_uri=self.tracking_uri)
+            return pd.read_parquet(local)
+
     URI_INDEX_TTL = 60.0
 
     def resolve_storage_uri(self, uri: str):

@@ -307,3 +307,16 @@ def test_foreign_model_with_a_demo_name_is_left_alone(tmp_path):
     assert [str(v.version) for v in _versions(client, CLF)] == ["1"]
     assert client.get_registered_model(CLF).description == "someone else's model"
     assert summary["models"][REG]["versions"] == ["1", "2", "3"]
+
+
+def test_registry_port_returns_reference_data(seeded):
+    from services.errors import NotFound
+    from services.registry.mlflow_registry import MlflowRegistry
+
+    reg = MlflowRegistry(seeded["uri"])
+    frame = reg.reference_data("breast-cancer-classifier", "2")
+    assert "target" in frame.columns and len(frame) > 100
+    ev = reg.reference_data("breast-cancer-classifier", "2", "eval")
+    assert list(ev.columns) == list(frame.columns) and len(ev) < len(frame)
+    with pytest.raises(NotFound):
+        reg.reference_data("breast-cancer-classifier", "99")
