@@ -215,3 +215,38 @@ def test_admin_cannot_approve_own_request(container):
     with pytest.raises(PermissionDenied, match="cannot approve"):
         c.actions.approve(dana, out.request_id, "self")
     assert c.approvals.get(out.request_id).status == "pending"
+
+
+def test_two_approvers_at_the_same_moment_one_wins(container, registry_template, tmp_path, clock):
+    import threading
+
+    from services.errors import ConsoleError
+    from tests.conftest import make_container
+
+    c = container
+    alice = actor(c, "alice")
+    out = c.actions.execute(c.actions.plan(alice, "request_promotion", ENDPOINT, version="2"), alice, "promote")
+    other = make_container(c.settings.mlflow_tracking_uri, c.settings.database_url, tmp_path, clock=clock,
+                           MLOPS_DEV_IDENTITIES="bob=approver,erin=approver")
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def decide(cont, name):
+        barrier.wait()
+        try:
+            results[name] = cont.actions.approve(cont.directory.get(name), out.request_id, "ok").status
+        except ConsoleError as exc:
+            results[name] = exc.kind
+
+    threads = [threading.Thread(target=decide, args=(c, "bob")),
+               threading.Thread(target=decide, args=(other, "erin"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results.values()) in (["applied", "conflict"], ["applied", "precondition_failed"])
+    assert state(c) == ("2", None, 0, "2")
+    assert c.approvals.get(out.request_id).status == "approved"
+    assert int(c.serving.get_endpoint(ENDPOINT).resource_version) == 2, "applied exactly once"
+    assert c.audit.verify().ok
+    other.engine.dispose()
