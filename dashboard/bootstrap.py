@@ -6,6 +6,8 @@ that shape it, so changing the environment (tests) gets a fresh one.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 
 import streamlit as st
@@ -24,7 +26,14 @@ def settings_key() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cache entry
-    return build(Settings.from_env())
+    c = build(Settings.from_env())
+    for heavy in ("mlflow", "mlflow.tracking", "plotly.graph_objects", "pandas"):
+        importlib.import_module(heavy)
+    # These imports (MLflow, pandas, plotly…) leave ~300k long-lived objects; move them out of the
+    # collector's way once, so a page render does not pay a ~200 ms full collection (bench/registry_pages.py).
+    gc.collect()
+    gc.freeze()
+    return c
 
 
 def container() -> Container:

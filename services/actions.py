@@ -191,7 +191,7 @@ class Actions:
         return self.c.serving.get_endpoint(name)
 
     def _champion(self, model: str) -> str | None:
-        return self.c.registry.get_model(model).aliases.get(CHAMPION)
+        return self.c.registry.aliases(model).get(CHAMPION)
 
     def _ref(self, model: str, version: str) -> VersionRef:
         v = self.c.registry.get_version(model, version)  # NotFound for unknown versions

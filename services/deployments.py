@@ -46,7 +46,7 @@ def serving_overview(serving: ServingBackend, registry: ModelRegistry) -> list[E
     for ep in eps:
         if ep.model and ep.model not in aliases:
             try:
-                aliases[ep.model] = registry.get_model(ep.model).aliases
+                aliases[ep.model] = registry.aliases(ep.model)
             except ConsoleError as exc:
                 aliases[ep.model] = exc.message
     out = []
@@ -63,7 +63,7 @@ def endpoint_view(serving: ServingBackend, registry: ModelRegistry, name: str) -
     champion, err = None, None
     if ep.model:
         try:
-            champion = registry.get_model(ep.model).aliases.get(CHAMPION)
+            champion = registry.aliases(ep.model).get(CHAMPION)
         except ConsoleError as exc:
             err = exc.message
     return EndpointView(ep, champion, agreement_warnings(ep, champion, err))

@@ -46,8 +46,7 @@ class ModelView:
 
 
 def model_view(registry: ModelRegistry, name: str) -> ModelView:
-    model = registry.get_model(name)
-    versions = registry.list_versions(name)
+    model, versions = registry.model_with_versions(name)
     names = sorted({k for v in versions for k in v.metrics})
     return ModelView(model, versions, names)
 

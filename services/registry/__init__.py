@@ -118,6 +118,14 @@ class ModelRegistry(ABC):
     @abstractmethod
     def list_versions(self, name: str, *, with_metrics: bool = True) -> list[VersionSummary]: ...
 
+    def model_with_versions(self, name: str) -> tuple[ModelSummary, list[VersionSummary]]:
+        """The model and its versions (newest first) in as few reads as the backend allows."""
+        return self.get_model(name), self.list_versions(name)
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias -> version, with the cheapest read the backend has."""
+        return self.get_model(name).aliases
+
     @abstractmethod
     def get_version(self, name: str, version: str) -> VersionSummary: ...
 

@@ -171,8 +171,13 @@ class MlflowRegistry(ModelRegistry):
         return [v for v in found if v.name == name]
 
     def list_versions(self, name: str, *, with_metrics: bool = True) -> list[VersionSummary]:
+        return self.model_with_versions(name, with_metrics=with_metrics)[1]
+
+    def model_with_versions(self, name: str, *, with_metrics: bool = True
+                            ) -> tuple[ModelSummary, list[VersionSummary]]:
+        """One get_registered_model, one paged version search, one batched run search."""
         _check_name(name)
-        with _guard(f"versions of {name!r}"):
+        with _guard(f"model {name!r}"):
             model = self.client.get_registered_model(name)  # NotFound for unknown names
             raw = self._versions_raw(name)
             metrics = self._run_metrics([v.run_id for v in raw if v.run_id]) if with_metrics else {}
@@ -181,7 +186,14 @@ class MlflowRegistry(ModelRegistry):
             by_version.setdefault(str(ver), []).append(alias)
         out = [self._version_summary(v, by_version, metrics.get(v.run_id or "", {})) for v in raw]
         out.sort(key=lambda s: s.version_int, reverse=True)
-        return out
+        nums = [s.version_int for s in out if s.version_int > 0]
+        return self._model_summary(model, len(out), max(nums) if nums else None), out
+
+    def aliases(self, name: str) -> dict[str, str]:
+        _check_name(name)
+        with _guard(f"aliases of {name!r}"):
+            m = self.client.get_registered_model(name)
+        return {str(a): str(v) for a, v in (m.aliases or {}).items()}
 
     def _run_metrics(self, run_ids: list[str]) -> dict[str, dict[str, float]]:
         ids = sorted(set(run_ids))

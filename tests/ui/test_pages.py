@@ -10,11 +10,19 @@ CLS = "breast-cancer-classifier"
 
 def no_exception(at):
     assert not at.exception, [e.value for e in at.exception]
+    unexpected = [e.value for e in at.error if "Unexpected error" in str(e.value)]
+    assert not unexpected, unexpected
+
+
+def clean(at):
+    """No exception and no error message at all."""
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
 
 
 def test_overview(app):
     at = app()
-    no_exception(at)
+    clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Registered models"] == "2" and metrics["Endpoints"] == "2"
     df = at.dataframe[0].value
@@ -24,19 +32,19 @@ def test_overview(app):
 
 def test_models_list_and_search(app):
     at = app("models.py")
-    no_exception(at)
+    clean(at)
     assert set(at.dataframe[0].value["Model"]) == {CLS, "diabetes-regressor"}
     assert at.get_by_key("models-table-download").label == "Download CSV"
     at = app("models.py", q="DIAB")
     assert list(at.dataframe[0].value["Model"]) == ["diabetes-regressor"]
     at = app("models.py", q="%")
-    no_exception(at)
+    clean(at)
     assert "No registered model matches" in texts(at)
 
 
 def test_model_page(app):
     at = app("models.py", model=CLS)
-    no_exception(at)
+    clean(at)
     assert at.title[0].value == CLS
     versions = at.dataframe[0].value
     assert list(versions["Version"]) == [5, 4, 3, 2, 1]
@@ -47,7 +55,7 @@ def test_model_page(app):
 
 def test_version_page(app):
     at = app("models.py", model=CLS, version="4")
-    no_exception(at)
+    clean(at)
     assert at.title[0].value == f"{CLS} · v4"
     assert [t.label for t in at.tabs] == ["Overview", "Parameters", "Metrics", "Signature", "Dependencies",
                                           "Lineage"]
@@ -61,7 +69,7 @@ def test_version_page(app):
 
 def test_compare_page(app):
     at = app("models.py", model=CLS, compare="2,4")
-    no_exception(at)
+    clean(at)
     assert at.title[0].value == f"Compare {CLS}"
     params = at.dataframe[0].value
     assert "n_estimators" in set(params["key"]) and params["differs"].all()
@@ -84,7 +92,7 @@ def test_unknown_model_and_bad_links(app):
 
 def test_deployments_page(app):
     at = app("deployments.py", endpoint="cancer-screening")
-    no_exception(at)
+    clean(at)
     table = at.dataframe[0].value
     assert set(table["Endpoint"]) == {"cancer-screening", "diabetes-risk"}
     row = table[table["Endpoint"] == "cancer-screening"].iloc[0]
@@ -112,10 +120,10 @@ def test_viewer_is_refused_and_nothing_changes(app, demo_env):
 
 def test_approvals_and_audit_pages(app):
     at = app("approvals.py")
-    no_exception(at)
+    clean(at)
     assert at.title[0].value == "Approvals"
     at = app("audit.py")
-    no_exception(at)
+    clean(at)
     assert "Hash chain verified" in texts(at)
 
 
