@@ -18,6 +18,7 @@ from dashboard.components import show_error
 from services.errors import ConsoleError
 
 PENDING = "pending-action"
+DIALOG_ERROR = "pending-action-error"
 
 
 def render_plan(plan) -> None:
@@ -53,6 +54,11 @@ def _s(v) -> str:
     return "—" if v is None else str(v)
 
 
+def _reset_dialog() -> None:
+    for key in (DIALOG_ERROR, state.REASON, state.OVERRIDE):
+        st.session_state.pop(key, None)
+
+
 def start(action: str, endpoint: str, **params) -> None:
     """Plan an action (dry run) and open the confirmation dialog; refusals are shown at once."""
     try:
@@ -61,11 +67,13 @@ def start(action: str, endpoint: str, **params) -> None:
         show_error(exc)
         return
     st.session_state[PENDING] = {"kind": "plan", "plan": plan}
+    _reset_dialog()
     confirm_dialog()
 
 
 def start_decision(kind: str, request: dict) -> None:
     st.session_state[PENDING] = {"kind": kind, "request": request}
+    _reset_dialog()
     confirm_dialog()
 
 
@@ -108,9 +116,20 @@ def confirm_dialog() -> None:
             else:
                 out = c.actions.reject(actor, pending["request"]["id"], reason)
         except ConsoleError as exc:
-            show_error(exc)
-            return
-        st.session_state.pop(PENDING, None)
-        st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", out.message)
-        st.cache_data.clear()
-        st.rerun()
+            st.session_state[DIALOG_ERROR] = exc
+        else:
+            st.session_state.pop(PENDING, None)
+            st.session_state.pop(DIALOG_ERROR, None)
+            st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", out.message)
+            st.cache_data.clear()
+            st.rerun()
+    err = st.session_state.get(DIALOG_ERROR)
+    if err is not None:
+        show_error(err)
+        if err.kind in ("conflict", "precondition_failed"):
+            st.caption("Nothing was changed. Re-read the current state and decide again.")
+            if st.button("Re-read and close", key="reread", icon=":material/refresh:"):
+                st.session_state.pop(PENDING, None)
+                st.session_state.pop(DIALOG_ERROR, None)
+                st.cache_data.clear()
+                st.rerun()

@@ -486,7 +486,11 @@ class Actions:
                 raise Conflict(f"the champion alias of {plan.model} moved from v{plan.before.get('champion')} to "
                                f"v{champion} since the plan was made", source=self.c.registry.source)
         # The endpoint write is the lock: compare-and-set on the resource version shown.
-        ep_after = self.c.serving.apply(plan.endpoint, plan.change, actor=actor.name, note=reason)
+        try:
+            ep_after = self.c.serving.apply(plan.endpoint, plan.change, actor=actor.name, note=reason)
+        except Conflict as exc:
+            raise Conflict(f"{plan.endpoint} changed since the plan was made: {self._changes_since(plan)}",
+                           source=exc.source, detail=exc.message) from exc
         for rc in plan.registry_changes:
             try:
                 self.c.registry.set_alias(rc["model"], rc["alias"], rc["to"])
@@ -497,6 +501,16 @@ class Actions:
                     + ("the endpoint was restored" if restored else "the endpoint could NOT be restored: "
                        "fix it by hand"), source=exc.source) from exc
         return ep_after
+
+    def _changes_since(self, plan: Plan) -> str:
+        try:
+            ep = self.c.serving.get_endpoint(plan.endpoint)
+        except ConsoleError:
+            return "it could not be re-read"
+        now = {**ep.state().as_dict(), "resource_version": ep.resource_version}
+        parts = [f"{k.replace('_', ' ')} {plan.before.get(k)} → {now[k]}"
+                 for k in ("stable_version", "canary_version", "canary_weight") if plan.before.get(k) != now[k]]
+        return ", ".join(parts) or f"state version {plan.before.get('resource_version')} → {ep.resource_version}"
 
     def _compensate(self, plan: Plan, ep_after: Endpoint, actor: Actor) -> bool:
         before = plan.before

@@ -98,7 +98,7 @@ def test_plan_executed_after_a_concurrent_change_is_refused(container):
     alice = actor(c, "alice")
     stale = c.actions.plan(alice, "set_canary_weight", ENDPOINT, weight=30)
     c.actions.execute(c.actions.plan(alice, "set_canary_weight", ENDPOINT, weight=70), alice, "first")
-    with pytest.raises(Conflict, match="changed"):
+    with pytest.raises(Conflict, match="canary weight 20 → 70"):
         c.actions.execute(stale, alice, "second")
     assert state(c) == ("1", "2", 70, "1")
     assert c.audit.entries(limit=1)[0].result == "conflict"
