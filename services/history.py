@@ -154,10 +154,21 @@ def metric_diff(by_version: Mapping[str, Mapping[str, float]]) -> list[dict]:
     return rows
 
 
+def _status(base, others: list, changed: str) -> str:
+    """same | added (not in the baseline) | removed (gone where it differs) | ``changed``."""
+    if all(x == base for x in others):
+        return "same"
+    if base is None:
+        return "added"
+    if all(x is None or x == base for x in others):
+        return "removed"
+    return changed
+
+
 def signature_diff(by_version: Mapping[str, Signature | None]) -> list[dict]:
     """Rows per (section, column): type per version and a status.
 
-    status: same | added | removed | type changed | differs (first version is the baseline).
+    status: same | added | removed | type changed (first version is the baseline).
     """
     versions = list(by_version)
     rows = []
@@ -173,18 +184,7 @@ def signature_diff(by_version: Mapping[str, Signature | None]) -> list[dict]:
                     cols.append(name)
         for c in cols:
             types = {v: per[v].get(c) for v in versions}
-            base = types[versions[0]]
-            others = [types[v] for v in versions[1:]]
-            if all(t == base for t in others):
-                status = "same"
-            elif base is None:
-                status = "added"
-            elif all(t is None for t in others):
-                status = "removed"
-            elif all(t is None or t == base for t in others):
-                status = "differs"
-            else:
-                status = "type changed"
+            status = _status(types[versions[0]], [types[v] for v in versions[1:]], "type changed")
             rows.append({"section": section, "column": c, **types, "status": status})
     return rows
 
@@ -209,16 +209,7 @@ def dependency_diff(by_version: Mapping[str, Sequence[str]]) -> list[dict]:
     rows = []
     for n in names:
         specs = {v: parsed[v].get(n) for v in versions}
-        base = specs[versions[0]]
-        others = [specs[v] for v in versions[1:]]
-        if all(s == base for s in others):
-            status = "same"
-        elif base is None:
-            status = "added"
-        elif any(s is None for s in others) and all(s is None or s == base for s in others):
-            status = "removed"
-        else:
-            status = "changed"
+        status = _status(specs[versions[0]], [specs[v] for v in versions[1:]], "changed")
         rows.append({"package": n, **specs, "status": status})
     return rows
 
