@@ -28,7 +28,8 @@ def render_plan(plan) -> None:
                         "after": _s(r["after"])} for r in rows])
     st.markdown("**Endpoint**")
     st.dataframe(df.style.apply(lambda row: ["background-color: #fff3cd" if row[""] else ""] * len(row), axis=1),
-                 hide_index=True, key="plan-endpoint-diff")
+                 hide_index=True, key="plan-endpoint-diff",
+                 column_config={"": st.column_config.TextColumn("", width=24, help="changes")})
     st.markdown("**Registry**")
     if plan.registry_changes:
         for rc in plan.registry_changes:
@@ -37,7 +38,7 @@ def render_plan(plan) -> None:
         st.caption("No registry change.")
     if plan.gates:
         st.markdown("**Evidence gates**")
-        st.dataframe(pd.DataFrame([{"": {True: "pass", False: "FAIL", None: "n/a"}[g.passed], "gate": g.name,
+        st.dataframe(pd.DataFrame([{"result": {True: "pass", False: "FAIL", None: "n/a"}[g.passed], "gate": g.name,
                                     "candidate": g.candidate, "baseline": g.baseline, "threshold": g.threshold,
                                     "detail": g.detail} for g in plan.gates]), hide_index=True, key="plan-gates")
     for w in plan.warnings:

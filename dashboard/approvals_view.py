@@ -16,7 +16,8 @@ def render_request_plan(req: dict) -> None:
         st.markdown(f"- `{rc['model']}` **@{rc['alias']}**: v{rc['from'] or '—'} → **v{rc['to']}**")
     gates = plan.get("gates") or []
     if gates:
-        st.dataframe(pd.DataFrame([{"": {True: "pass", False: "FAIL", None: "n/a"}[g["passed"]], "gate": g["name"],
+        mark = {True: "pass", False: "FAIL", None: "n/a"}
+        st.dataframe(pd.DataFrame([{"result": mark[g["passed"]], "gate": g["name"],
                                     "candidate": g["candidate"], "baseline": g["baseline"], "detail": g["detail"]}
                                    for g in gates]), hide_index=True, key=f"req-gates-{req['id']}")
     st.caption(f"Bound to plan `{req['plan_hash'][:16]}…` made on endpoint state version "

@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.bootstrap import container
 from dashboard.components import guard, table
+from services.clock import parse_iso
 
 RESULTS = ["", "ok", "requested", "refused", "conflict", "failed"]
 ACTIONS = ["", "request_promotion", "approve", "reject", "start_canary", "set_canary_weight", "promote_canary",
@@ -51,14 +52,16 @@ def main() -> None:
         st.info("No audit entry matches.")
         return
     df = pd.DataFrame([{
-        "seq": e.seq, "time": e.ts, "actor": e.actor, "action": e.action, "target": e.target, "result": e.result,
+        "seq": e.seq, "time": parse_iso(e.ts), "actor": e.actor, "action": e.action, "target": e.target,
+        "result": e.result,
         "reason": e.reason, "error": e.error,
         "change": _change(e.before, e.after),
         "gates": "; ".join(f"{_mark(g.get('passed'))}: {g.get('name')}" for g in (e.gates or [])),
         "details": json.dumps(e.details, ensure_ascii=False) if e.details else "",
         "hash": e.hash[:12],
     } for e in entries])
-    table(df, key="audit-table", file_name="audit.csv")
+    table(df, key="audit-table", file_name="audit.csv",
+          column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
     st.download_button("Download JSON (full entries)",
                        json.dumps([e.as_dict() for e in entries], indent=1, ensure_ascii=False).encode(),
                        file_name="audit.json", mime="application/json", key="audit-json-download")

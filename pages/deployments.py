@@ -49,8 +49,13 @@ def revisions_chart(ep) -> go.Figure | None:
                                  customdata=[[c[2], c[3]] for c in cx],
                                  hovertemplate="%{x}<br>canary %{y} at %{customdata[0]}%<br>%{customdata[1]}"
                                                "<extra></extra>"))
-    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="version",
-                      yaxis={"type": "category"}, legend={"orientation": "h"})
+    fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis_title="version",
+                      yaxis={"type": "category"}, xaxis={"tickformat": "%b %d %H:%M", "nticks": 6},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    if len(xs) == 1:  # one point: give the time axis a sensible span instead of sub-millisecond ticks
+        from datetime import timedelta
+
+        fig.update_xaxes(range=[xs[0] - timedelta(hours=1), xs[0] + timedelta(hours=1)])
     return fig
 
 
@@ -150,9 +155,11 @@ def actions_panel(view) -> None:
             if st.button("Set canary weight", key="action-canary", disabled=disabled, icon=":material/tune:"):
                 start("set_canary_weight", ep.name, weight=w)
             b1, b2 = st.columns(2)
-            if b1.button("Promote canary", key="action-promote", disabled=disabled, icon=":material/done_all:"):
+            if b1.button("Promote", key="action-promote", disabled=disabled, icon=":material/done_all:",
+                         help="Make the canary stable at 100% and move @champion to it", width="stretch"):
                 start("promote_canary", ep.name)
-            if b2.button("Abort canary", key="action-abort", disabled=disabled, icon=":material/cancel:"):
+            if b2.button("Abort", key="action-abort", disabled=disabled, icon=":material/cancel:",
+                         help="Send all traffic back to the stable version and remove the canary", width="stretch"):
                 start("abort_canary", ep.name)
         else:
             cands = [v for v in versions if v != ep.stable_version]
@@ -167,9 +174,10 @@ def actions_panel(view) -> None:
         target = container().actions.rollback_target(ep)
         st.caption(f"Previous stable version: v{target}" if target else "No earlier stable version on record.")
         opts = [v for v in versions if v != ep.stable_version]
-        idx = opts.index(target) if target in opts else (0 if opts else None)
-        to = st.selectbox("Roll back to", opts, index=idx, key="rollback-version", format_func=lambda x: f"v{x}")
-        if st.button("Roll back", key="action-rollback", disabled=disabled or not opts, icon=":material/undo:"):
+        idx = opts.index(target) if target in opts else None
+        to = st.selectbox("Roll back to", opts, index=idx, key="rollback-version", format_func=lambda x: f"v{x}",
+                          placeholder="choose a version")
+        if st.button("Roll back", key="action-rollback", disabled=disabled or to is None, icon=":material/undo:"):
             start("rollback", ep.name, to_version=to)
 
 

@@ -34,11 +34,11 @@ def models_list() -> None:
     df = pd.DataFrame([{
         "Model": m.name,
         "Open": href("models", model=m.name),
-        "Description": (m.description or "").split("\n")[0][:120],
         "Aliases": ", ".join(f"@{a} → v{v}" for a, v in sorted(m.aliases.items())),
         "Versions": m.version_count,
         "Latest": f"v{m.latest_version}" if m.latest_version else "—",
         "Last updated": m.last_updated,
+        "Description": (m.description or "").split("\n")[0][:120],
         "Tags": ", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())),
     } for m in models])
     st.caption(f"{len(models)} model{'s' if len(models) != 1 else ''} · newest activity first · select a row to "
@@ -47,6 +47,7 @@ def models_list() -> None:
                   selection_mode="single-row", column_config={
                       "Open": st.column_config.LinkColumn("Open", display_text="open ↗"),
                       "Last updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+                      "Description": st.column_config.TextColumn(width="large"),
                   })
     rows = event.selection.rows if event else []
     if rows:
@@ -383,6 +384,7 @@ def main() -> None:
         else:
             model_page(name)
     except NotFound as exc:
+        st.title("Models")
         show_error(exc)
         link("models", "Back to all models", icon=":material/arrow_back:")
     except ConsoleError as exc:
