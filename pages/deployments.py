@@ -86,7 +86,7 @@ def endpoint_detail(name: str) -> None:
     c = st.columns(5)
     c[0].metric("Stable", f"v{ep.stable_version}" if ep.stable_version else "—")
     c[1].metric("Canary", f"v{ep.canary_version}" if ep.canary_version else "none",
-                f"{ep.canary_weight}% traffic" if ep.canary_version else None, delta_color="off")
+                f"{ep.canary_weight}% traffic" if ep.canary_version else None, delta_color="off", delta_arrow="off")
     c[2].metric("Champion (registry)", f"v{view.champion}" if view.champion else "—")
     c[3].metric("Ready", "yes" if ep.ready else "no")
     c[4].metric("Replicas", ep.replicas if ep.replicas is not None else "—")
