@@ -56,7 +56,17 @@ def main() -> None:
                             "requester": r["requester"], "reason": r["reason"], "created": r["created_at"],
                             "decided by": r["decided_by"], "decided": r["decided_at"],
                             "decision reason": r["decision_reason"]} for r in reqs])
-        table(df, key="requests-table", file_name=f"requests-{status}.csv")
+        event = table(df, key="requests-table", file_name=f"requests-{status}.csv", on_select="rerun",
+                      selection_mode="single-row")
+        rows = event.selection.rows if event else []
+        st.caption("Select a request to see its evidence.")
+        if rows:
+            r = reqs[rows[0]]
+            with st.container(border=True):
+                st.markdown(f"**#{r['id']}** · {r['status']} · `{r['endpoint']}` · by **{r['requester']}**"
+                            + (f" · decided by **{r['decided_by']}**: {r['decision_reason']}" if r["decided_by"]
+                               else ""))
+                render_request_plan(r)
 
 
 def _dt(text):

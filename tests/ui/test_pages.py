@@ -146,3 +146,29 @@ def test_bad_setting_is_a_message_not_a_traceback(app, monkeypatch):
         at = app(page)
         no_exception(at)
         assert "MLOPS_SERVING_BACKEND must be one of" in texts(at)
+
+
+def test_approvals_show_pending_with_evidence_and_history(app, demo_env):
+    from services.composition import build
+    from services.settings import Settings
+
+    c = build(Settings.from_env(demo_env))
+    alice = c.directory.get("alice")
+    out = c.actions.execute(c.actions.plan(alice, "request_promotion", "diabetes-risk", version="3"), alice,
+                            "ui test")
+    c.actions.reject(c.directory.get("bob"), out.request_id, "not now")
+    pending = c.actions.execute(c.actions.plan(alice, "request_promotion", "diabetes-risk", version="3"), alice,
+                                "ui test 2")
+    c.engine.dispose()
+    at = app("approvals.py", identity="bob")
+    clean(at)
+    keys = {b.key for b in at.button}
+    assert {f"action-approve-{pending.request_id}", f"action-reject-{pending.request_id}"} <= keys
+    assert any("ui test 2" in str(m.value) for m in at.markdown)
+    at = app("approvals.py", status="rejected")
+    clean(at)
+    df = at.dataframe[0].value
+    assert out.request_id in set(df["id"]) and set(df["status"]) == {"rejected"}
+    c2 = build(Settings.from_env(demo_env))
+    c2.actions.reject(c2.directory.get("bob"), pending.request_id, "cleanup")
+    c2.engine.dispose()
