@@ -302,11 +302,12 @@ class Actions:
         return self._finish("request_promotion", actor, ep, change, {"version": version}, version, champion,
                             version)
 
-    def _plan_promote_canary(self, actor: Actor, endpoint: str) -> Plan:
+    def _plan_promote_canary(self, actor: Actor, endpoint: str, version: Any = None) -> Plan:
         ep = self._endpoint(endpoint)
         self._need_model(ep)
         if not ep.canary_version:
             raise PreconditionFailed(f"{ep.name} has no canary to promote", source=SOURCE)
+        self._same_canary(ep, version)
         champion = self._champion(ep.model)
         ref = self._ref(ep.model, ep.canary_version)
         change = Change("promote", ep.resource_version, version=ref,
@@ -343,15 +344,23 @@ class Actions:
                         version=VersionRef(ep.model or "", ep.canary_version))
         return self._finish("set_canary_weight", actor, ep, change, {"weight": weight}, None, champion, None)
 
-    def _plan_abort(self, actor: Actor, endpoint: str) -> Plan:
+    def _plan_abort(self, actor: Actor, endpoint: str, version: Any = None) -> Plan:
         ep = self._endpoint(endpoint)
         if not ep.canary_version:
             raise PreconditionFailed(f"{ep.name} has no canary to abort", source=SOURCE)
+        self._same_canary(ep, version)
         champion = self._champion(ep.model) if ep.model else None
         stable = self._ref(ep.model, ep.stable_version) if ep.model and ep.stable_version else None
         change = Change("abort", ep.resource_version, previous_stable=stable)
         return self._finish("abort_canary", actor, ep, change, {"version": ep.canary_version}, None, champion,
                             None)
+
+    @staticmethod
+    def _same_canary(ep: Endpoint, version: Any) -> None:
+        """When the caller names the canary version it means, the running canary must be that one."""
+        if version not in (None, "") and parse_version(version) != ep.canary_version:
+            raise PreconditionFailed(f"the canary of {ep.name} is v{ep.canary_version}, not v{parse_version(version)}",
+                                     source=SOURCE)
 
     def rollback_target(self, ep: Endpoint) -> str | None:
         """The most recent earlier stable version recorded for the endpoint."""

@@ -250,3 +250,26 @@ def test_two_approvers_at_the_same_moment_one_wins(container, registry_template,
     assert int(c.serving.get_endpoint(ENDPOINT).resource_version) == 2, "applied exactly once"
     assert c.audit.verify().ok
     other.engine.dispose()
+
+
+@pytest.mark.parametrize("action", ["promote_canary", "abort_canary"])
+def test_canary_actions_that_need_approval_become_requests(registry_template, tmp_path, clock, action):
+    from tests.conftest import fresh_registry, make_container
+
+    c = make_container(fresh_registry(registry_template, tmp_path / "r"), f"sqlite:///{tmp_path / 'c.db'}",
+                       tmp_path, clock=clock,
+                       policy={"defaults": {"require_approval": ["promote", "abort_canary"]}})
+    c.serving.ensure_endpoint(ENDPOINT, MODEL, "1", canary_version="2", canary_weight=20)
+    alice, bob = actor(c, "alice"), actor(c, "bob")
+    out = c.actions.execute(c.actions.plan(alice, action, ENDPOINT), alice, "please")
+    assert out.status == "pending_approval"
+    assert state(c) == ("1", "2", 20, "1")
+    c.actions.approve(bob, out.request_id, "ok")
+    expected = ("2", None, 0, "2") if action == "promote_canary" else ("1", None, 0, "1")
+    assert state(c) == expected
+
+
+def test_naming_another_canary_than_the_running_one_is_refused(container):
+    c = container
+    with pytest.raises(PreconditionFailed, match="is v2, not v3"):
+        c.actions.plan(actor(c, "alice"), "promote_canary", ENDPOINT, version="3")
