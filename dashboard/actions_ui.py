@@ -61,24 +61,35 @@ def _reset_dialog() -> None:
 
 
 def start(action: str, endpoint: str, **params) -> None:
-    """Plan an action (dry run) and open the confirmation dialog; refusals are shown at once."""
+    """Plan an action (dry run); the confirmation dialog opens at the end of the page run (:func:`resume`).
+    Refusals while planning are shown at once."""
     try:
         plan = container().actions.plan(current_actor(), action, endpoint, **params)
     except ConsoleError as exc:
         show_error(exc)
         return
-    st.session_state[PENDING] = {"kind": "plan", "plan": plan}
     _reset_dialog()
-    confirm_dialog()
+    st.session_state[PENDING] = {"kind": "plan", "plan": plan}
 
 
 def start_decision(kind: str, request: dict) -> None:
-    st.session_state[PENDING] = {"kind": kind, "request": request}
     _reset_dialog()
-    confirm_dialog()
+    st.session_state[PENDING] = {"kind": kind, "request": request}
 
 
-@st.dialog("Confirm", width="large")
+def resume() -> None:
+    """Call last on a page with actions: (re)opens the dialog while a confirmation is pending, so a full
+    rerun does not lose it; closing the dialog drops the pending action."""
+    if st.session_state.get(PENDING):
+        confirm_dialog()
+
+
+def _dismiss() -> None:
+    st.session_state.pop(PENDING, None)
+    st.session_state.pop(DIALOG_ERROR, None)
+
+
+@st.dialog("Confirm", width="large", on_dismiss=_dismiss)
 def confirm_dialog() -> None:
     pending = st.session_state.get(PENDING)
     if not pending:

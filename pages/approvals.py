@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.actions_ui import start_decision
+from dashboard.actions_ui import resume, start_decision
 from dashboard.approvals_view import render_request_plan
 from dashboard.bootstrap import container, current_actor
 from dashboard.components import flash, fmt_time, guard, table
@@ -77,3 +77,4 @@ def _dt(text):
 
 with guard("Approvals"):
     main()
+    resume()

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data, state
-from dashboard.actions_ui import start
+from dashboard.actions_ui import resume, start
 from dashboard.bootstrap import container, current_actor
 from dashboard.components import fmt_time, guard, show_error, table
 from dashboard.nav import href, link
@@ -212,3 +212,4 @@ def main() -> None:
 
 with guard("Deployments"):
     main()
+    resume()

@@ -172,3 +172,39 @@ def test_approvals_show_pending_with_evidence_and_history(app, demo_env):
     c2 = build(Settings.from_env(demo_env))
     c2.actions.reject(c2.directory.get("bob"), pending.request_id, "cleanup")
     c2.engine.dispose()
+
+
+def test_every_action_button_opens_a_dry_run_without_changing_anything(app):
+    for key in ("action-request", "action-canary", "action-promote", "action-abort"):
+        at = app("deployments.py", endpoint="cancer-screening")
+        if key == "action-canary":
+            at.number_input(key="canary-weight").set_value(40)
+        at.button(key=key).click().run()
+        no_exception(at)
+        assert not at.error, (key, [e.value for e in at.error])
+        shown = texts(at)
+        assert "cancer-screening" in shown and ("File request" in [b.label for b in at.button]
+                                                or "Confirm" in [b.label for b in at.button]), key
+        assert at.text_area(key="reason") is not None
+    at = app("deployments.py", endpoint="cancer-screening")
+    assert {m.label: m.value for m in at.metric}["Canary"] == "v4"
+
+
+def test_confirming_in_the_dialog_applies_and_the_page_says_so(app):
+    at = app("deployments.py", endpoint="diabetes-risk")
+    at.selectbox(key="canary-version").set_value("3")
+    at.number_input(key="canary-weight").set_value(10)
+    at.button(key="action-canary").click().run()
+    at.button(key="confirm").click().run()
+    no_exception(at)
+    assert "a reason is required" in texts(at), "no reason: refused inside the dialog"
+    at.text_area(key="reason").input("ui canary")
+    at.button(key="confirm").click().run()
+    no_exception(at)
+    assert "Start canary on diabetes-risk: done" in texts(at)
+    assert {m.label: m.value for m in at.metric}["Canary"] == "v3"
+    at.button(key="action-abort").click().run()
+    at.text_area(key="reason").input("ui cleanup")
+    at.button(key="confirm").click().run()
+    assert "Abort canary on diabetes-risk: done" in texts(at)
+    assert {m.label: m.value for m in at.metric}["Canary"] == "none"
