@@ -154,7 +154,7 @@ def _run_stub(v):
         return None
     from services.registry import RunDetail
 
-    return RunDetail(run_id=v.run_id, experiment_id=v.tags.get("experiment_id", "0"))
+    return RunDetail(run_id=v.run_id, experiment_id=v.experiment_id or "0")
 
 
 def _safe(name: str) -> str:

@@ -39,6 +39,7 @@ class VersionSummary:
     run_id: str | None = None
     source: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    experiment_id: str | None = None  # of the source run, for links
 
     @property
     def version_int(self) -> int:

@@ -184,7 +184,7 @@ class MlflowRegistry(ModelRegistry):
         by_version: dict[str, list[str]] = {}
         for alias, ver in (model.aliases or {}).items():
             by_version.setdefault(str(ver), []).append(alias)
-        out = [self._version_summary(v, by_version, metrics.get(v.run_id or "", {})) for v in raw]
+        out = [self._version_summary(v, by_version, *metrics.get(v.run_id or "", (None, {}))) for v in raw]
         out.sort(key=lambda s: s.version_int, reverse=True)
         nums = [s.version_int for s in out if s.version_int > 0]
         return self._model_summary(model, len(out), max(nums) if nums else None), out
@@ -195,12 +195,13 @@ class MlflowRegistry(ModelRegistry):
             m = self.client.get_registered_model(name)
         return {str(a): str(v) for a, v in (m.aliases or {}).items()}
 
-    def _run_metrics(self, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    def _run_metrics(self, run_ids: list[str]) -> dict[str, tuple[str, dict[str, float]]]:
+        """run id -> (experiment id, latest metrics), in batches of 100 ids."""
         ids = sorted(set(run_ids))
         if not ids:
             return {}
         experiments = [e.experiment_id for e in _paged(self.client.search_experiments, max_results=1000)]
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, tuple[str, dict[str, float]]] = {}
         for i in range(0, len(ids), 100):
             chunk = ids[i : i + 100]
             flt = "attributes.run_id IN (" + ",".join(f"'{r}'" for r in chunk if r.isalnum()) + ")"
@@ -209,10 +210,11 @@ class MlflowRegistry(ModelRegistry):
             runs = _paged(self.client.search_runs, experiment_ids=experiments, filter_string=flt,
                           max_results=1000)
             for r in runs:
-                out[r.info.run_id] = dict(r.data.metrics)
+                out[r.info.run_id] = (r.info.experiment_id, dict(r.data.metrics))
         return out
 
-    def _version_summary(self, v, aliases_by_version: dict[str, list[str]], metrics: dict) -> VersionSummary:
+    def _version_summary(self, v, aliases_by_version: dict[str, list[str]], experiment_id: str | None = None,
+                         metrics: dict | None = None) -> VersionSummary:
         return VersionSummary(
             model=v.name,
             version=str(v.version),
@@ -224,7 +226,8 @@ class MlflowRegistry(ModelRegistry):
             description=v.description or "",
             run_id=v.run_id or None,
             source=v.source or "",
-            metrics=metrics,
+            metrics=metrics or {},
+            experiment_id=experiment_id,
         )
 
     def get_version(self, name: str, version: str) -> VersionSummary:
@@ -237,7 +240,7 @@ class MlflowRegistry(ModelRegistry):
         by_version: dict[str, list[str]] = {}
         for alias, ver in (model.aliases or {}).items():
             by_version.setdefault(str(ver), []).append(alias)
-        return self._version_summary(v, by_version, metrics.get(v.run_id or "", {}))
+        return self._version_summary(v, by_version, *metrics.get(v.run_id or "", (None, {})))
 
     def get_version_detail(self, name: str, version: str) -> VersionDetail:
         summary = self.get_version(name, version)
@@ -327,7 +330,7 @@ class MlflowRegistry(ModelRegistry):
         with _guard("recent model versions"):
             raw = self.client.search_model_versions(max_results=limit,
                                                     order_by=["last_updated_timestamp DESC"])
-        return [self._version_summary(v, {}, {}) for v in list(raw)[:limit]]
+        return [self._version_summary(v, {}) for v in list(raw)[:limit]]
 
     # -- writes --------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: str) -> None:

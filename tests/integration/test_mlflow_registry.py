@@ -164,3 +164,13 @@ def test_resolve_storage_uri_matches_unannotated_endpoints(reg):
     ref = reg.resolve_storage_uri(loc + "/")
     assert (ref.model, ref.version, ref.storage_uri) == (MODEL, "2", loc)
     assert reg.resolve_storage_uri("s3://elsewhere/model") is None
+
+
+def test_links_into_the_mlflow_ui_when_configured(registry_template, tmp_path):
+    reg = MlflowRegistry(fresh_registry(registry_template, tmp_path / "r"), ui_url="https://mlflow.example")
+    v = reg.get_version(MODEL, "1")
+    d = reg.get_version_detail(MODEL, "1")
+    assert v.experiment_id == d.run.experiment_id
+    assert reg.run_link(d.run) == f"https://mlflow.example/#/experiments/{v.experiment_id}/runs/{v.run_id}"
+    assert reg.version_link(MODEL, "1").startswith("https://mlflow.example/#/models/cls%20model%20%C3%BC")
+    assert MlflowRegistry("sqlite:///x.db").run_link(d.run) is None
