@@ -105,9 +105,10 @@ def confirm_dialog() -> None:
         verb = "Approve" if pending["kind"] == "approve" else "Reject"
         st.markdown(f"**{verb} request #{req['id']}** by `{req['requester']}` on `{req['endpoint']}`")
         st.markdown(f"> {req['reason']}")
-        from dashboard.approvals_view import render_request_plan
+        from dashboard.approvals_view import render_freshness, render_request_plan
 
         render_request_plan(req)
+        render_freshness(req)
         plan = None
         button = verb
     reason = st.text_area("Reason (required, recorded in the audit trail)", key=state.REASON, max_chars=2000)

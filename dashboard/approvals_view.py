@@ -6,6 +6,25 @@ import pandas as pd
 import streamlit as st
 
 
+def render_freshness(req: dict) -> None:
+    """For a pending request: does it still apply to the endpoint as it is now?"""
+    from dashboard.bootstrap import container
+    from dashboard.components import show_error
+    from services.errors import ConsoleError
+
+    try:
+        f = container().actions.request_freshness(req["id"])
+    except ConsoleError as exc:
+        show_error(exc)
+        return
+    if f["fresh"] and not f.get("failing_gates"):
+        st.success("Still applies to the endpoint as it is now; gates pass.", icon=":material/verified:")
+    elif f["fresh"]:
+        st.warning("Still applies, but gates fail now: " + "; ".join(f["failing_gates"]), icon=":material/block:")
+    else:
+        st.warning(f"Approving will be refused: {f['why']}.", icon=":material/sync_problem:")
+
+
 def render_request_plan(req: dict) -> None:
     plan = req.get("plan") or {}
     diff = [r for r in plan.get("endpoint_diff", []) if r.get("changed")]

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.actions_ui import resume, start_decision
-from dashboard.approvals_view import render_request_plan
+from dashboard.approvals_view import render_freshness, render_request_plan
 from dashboard.bootstrap import container, current_actor
 from dashboard.components import flash, fmt_time, guard, table
 from dashboard.nav import link
@@ -49,6 +49,7 @@ def main() -> None:
                     start_decision("reject", r)
                 with st.expander("Evidence: the change and its gates", expanded=True):
                     render_request_plan(r)
+                    render_freshness(r)
                     link("deployments", f"Endpoint {r['endpoint']}", endpoint=r["endpoint"])
     elif reqs:
         df = pd.DataFrame([{"id": r["id"], "status": r["status"], "endpoint": r["endpoint"], "action": r["action"],

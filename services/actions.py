@@ -606,6 +606,24 @@ class Actions:
         return Outcome("applied", "approve", req.endpoint, f"request #{rid} approved and applied on {req.endpoint}",
                        request_id=rid, audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
 
+    def request_freshness(self, request_id: Any) -> dict:
+        """Would approving this request still apply the change it shows? (a read-only check, not audited)"""
+        rid = _request_id(request_id)
+        req = self.c.approvals.get(rid)
+        if req.status != "pending":
+            return {"fresh": False, "why": f"request #{rid} is {req.status}"}
+        if req.is_expired(self.c.clock()):
+            return {"fresh": False, "why": f"request #{rid} expired at {req.expires_at:%Y-%m-%d %H:%M} UTC"}
+        stored = _plan_from(req)
+        try:
+            plan = self._replan(stored)
+        except Conflict as exc:
+            return {"fresh": False, "why": exc.message}
+        if plan.plan_hash != req.plan_hash:
+            return {"fresh": False, "why": f"the state it was made against changed ({_what_changed(stored, plan)})"}
+        failing = [f"{g.name}: {g.detail}" for g in plan.failing_gates]
+        return {"fresh": True, "why": "", "failing_gates": failing}
+
     def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
         rid = _request_id(request_id)
         target = f"request #{rid}"

@@ -273,3 +273,16 @@ def test_naming_another_canary_than_the_running_one_is_refused(container):
     c = container
     with pytest.raises(PreconditionFailed, match="is v2, not v3"):
         c.actions.plan(actor(c, "alice"), "promote_canary", ENDPOINT, version="3")
+
+
+def test_request_freshness_tells_the_approver_before_they_try(container, clock):
+    c = container
+    alice = actor(c, "alice")
+    out = c.actions.execute(c.actions.plan(alice, "request_promotion", ENDPOINT, version="2"), alice, "go")
+    assert c.actions.request_freshness(out.request_id) == {"fresh": True, "why": "", "failing_gates": []}
+    c.actions.execute(c.actions.plan(alice, "set_canary_weight", ENDPOINT, weight=30), alice, "meanwhile")
+    f = c.actions.request_freshness(out.request_id)
+    assert not f["fresh"] and "canary_weight 20 → 30" in f["why"].replace("canary weight", "canary_weight")
+    assert c.approvals.get(out.request_id).status == "pending", "a check changes nothing"
+    clock.advance(days=2)
+    assert "expired" in c.actions.request_freshness(out.request_id)["why"]
