@@ -165,6 +165,7 @@ def test_approvals_show_pending_with_evidence_and_history(app, demo_env):
     keys = {b.key for b in at.button}
     assert {f"action-approve-{pending.request_id}", f"action-reject-{pending.request_id}"} <= keys
     assert any("ui test 2" in str(m.value) for m in at.markdown)
+    assert "Still applies to the endpoint as it is now" in texts(at)
     at = app("approvals.py", status="rejected")
     clean(at)
     df = at.dataframe[0].value
