@@ -57,7 +57,7 @@ class Container:
                     return None
 
             return KServeBackend(self.settings.kserve_namespaces, self.settings.kserve_context,
-                                 resolve_storage_uri=resolve)
+                                 resolve_storage_uri=resolve, config_file=self.settings.kubeconfig)
         from services.serving.local import LocalServingBackend
 
         return LocalServingBackend(self.engine, clock=self.clock)

@@ -66,6 +66,7 @@ class Settings:
     serving_backend: str = "local"
     kserve_namespaces: tuple[str, ...] = ()
     kserve_context: str | None = None
+    kubeconfig: str | None = None  # KUBECONFIG (read per settings, not once per process)
     policy_file: Path = REPO_ROOT / "deploy" / "policy.yaml"
     identities: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_IDENTITIES))
     auth_mode: str = "dev"
@@ -132,6 +133,7 @@ class Settings:
             serving_backend=backend,
             kserve_namespaces=namespaces,
             kserve_context=get("MLOPS_KSERVE_CONTEXT"),
+            kubeconfig=get("KUBECONFIG"),
             policy_file=policy,
             identities=identities,
             auth_mode=get("MLOPS_AUTH_MODE", "dev"),
