@@ -118,8 +118,10 @@ def endpoint_detail(name: str) -> None:
                                     "message": cd.message, "since": fmt_time(cd.last_transition)}
                                    for cd in ep.conditions]), hide_index=True, key="conditions-table")
         st.caption(f"URL: `{ep.url or '—'}` · backend `{ep.backend}` · state version `{ep.resource_version}`")
-        for k, v in ep.extra.items():
-            st.caption(f"{k}: `{v}`")
+        if ep.extra:
+            with st.expander("Backend details"):
+                st.dataframe(pd.DataFrame([{"field": k.replace("_", " "), "value": str(v)}
+                                           for k, v in ep.extra.items()]), hide_index=True, key="backend-details")
     st.divider()
     actions_panel(view)
 
