@@ -444,7 +444,7 @@ class Actions:
                                audit_seq=entry.seq, overridden_gates=overridden)
             ep_after = self._apply(plan, actor, reason)
         except ConsoleError as exc:
-            self._audit(actor, plan.action, target, "refused" if not isinstance(exc, Conflict) else "conflict",
+            self._audit(actor, plan.action, target, _result_of(exc),
                         reason=reason if isinstance(reason, str) else "", error=exc, before=plan.before,
                         after=plan.after, gates=plan.gates, details={"plan_hash": plan.plan_hash})
             raise
@@ -585,14 +585,15 @@ class Actions:
             try:
                 ep_after = self._apply(plan, Actor(req.requester, ()), f"#{rid}: {req.reason} (approved by "
                                        f"{actor.name}: {reason})")
-            except ConsoleError as exc:
+            except Exception as exc:  # noqa: BLE001 - never leave a claimed request in "applying"
                 self.c.approvals.transition(rid, from_status="applying", to_status="failed",
-                                            row_version=req.row_version + 1, by=actor.name, reason=exc.message)
+                                            row_version=req.row_version + 1, by=actor.name,
+                                            reason=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                 raise
             self.c.approvals.transition(rid, from_status="applying", to_status="approved",
                                         row_version=req.row_version + 1, by=actor.name, reason=reason)
         except ConsoleError as exc:
-            self._audit(actor, "approve", target, "conflict" if isinstance(exc, Conflict) else "refused",
+            self._audit(actor, "approve", target, _result_of(exc),
                         reason=reason if isinstance(reason, str) else "", error=exc,
                         before=req.plan.get("before") if req else None, after=req.plan.get("after") if req else None,
                         details={"request_id": rid})
@@ -658,6 +659,15 @@ class Actions:
                 continue
             out.append(d)
         return out
+
+
+def _result_of(exc: ConsoleError) -> str:
+    """Audit result of a failed attempt: refused (a rule said no), conflict (state moved), failed (a source broke)."""
+    if isinstance(exc, Conflict):
+        return "conflict"
+    if isinstance(exc, Invalid | NotFound | PermissionDenied | PreconditionFailed):
+        return "refused"
+    return "failed"
 
 
 def _request_id(value: Any) -> int:

@@ -286,3 +286,31 @@ def test_request_freshness_tells_the_approver_before_they_try(container, clock):
     assert c.approvals.get(out.request_id).status == "pending", "a check changes nothing"
     clock.advance(days=2)
     assert "expired" in c.actions.request_freshness(out.request_id)["why"]
+
+
+def test_registry_down_after_the_endpoint_moved_restores_the_endpoint(registry_template, tmp_path, clock):
+    from services.errors import ConsoleError, Unavailable
+    from services.registry.mlflow_registry import MlflowRegistry
+    from tests.conftest import fresh_registry, make_container
+
+    class AliasStoreDown(MlflowRegistry):
+        """The real adapter whose alias writes fail, as when the MLflow server goes away mid-action."""
+
+        def set_alias(self, name, alias, version):
+            raise Unavailable("cannot reach the MLflow server", source="MLflow registry")
+
+    uri = fresh_registry(registry_template, tmp_path / "r")
+    c = make_container(uri, f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    c.overrides["registry"] = AliasStoreDown(uri)
+    c.serving.ensure_endpoint(ENDPOINT, MODEL, "1", canary_version="2", canary_weight=20)
+    alice, bob = actor(c, "alice"), actor(c, "bob")
+    out = c.actions.execute(c.actions.plan(alice, "request_promotion", ENDPOINT, version="2"), alice, "go")
+    with pytest.raises(ConsoleError, match="endpoint was restored"):
+        c.actions.approve(bob, out.request_id, "ok")
+    ep = c.serving.get_endpoint(ENDPOINT)
+    assert (ep.stable_version, ep.canary_version, ep.canary_weight) == ("1", "2", 20)
+    assert c.registry.aliases(MODEL)["champion"] == "1"
+    assert c.approvals.get(out.request_id).status == "failed"
+    last = c.audit.entries(limit=1)[0]
+    assert (last.action, last.result) == ("approve", "failed") and "restored" in last.error
+    assert [r.note for r in ep.revisions][:2] == ["compensation: registry update failed"] * 2
