@@ -291,7 +291,8 @@ def _style_metrics(rows: list[dict], versions: list[str]) -> pd.io.formats.style
                        f"color: {BAD}; font-weight: 600" if b is False else "")
         return out
 
-    return df.style.apply(colour, axis=0).format(precision=4, na_rep="—")
+    deltas = {c: "{:+.4f}" for c in df.columns if c.startswith("Δ")}
+    return df.style.apply(colour, axis=0).format(precision=4, na_rep="—").format(deltas, na_rep="—")
 
 
 def compare_page(name: str, versions: list[str]) -> None:
@@ -307,7 +308,9 @@ def compare_page(name: str, versions: list[str]) -> None:
     with tabs[0]:
         rows = cmp.params(differences_only=diff_only)
         if rows:
-            df = pd.DataFrame(rows).rename(columns=vcols)
+            df = pd.DataFrame(rows).rename(columns=vcols).fillna("—")
+            if diff_only:
+                df = df.drop(columns=["differs"])
             table(df, key="param-diff", file_name=f"{_safe(name)}-param-diff.csv")
         else:
             st.info("No parameter differs." if diff_only else "No parameters were logged.")
@@ -359,7 +362,9 @@ def compare_page(name: str, versions: list[str]) -> None:
     with tabs[5]:
         rows = cmp.tags(differences_only=diff_only)
         if rows:
-            table(pd.DataFrame(rows).rename(columns=vcols), key="tag-diff", file_name=f"{_safe(name)}-tag-diff.csv")
+            df = pd.DataFrame(rows).rename(columns=vcols).fillna("—")
+            table(df.drop(columns=["differs"]) if diff_only else df, key="tag-diff",
+                  file_name=f"{_safe(name)}-tag-diff.csv")
         else:
             st.info("No tag differs." if diff_only else "No tags.")
 
