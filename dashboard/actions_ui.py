@@ -133,6 +133,7 @@ def confirm_dialog() -> None:
         else:
             st.session_state.pop(PENDING, None)
             st.session_state.pop(DIALOG_ERROR, None)
+            st.session_state.pop("actions-endpoint", None)  # the state moved: action inputs start afresh
             st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", out.message)
             st.cache_data.clear()
             st.rerun()

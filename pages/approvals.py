@@ -21,7 +21,7 @@ def main() -> None:
     flash()
     st.caption("A promotion needs a second person: the requester cannot approve their own request. A request is "
                "bound to the exact change it shows and is void once the endpoint or the champion changes; it "
-               f"expires after {container().settings.approval_ttl_minutes // 60} h.")
+               f"expires after {_duration(container().settings.approval_ttl_minutes)}.")
     current = st.query_params.get("status", "pending")
     status = st.segmented_control("Status", STATUSES, default=current if current in STATUSES else "pending",
                                   key=state.APPROVALS_STATUS) or "pending"
@@ -68,6 +68,12 @@ def main() -> None:
                             + (f" · decided by **{r['decided_by']}**: {r['decision_reason']}" if r["decided_by"]
                                else ""))
                 render_request_plan(r)
+
+
+def _duration(minutes: int) -> str:
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} d" if minutes > 24 * 60 else "24 h"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _dt(text):

@@ -33,6 +33,8 @@ def main() -> None:
     qp = st.query_params
     cols = st.columns(4)
     names = [""] + c.directory.names()
+    if qp.get("actor") and qp.get("actor") not in names:  # someone no longer configured: still searchable
+        names.append(qp.get("actor"))
     actor = cols[0].selectbox("Actor", names, index=_idx(names, qp.get("actor")), key=state.AUDIT_FILTER_ACTOR,
                               format_func=lambda x: x or "anyone")
     action = cols[1].selectbox("Action", ACTIONS, index=_idx(ACTIONS, qp.get("action")),

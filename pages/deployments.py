@@ -15,6 +15,7 @@ from dashboard.nav import href, link
 from services.errors import ConsoleError
 
 STABLE_C, CANARY_C = "#0969da", "#bf8700"
+ACTION_INPUTS = ("promote-version", "canary-version", "canary-weight", "rollback-version")
 
 
 def traffic_chart(ep) -> go.Figure:
@@ -206,6 +207,10 @@ def main() -> None:
         names.append(wanted)
     index = names.index(wanted) if wanted in names else 0
     picked = st.selectbox("Endpoint", names, index=index, key=state.ENDPOINT_PICKER)
+    if st.session_state.get("actions-endpoint") != picked:  # inputs of another endpoint must not carry over
+        for k in ACTION_INPUTS:
+            st.session_state.pop(k, None)
+        st.session_state["actions-endpoint"] = picked
     if picked != wanted:
         st.query_params["endpoint"] = picked
     with guard("endpoint"):

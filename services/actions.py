@@ -17,11 +17,20 @@ refusal while planning, writes one audit entry.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.errors import (
+    Conflict,
+    ConsoleError,
+    Invalid,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    Unavailable,
+)
 from services.identity import Actor
 from services.policy import EndpointPolicy, GateResult, evaluate_live, evaluate_offline
 from services.registry import CHAMPION
@@ -67,7 +76,7 @@ def parse_weight(value: Any) -> int:
         w = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit() or not text.isascii():
+        if not re.fullmatch(r"-?[0-9]+", text):
             raise Invalid(msg, source=SOURCE)
         w = int(text)
     else:
@@ -250,8 +259,15 @@ class Actions:
         try:
             return fn()
         except ConsoleError as exc:
-            self._audit(actor, action, target, "refused", error=exc, details={"params": params, "stage": "plan"})
+            self._audit_quietly(actor, action, target, "refused", error=exc,
+                                details={"params": params, "stage": "plan"})
             raise
+
+    def _audit_quietly(self, *args, **kwargs) -> None:
+        try:
+            self._audit(*args, **kwargs)
+        except ConsoleError:
+            pass  # the caller is already raising the error that matters
 
     def _audit(self, actor: Actor, action: str, target: str, result: str, *, reason: str = "",
                error: ConsoleError | str | None = None, before=None, after=None, gates=None, details=None):
@@ -266,8 +282,8 @@ class Actions:
                                    details=details)
 
     # -- planning (dry run) -------------------------------------------------
-    def plan(self, actor: Actor, action: str, endpoint: str, **params) -> Plan:
-        builders = {
+    def _builders(self) -> dict:
+        return {
             "request_promotion": self._plan_promotion,
             "promote_canary": self._plan_promote_canary,
             "start_canary": self._plan_start_canary,
@@ -275,8 +291,14 @@ class Actions:
             "abort_canary": self._plan_abort,
             "rollback": self._plan_rollback,
         }
+
+    def plan(self, actor: Actor, action: str, endpoint: str, **params) -> Plan:
+        builders = self._builders()
+        target = str(endpoint)
         if action not in builders:
-            raise Invalid(f"unknown action {action!r}", source=SOURCE)
+            err = Invalid(f"unknown action {action!r}", source=SOURCE)
+            self._audit(actor, str(action)[:64], target, "refused", error=err, details={"stage": "plan"})
+            raise err
         target = str(endpoint)
 
         def run():
@@ -345,15 +367,24 @@ class Actions:
         return self._finish("set_canary_weight", actor, ep, change, {"weight": weight}, None, champion, None)
 
     def _plan_abort(self, actor: Actor, endpoint: str, version: Any = None) -> Plan:
+        """The emergency exit: needs the registry only where the backend needs a storage URI."""
         ep = self._endpoint(endpoint)
         if not ep.canary_version:
             raise PreconditionFailed(f"{ep.name} has no canary to abort", source=SOURCE)
         self._same_canary(ep, version)
-        champion = self._champion(ep.model) if ep.model else None
-        stable = self._ref(ep.model, ep.stable_version) if ep.model and ep.stable_version else None
+        warnings = []
+        try:
+            champion = self._champion(ep.model) if ep.model else None
+        except Unavailable as exc:
+            champion = None
+            warnings.append(f"the registry is unreachable ({exc.message}); aborting does not need it")
+        stable = None
+        if ep.model and ep.stable_version:
+            stable = (self._ref(ep.model, ep.stable_version) if self.c.serving.name != "local"
+                      else VersionRef(ep.model, ep.stable_version))
         change = Change("abort", ep.resource_version, previous_stable=stable)
         return self._finish("abort_canary", actor, ep, change, {"version": ep.canary_version}, None, champion,
-                            None)
+                            None, warnings)
 
     @staticmethod
     def _same_canary(ep: Endpoint, version: Any) -> None:
@@ -444,14 +475,17 @@ class Actions:
                                audit_seq=entry.seq, overridden_gates=overridden)
             ep_after = self._apply(plan, actor, reason)
         except ConsoleError as exc:
-            self._audit(actor, plan.action, target, _result_of(exc),
+            self._audit_quietly(actor, plan.action, target, _result_of(exc),
                         reason=reason if isinstance(reason, str) else "", error=exc, before=plan.before,
                         after=plan.after, gates=plan.gates, details={"plan_hash": plan.plan_hash})
             raise
-        entry = self._audit(actor, plan.action, target, "ok", reason=reason, before=plan.before,
-                            after=_state(ep_after, plan.after.get("champion")), gates=plan.gates,
-                            details={"plan_hash": plan.plan_hash, "overridden_gates": overridden,
-                                     "override_reason": override_reason, "backend": plan.backend})
+        try:
+            entry = self._audit(actor, plan.action, target, "ok", reason=reason, before=plan.before,
+                                after=_state(ep_after, plan.after.get("champion")), gates=plan.gates,
+                                details={"plan_hash": plan.plan_hash, "overridden_gates": overridden,
+                                         "override_reason": override_reason, "backend": plan.backend})
+        except ConsoleError as exc:
+            raise _applied_but(f"{plan.label} on {target}", "writing its audit entry", exc) from exc
         return Outcome("applied", plan.action, target, f"{plan.label} on {target}: done", audit_seq=entry.seq,
                        endpoint_after=_state(ep_after, plan.after.get("champion")), overridden_gates=overridden)
 
@@ -476,11 +510,7 @@ class Actions:
         return current
 
     def _replan(self, plan: Plan) -> Plan:
-        builder = {
-            "request_promotion": self._plan_promotion, "promote_canary": self._plan_promote_canary,
-            "start_canary": self._plan_start_canary, "set_canary_weight": self._plan_set_weight,
-            "abort_canary": self._plan_abort, "rollback": self._plan_rollback,
-        }[plan.action]
+        builder = self._builders()[plan.action]
         actor = Actor(plan.actor, ())
         try:
             return builder(actor, plan.endpoint, **plan.params)
@@ -505,10 +535,10 @@ class Actions:
                 self.c.registry.set_alias(rc["model"], rc["alias"], rc["to"])
             except ConsoleError as exc:
                 restored = self._compensate(plan, ep_after, actor)
-                raise ConsoleError(
+                raise Unavailable(
                     f"the endpoint changed but moving {rc['alias']} to v{rc['to']} failed ({exc.message}); "
                     + ("the endpoint was restored" if restored else "the endpoint could NOT be restored: "
-                       "fix it by hand"), source=exc.source) from exc
+                       "fix it by hand"), source=exc.source, detail=exc.detail) from exc
         return ep_after
 
     def _changes_since(self, plan: Plan) -> str:
@@ -546,10 +576,11 @@ class Actions:
     # -- approvals --------------------------------------------------------------
     def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,
                 override_reason: str | None = None) -> Outcome:
-        rid = _request_id(request_id)
-        target = f"request #{rid}"
+        rid = None
+        target = f"request #{request_id}"
         req = None
         try:
+            rid = _request_id(request_id)
             req = self.c.approvals.get(rid)
             target = req.endpoint
             if actor.name == req.requester:
@@ -590,20 +621,36 @@ class Actions:
                                             row_version=req.row_version + 1, by=actor.name,
                                             reason=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                 raise
-            self.c.approvals.transition(rid, from_status="applying", to_status="approved",
-                                        row_version=req.row_version + 1, by=actor.name, reason=reason)
+            try:
+                recorded = self.c.approvals.transition(rid, from_status="applying", to_status="approved",
+                                                       row_version=req.row_version + 1, by=actor.name,
+                                                       reason=reason)
+            except ConsoleError as exc:
+                recorded, record_error = False, exc
+            else:
+                record_error = None
+            if not recorded:
+                err = _applied_but(f"request #{rid}", "marking the request approved", record_error)
+                self._audit_quietly(actor, "approve", req.endpoint, "ok", reason=reason, error=err,
+                                    before=plan.before, after=plan.after, details={"request_id": rid})
+                raise err
         except ConsoleError as exc:
-            self._audit(actor, "approve", target, _result_of(exc),
+            if getattr(exc, "applied", False):
+                raise
+            self._audit_quietly(actor, "approve", target, _result_of(exc),
                         reason=reason if isinstance(reason, str) else "", error=exc,
                         before=req.plan.get("before") if req else None, after=req.plan.get("after") if req else None,
                         details={"request_id": rid})
             raise
         after = _state(ep_after, plan.after.get("champion"))
-        entry = self._audit(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before, after=after,
-                            gates=plan.gates, details={"request_id": rid, "requester": req.requester,
-                                                       "request_action": req.action, "plan_hash": plan.plan_hash,
-                                                       "overridden_gates": overridden,
-                                                       "override_reason": override_reason})
+        try:
+            entry = self._audit(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before,
+                                after=after, gates=plan.gates,
+                                details={"request_id": rid, "requester": req.requester, "request_action": req.action,
+                                         "plan_hash": plan.plan_hash, "overridden_gates": overridden,
+                                         "override_reason": override_reason})
+        except ConsoleError as exc:
+            raise _applied_but(f"request #{rid}", "writing its audit entry", exc) from exc
         return Outcome("applied", "approve", req.endpoint, f"request #{rid} approved and applied on {req.endpoint}",
                        request_id=rid, audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
 
@@ -626,9 +673,10 @@ class Actions:
         return {"fresh": True, "why": "", "failing_gates": failing}
 
     def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
-        rid = _request_id(request_id)
-        target = f"request #{rid}"
+        rid = None
+        target = f"request #{request_id}"
         try:
+            rid = _request_id(request_id)
             req = self.c.approvals.get(rid)
             target = req.endpoint
             self._require_role(actor, "reject", req.endpoint)
@@ -639,7 +687,7 @@ class Actions:
                                                row_version=req.row_version, by=actor.name, reason=reason):
                 raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
         except ConsoleError as exc:
-            self._audit(actor, "reject", target, "refused", reason=reason if isinstance(reason, str) else "",
+            self._audit_quietly(actor, "reject", target, "refused", reason=reason if isinstance(reason, str) else "",
                         error=exc, details={"request_id": rid})
             raise
         entry = self._audit(actor, "reject", req.endpoint, "ok", reason=reason,
@@ -659,6 +707,16 @@ class Actions:
                 continue
             out.append(d)
         return out
+
+
+def _applied_but(what: str, step: str, exc: ConsoleError | None) -> ConsoleError:
+    """The change is live but a bookkeeping step failed: say so loudly, never as a plain failure."""
+    err = Unavailable(f"{what} WAS APPLIED, but {step} failed"
+                      + (f" ({exc.message})" if exc else " (the record changed meanwhile)")
+                      + "; do not retry: check the endpoint and record the change by hand",
+                      source=exc.source if exc else SOURCE, detail=exc.detail if exc else None)
+    err.applied = True
+    return err
 
 
 def _result_of(exc: ConsoleError) -> str:

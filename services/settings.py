@@ -71,7 +71,6 @@ class Settings:
     identities: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_IDENTITIES))
     auth_mode: str = "dev"
     approval_ttl_minutes: int = 24 * 60
-    cache_ttl_seconds: int = 30
 
     @property
     def artifact_root(self) -> Path:
@@ -123,6 +122,10 @@ class Settings:
                 raise Invalid(f"{name} must be between {lo} and {hi}, got {value}", source="settings")
             return value
 
+        auth_mode = get("MLOPS_AUTH_MODE", "dev").strip().lower()
+        if auth_mode != "dev":
+            raise Invalid(f"MLOPS_AUTH_MODE must be 'dev' (OIDC login is not built yet), got {auth_mode!r}",
+                          source="settings")
         policy = Path(get("MLOPS_POLICY_FILE", str(REPO_ROOT / "deploy" / "policy.yaml"))).expanduser()
         ui = get("MLOPS_MLFLOW_UI_URL")
         return cls(
@@ -136,7 +139,6 @@ class Settings:
             kubeconfig=get("KUBECONFIG"),
             policy_file=policy,
             identities=identities,
-            auth_mode=get("MLOPS_AUTH_MODE", "dev"),
+            auth_mode=auth_mode,
             approval_ttl_minutes=int_setting("MLOPS_APPROVAL_TTL_MINUTES", 24 * 60, 1, 60 * 24 * 90),
-            cache_ttl_seconds=int_setting("MLOPS_CACHE_TTL", 30, 0, 3600),
         )

@@ -351,9 +351,14 @@ class MlflowRegistry(ModelRegistry):
         location = self.storage_uri(name, version)
         try:
             files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri)
-        except Exception:  # noqa: BLE001 - "not there" is the answer we want
+        except FileNotFoundError:
             return False
-        return any(Path(f.path).name == "MLmodel" for f in files)
+        except Exception as exc:  # noqa: BLE001 - "missing" only when the store says so; an outage is not that
+            err = translate(exc, f"the model files of {name!r} v{version}")
+            if isinstance(err, NotFound):
+                return False
+            raise err from exc
+        return any(Path(f.path).name == "MLmodel" for f in files or [])
 
     REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
 

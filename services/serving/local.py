@@ -65,12 +65,15 @@ class LocalServingBackend(ServingBackend):
 
     def get_endpoint(self, name: str) -> Endpoint:
         with guarded(f"reading endpoint {name!r}", SOURCE), self.engine.connect() as conn:
-            row = conn.execute(select(endpoints).where(endpoints.c.name == name)).mappings().first()
-            if row is None:
-                raise NotFound(f"no endpoint named {name!r}", source=SOURCE)
-            revs = conn.execute(select(endpoint_revisions).where(endpoint_revisions.c.endpoint == name)
-                                .order_by(endpoint_revisions.c.id.desc()).limit(MAX_REVISIONS_SHOWN)
-                                ).mappings().all()
+            return self._read(conn, name)
+
+    def _read(self, conn, name: str) -> Endpoint:
+        row = conn.execute(select(endpoints).where(endpoints.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"no endpoint named {name!r}", source=SOURCE)
+        revs = conn.execute(select(endpoint_revisions).where(endpoint_revisions.c.endpoint == name)
+                            .order_by(endpoint_revisions.c.id.desc()).limit(MAX_REVISIONS_SHOWN)
+                            ).mappings().all()
         return self._endpoint(row, revs)
 
     def _endpoint(self, row, revs) -> Endpoint:
@@ -123,7 +126,8 @@ class LocalServingBackend(ServingBackend):
                 endpoint=name, resource_version=seen + 1, stable_version=target.stable_version,
                 canary_version=target.canary_version, canary_weight=target.canary_weight, at=now,
                 actor=actor, note=note or change.op))
-        return self.get_endpoint(name)
+            # Read back inside the same transaction: this is *our* write, not whatever lands after it.
+            return self._read(conn, name)
 
     def preview(self, endpoint: Endpoint, change: Change) -> dict:
         target = change.target_state(endpoint.state())

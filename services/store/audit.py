@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,9 +77,12 @@ class AuditLog:
         self.engine = engine
         self.clock = clock
 
+    MAX_ATTEMPTS = 20
+
     def append(self, *, actor: str, action: str, target: str, result: str, reason: str = "", error: str = "",
                before: Any = None, after: Any = None, gates: Any = None, details: Any = None) -> AuditEntry:
-        for _attempt in range(50):
+        last: Unavailable | None = None
+        for attempt in range(self.MAX_ATTEMPTS):
             try:
                 with guarded("writing the audit trail", SOURCE), self.engine.begin() as conn:
                     head = conn.execute(
@@ -96,11 +100,12 @@ class AuditLog:
                     conn.execute(insert(audit_log).values(**row))
                 return _entry(row)
             except Unavailable as exc:
-                cause = exc.__cause__
-                if isinstance(cause, IntegrityError | OperationalError):
-                    continue  # somebody else took this seq (or the lock): re-read the head
-                raise
-        raise Unavailable("could not append to the audit trail after 50 attempts", source=SOURCE)
+                if not _lost_the_race(exc.__cause__):
+                    raise  # a real failure (disk, permissions, server down): no point retrying
+                last = exc
+                time.sleep(min(0.002 * (2 ** attempt), 0.1))  # back off: the winner is committing
+        raise Unavailable(f"could not append to the audit trail after {self.MAX_ATTEMPTS} attempts", source=SOURCE,
+                          detail=last.detail if last else None)
 
     def count(self) -> int:
         with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
@@ -156,6 +161,19 @@ class AuditLog:
                 prev = digest
                 expected_seq += 1
         return VerifyResult(True, n, None, "", prev)
+
+
+def _lost_the_race(exc: BaseException | None) -> bool:
+    """True when another writer took the same ``seq`` (or held the lock): re-read the head and try again."""
+    if isinstance(exc, IntegrityError):
+        orig = getattr(exc, "orig", None)
+        code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
+        return code == "23505" or "UNIQUE constraint failed: audit_log.seq" in str(orig)
+    if isinstance(exc, OperationalError):
+        text = str(getattr(exc, "orig", exc)).lower()
+        code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        return code in ("40001", "40P01") or "database is locked" in text or "deadlock" in text
+    return False
 
 
 def _entry(row: dict) -> AuditEntry:

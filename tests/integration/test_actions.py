@@ -314,3 +314,51 @@ def test_registry_down_after_the_endpoint_moved_restores_the_endpoint(registry_t
     last = c.audit.entries(limit=1)[0]
     assert (last.action, last.result) == ("approve", "failed") and "restored" in last.error
     assert [r.note for r in ep.revisions][:2] == ["compensation: registry update failed"] * 2
+
+
+def test_audit_store_failing_after_the_change_says_it_was_applied(container):
+    from services.errors import Unavailable
+    from services.store.audit import AuditLog
+
+    class AuditDownAfterwards(AuditLog):
+        def append(self, **kw):
+            if kw["result"] == "ok":
+                raise Unavailable("disk full", source="audit store")
+            return super().append(**kw)
+
+    c = container
+    c.__dict__["audit"] = AuditDownAfterwards(c.engine, clock=c.clock)
+    alice = actor(c, "alice")
+    with pytest.raises(Unavailable, match="WAS APPLIED") as info:
+        c.actions.execute(c.actions.plan(alice, "set_canary_weight", ENDPOINT, weight=35), alice, "ramp")
+    assert info.value.applied and "do not retry" in info.value.message
+    assert state(c) == ("1", "2", 35, "1")
+
+
+def test_abort_works_while_the_registry_is_down(registry_template, tmp_path, clock):
+    from services.registry.mlflow_registry import MlflowRegistry
+    from tests.conftest import free_port, fresh_registry, make_container
+
+    c = make_container(fresh_registry(registry_template, tmp_path / "r"), f"sqlite:///{tmp_path / 'c.db'}",
+                       tmp_path, clock=clock)
+    c.serving.ensure_endpoint(ENDPOINT, MODEL, "1", canary_version="2", canary_weight=20)
+    c.overrides["registry"] = MlflowRegistry(f"http://127.0.0.1:{free_port()}")
+    alice = actor(c, "alice")
+    plan = c.actions.plan(alice, "abort_canary", ENDPOINT)
+    assert "unreachable" in plan.warnings[0]
+    c.actions.execute(plan, alice, "canary is bad and MLflow is down")
+    ep = c.serving.get_endpoint(ENDPOINT)
+    assert (ep.stable_version, ep.canary_version, ep.canary_weight) == ("1", None, 0)
+
+
+def test_unknown_action_and_bad_request_ids_are_refused_and_audited(container):
+    c = container
+    alice, bob = actor(c, "alice"), actor(c, "bob")
+    with pytest.raises(Invalid, match="unknown action"):
+        c.actions.plan(alice, "teleport", ENDPOINT)
+    with pytest.raises(Invalid, match="request id"):
+        c.actions.approve(bob, "#x1", "ok")
+    with pytest.raises(Invalid, match="request id"):
+        c.actions.reject(bob, "", "no")
+    assert [(e.action, e.result) for e in reversed(c.audit.entries())] == [
+        ("teleport", "refused"), ("approve", "refused"), ("reject", "refused")]

@@ -90,3 +90,12 @@ def test_unicode_and_quotes_round_trip(audit):
     got = audit.entries(limit=1)[0]
     assert got.reason == e.reason and got.target == e.target and got.details == {"emoji": "🚀"}
     assert audit.verify().ok
+
+
+def test_a_real_failure_is_not_retried_and_keeps_its_cause(audit):
+    from services.errors import Unavailable
+
+    with pytest.raises(Unavailable) as info:
+        audit.append(actor=None, action="x", target="t", result="ok")  # NOT NULL violation: not a race
+    assert info.value.detail and "null" in info.value.detail.lower()
+    assert audit.count() == 6 and audit.verify().ok

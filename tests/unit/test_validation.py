@@ -12,7 +12,8 @@ def test_weights_accepted(value, expected):
     assert parse_weight(value) == expected
 
 
-@pytest.mark.parametrize("value", [-1, 101, 12.5, "12.5", "x", "", None, True, False, [], "1e2", "٣"])
+@pytest.mark.parametrize("value", [-1, 101, 12.5, "12.5", "x", "", None, True, False, [], "1e2", "٣", "--5", "+5",
+                                   "5 5"])
 def test_weights_refused(value):
     with pytest.raises(Invalid):
         parse_weight(value)
@@ -77,6 +78,12 @@ def test_secrets_file_is_read_and_env_wins(tmp_path):
     s2 = Settings.from_env({"MLOPS_DATA_DIR": str(tmp_path), "MLOPS_SERVING_BACKEND": "local"}, secrets_path=sec)
     assert s2.serving_backend == "local"
     assert not Settings.from_env({"MLFLOW_TRACKING_URI": "http://h:5000"}, secrets_path=sec).registry_is_local
+
+
+def test_auth_mode_other_than_dev_is_refused_until_oidc_exists(tmp_path):
+    with pytest.raises(Invalid, match="MLOPS_AUTH_MODE"):
+        Settings.from_env({"MLOPS_DATA_DIR": str(tmp_path), "MLOPS_AUTH_MODE": "oidc"},
+                          secrets_path=tmp_path / "none.toml")
 
 
 def test_identities_parse():
