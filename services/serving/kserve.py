@@ -488,16 +488,21 @@ def _plan_serverless(obj: dict, view: IsvcView, change: Change) -> list[list[dic
         writes.append([_set(obj, view.uri_path, stable.storage_uri)] + _annotation_ops(obj, values))
         return writes
     if change.op == "set_stable":
-        ref = change.version
-        uri = _check_uri(ref, change.op)
-        _check_model(view, ref)
-        ops = [_set(obj, view.uri_path, uri)]
-        if _exists(obj, cp_path):
-            ops.append({"op": "remove", "path": _pointer(cp_path)})
-        values = {ANN_MODEL: ref.model or view.model, **_main_annotations(ref, uri),
-                  **{k: None for k in STABLE_ANNOTATIONS}}
-        return [ops + _annotation_ops(obj, values)]
+        return _set_stable(obj, view, change, cp_path, STABLE_ANNOTATIONS)
     raise Invalid(f"unknown operation {change.op!r}", source=SOURCE)
+
+
+def _set_stable(obj: dict, view: IsvcView, change: Change, canary_path: tuple, cleared) -> list[list[dict]]:
+    """Both modes: the version becomes the predictor's storageUri; the canary (``canary_path``) and its
+    bookkeeping annotations (``cleared``) go."""
+    ref = change.version
+    uri = _check_uri(ref, change.op)
+    _check_model(view, ref)
+    ops = [_set(obj, view.uri_path, uri)]
+    if _exists(obj, canary_path):
+        ops.append({"op": "remove", "path": _pointer(canary_path)})
+    values = {ANN_MODEL: ref.model or view.model, **_main_annotations(ref, uri), **{k: None for k in cleared}}
+    return [ops + _annotation_ops(obj, values)]
 
 
 def _plan_standard(obj: dict, view: IsvcView, change: Change) -> list[list[dict]]:
@@ -535,15 +540,7 @@ def _plan_standard(obj: dict, view: IsvcView, change: Change) -> list[list[dict]
         return [[{"op": "remove", "path": _pointer(canary_path)}]
                 + _annotation_ops(obj, {k: None for k in CANARY_ANNOTATIONS})]
     if change.op == "set_stable":
-        ref = change.version
-        uri = _check_uri(ref, change.op)
-        _check_model(view, ref)
-        ops = [_set(obj, view.uri_path, uri)]
-        if _exists(obj, canary_path):
-            ops.append({"op": "remove", "path": _pointer(canary_path)})
-        values = {ANN_MODEL: ref.model or view.model, **_main_annotations(ref, uri),
-                  **{k: None for k in CANARY_ANNOTATIONS}}
-        return [ops + _annotation_ops(obj, values)]
+        return _set_stable(obj, view, change, canary_path, CANARY_ANNOTATIONS)
     raise Invalid(f"unknown operation {change.op!r}", source=SOURCE)
 
 
