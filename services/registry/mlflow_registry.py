@@ -236,11 +236,23 @@ class MlflowRegistry(ModelRegistry):
         with _guard(f"version {version} of {name!r}"):
             model = self.client.get_registered_model(name)
             v = self.client.get_model_version(name, version)
-            metrics = self._run_metrics([v.run_id]) if v.run_id else {}
+            run = self._one_run(v.run_id) if v.run_id else (None, {})
         by_version: dict[str, list[str]] = {}
         for alias, ver in (model.aliases or {}).items():
             by_version.setdefault(str(ver), []).append(alias)
-        return self._version_summary(v, by_version, *metrics.get(v.run_id or "", (None, {})))
+        return self._version_summary(v, by_version, *run)
+
+    def _one_run(self, run_id: str) -> tuple[str | None, dict[str, float]]:
+        """(experiment id, metrics) of one run with a single call; a deleted run has none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            r = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return None, {}
+            raise
+        return r.info.experiment_id, dict(r.data.metrics)
 
     def get_version_detail(self, name: str, version: str) -> VersionDetail:
         summary = self.get_version(name, version)
