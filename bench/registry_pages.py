@@ -49,13 +49,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
 
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+from services.registry.mlflow_registry import _paged  # noqa: E402  (the adapter's own pager)
 
 BIG = "big-model"
 METRICS = ("accuracy", "roc_auc", "f1", "val_loss")
@@ -153,16 +150,6 @@ def ensure_store(store: Path, n_models: int, n_versions: int) -> tuple[dict, flo
 
 
 # -- the raw baseline: exactly the MlflowClient calls MlflowRegistry makes ---------------
-def _paged(call, **kwargs) -> list:
-    out, token = [], None
-    while True:
-        page = call(page_token=token, **kwargs)
-        out.extend(page)
-        token = getattr(page, "token", None)
-        if not token:
-            return out
-
-
 def raw_list(client) -> int:
     """MlflowRegistry.list_models: all registered models + all versions (for counts)."""
     models = _paged(client.search_registered_models, max_results=1000)

@@ -75,9 +75,10 @@ def overview_table(views) -> None:
           column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
 
 
-def endpoint_detail(name: str) -> None:
-    with st.spinner(f"Reading {name}…"):
-        view = data.endpoint_view(name)
+def endpoint_detail(name: str, view=None) -> None:
+    if view is None:
+        with st.spinner(f"Reading {name}…"):
+            view = data.endpoint_view(name)
     ep = view.endpoint
     st.header(ep.name, anchor=False)
     for w in view.warnings:
@@ -198,9 +199,10 @@ def main() -> None:
     overview_table(views)
     names = [v.endpoint.name for v in views]
     wanted = st.query_params.get("endpoint")
-    if wanted and wanted not in names:
+    prefetched = None
+    if wanted and wanted not in names:  # e.g. an endpoint outside the listed namespaces: read it once
         try:
-            data.endpoint_view(wanted)
+            prefetched = data.endpoint_view(wanted)
         except ConsoleError as exc:
             show_error(exc)
             return
@@ -214,7 +216,7 @@ def main() -> None:
     if picked != wanted:
         st.query_params["endpoint"] = picked
     with guard("endpoint"):
-        endpoint_detail(picked)
+        endpoint_detail(picked, prefetched if prefetched and prefetched.endpoint.name == picked else None)
 
 
 with guard("Deployments"):
