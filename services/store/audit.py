@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.clock import Clock, iso, utcnow
-from services.errors import Unavailable
+from services.errors import Invalid, Unavailable
 from services.store.db import audit_log, guarded
 
 SOURCE = "audit store"
@@ -111,9 +114,15 @@ class AuditLog:
         with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
+    PAGE = 1000  # rows read per query while filtering by model/version in Python
+
     def entries(self, *, limit: int | None = 500, actor: str | None = None, action: str | None = None,
                 target_contains: str | None = None, result: str | None = None,
-                since: str | None = None, until: str | None = None) -> list[AuditEntry]:
+                since: str | None = None, until: str | None = None, endpoint: str | None = None,
+                model: str | None = None, version: str | None = None) -> list[AuditEntry]:
+        """Newest first. ``since``/``until`` are ISO strings as :func:`time_bound` makes them (inclusive);
+        ``endpoint`` matches ``target`` exactly; ``model``/``version`` match what an entry is about
+        (:func:`entry_subjects`), filtered in Python in pages of :attr:`PAGE` rows, ``limit`` applied after."""
         q = select(audit_log).order_by(audit_log.c.seq.desc())
         if actor:
             q = q.where(audit_log.c.actor == actor)
@@ -121,17 +130,54 @@ class AuditLog:
             q = q.where(audit_log.c.action == action)
         if result:
             q = q.where(audit_log.c.result == result)
+        if endpoint:
+            q = q.where(audit_log.c.target == endpoint)
         if target_contains:
-            q = q.where(func.instr(audit_log.c.target, target_contains) > 0) if self._sqlite else \
-                q.where(func.strpos(audit_log.c.target, target_contains) > 0)
+            q = q.where(self._contains(audit_log.c.target, target_contains))
         if since:
             q = q.where(audit_log.c.ts >= since)
         if until:
             q = q.where(audit_log.c.ts <= until)
-        if limit:
-            q = q.limit(limit)
+        model = (model or "").strip() or None
+        version = (version or "").strip() or None
+        if model is None and version is None:
+            if limit:
+                q = q.limit(limit)
+            with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
+                return [_entry(dict(r)) for r in conn.execute(q).mappings()]
+        # cheap superset in SQL: the value must appear, as JSON text, somewhere in the entry
+        text = audit_log.c.details + audit_log.c.before + audit_log.c.after
+        for value in (model, version):
+            if value is not None:
+                q = q.where(self._contains(text, json.dumps(value, ensure_ascii=False)[1:-1]))
+        out: list[AuditEntry] = []
+        for e in self._paged(q):
+            m, vs = entry_subjects(e)
+            if (model is None or m == model) and (version is None or version in vs):
+                out.append(e)
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    def _paged(self, q) -> Iterator[AuditEntry]:
+        """Entries of ``q`` (ordered by seq descending) read PAGE rows at a time (keyset on seq)."""
+        cursor = None
+        while True:
+            page = q if cursor is None else q.where(audit_log.c.seq < cursor)
+            with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
+                rows = [_entry(dict(r)) for r in conn.execute(page.limit(self.PAGE)).mappings()]
+            yield from rows
+            if len(rows) < self.PAGE:
+                return
+            cursor = rows[-1].seq
+
+    def targets(self) -> list[str]:
+        """Every distinct target in the trail, sorted (for filter pickers)."""
         with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
-            return [_entry(dict(r)) for r in conn.execute(q).mappings()]
+            return sorted(conn.execute(select(audit_log.c.target).distinct()).scalars())
+
+    def _contains(self, column, value: str):
+        return (func.instr(column, value) if self._sqlite else func.strpos(column, value)) > 0
 
     @property
     def _sqlite(self) -> bool:
@@ -161,6 +207,62 @@ class AuditLog:
                 prev = digest
                 expected_seq += 1
         return VerifyResult(True, n, None, "", prev)
+
+
+_VERSION_KEYS = ("stable_version", "canary_version", "champion")
+_PARAM_VERSION_KEYS = ("version", "to_version")
+
+
+def entry_subjects(entry: AuditEntry | dict) -> tuple[str | None, set[str]]:
+    """Pure: which registered model and which versions an entry is about.
+
+    Entries written with ``details["model"]`` / ``details["versions"]`` say so themselves; for older
+    entries the model is unknown (``None``) and the versions are derived from ``before``/``after``
+    (``stable_version``, ``canary_version``, ``champion``) and ``details.params`` / ``details.version``.
+    """
+    get = entry.get if isinstance(entry, dict) else lambda k: getattr(entry, k, None)
+    details = get("details")
+    details = details if isinstance(details, dict) else {}
+    model = details.get("model")
+    model = str(model) if model not in (None, "") else None
+    if isinstance(details.get("versions"), list | tuple):
+        return model, {str(v) for v in details["versions"] if _is_version(v)}
+    found = []
+    for state in (get("before"), get("after")):
+        if isinstance(state, dict):
+            found += [state.get(k) for k in _VERSION_KEYS]
+    params = details.get("params")
+    if isinstance(params, dict):
+        found += [params.get(k) for k in _PARAM_VERSION_KEYS]
+    found.append(details.get("version"))
+    return model, {str(v).strip() for v in found if _is_version(v)}
+
+
+def _is_version(v: Any) -> bool:
+    return v is not None and not isinstance(v, dict | list | bool) and str(v).strip() not in ("", "None")
+
+
+def time_bound(value: str | date | datetime | None, *, end: bool = False, what: str = "time") -> str | None:
+    """An ISO date or datetime (UTC when it has no zone) as the fixed-width ISO string stored in ``ts``.
+
+    A bare date is the start of that day, or with ``end=True`` its last microsecond, so that
+    ``since=time_bound(d)`` and ``until=time_bound(d, end=True)`` both include the whole day.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        if not isinstance(value, datetime):
+            value = datetime.combine(value, dtime.max if end else dtime.min)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z"  # iso(), zero-padded for years < 1000 too
+    except (ValueError, OverflowError):
+        raise Invalid(f"{what} {str(value).strip()!r} is not an ISO date or datetime (e.g. 2026-11-01 or "
+                      "2026-11-01T14:30; UTC unless it names a zone)", source="audit filter") from None
 
 
 def _lost_the_race(exc: BaseException | None) -> bool:
