@@ -90,20 +90,69 @@ def cmd_endpoints(c, args) -> int:
              "canary": v.endpoint.canary_version, "canary_weight": v.endpoint.canary_weight,
              "ready": v.endpoint.ready, "champion": v.champion, "resource_version": v.endpoint.resource_version,
              "warnings": v.warnings} for v in views]
-    text = "\n".join(
-        f"{d['name']}\t{d['model']}\tstable v{d['stable']}"
-        + (f"\tcanary v{d['canary']} @ {d['canary_weight']}%" if d["canary"] else "")
-        + "".join(f"\n  ! {w}" for w in d["warnings"]) for d in data)
-    _print(args, data, text or "(no endpoints)")
+    rows = [[d["name"], d["model"], _v(d["stable"]),
+             f"{_v(d['canary'])} @ {d['canary_weight']}%" if d["canary"] else None, _v(d["champion"]),
+             "yes" if d["ready"] else "no", "DISAGREES" if d["warnings"] else "agrees"] for d in data]
+    text = _table(["ENDPOINT", "MODEL", "STABLE", "CANARY", "CHAMPION", "READY", "REGISTRY"], rows,
+                  notes=[[f"! {w}" for w in d["warnings"]] for d in data])
+    _print(args, data, text if data else "(no endpoints)")
     return 0
 
 
 def cmd_requests(c, args) -> int:
     reqs = c.actions.requests(status=args.status)
-    text = "\n".join(f"#{r['id']}\t{r['status']}\t{r['endpoint']}\t{r['action']} {r['params']}\tby {r['requester']}"
-                     for r in reqs)
-    _print(args, reqs, text or "(no requests)")
+    rows = [[r["id"], r["status"], r["endpoint"], " ".join([r["action"], _params(r.get("params"))]).strip(),
+             r["requester"], _when(r.get("created_at")), _when(r.get("expires_at")), r.get("reason")]
+            for r in reqs]
+    text = _table(["ID", "STATUS", "ENDPOINT", "ACTION", "REQUESTER", "CREATED", "EXPIRES", "REASON"], rows)
+    _print(args, reqs, text if reqs else "(no requests)")
     return 0
+
+
+def _table(headers: list[str], rows: list[list[Any]], notes: list[list[str]] | None = None) -> str:
+    """Columns padded to their widest cell (the last one is not padded); "—" for a missing value; each
+    row's ``notes`` are printed indented under it."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join([*(v.ljust(w) for v, w in zip(values[:-1], widths[:-1], strict=True)), values[-1]])
+
+    out = [line(list(headers))]
+    for i, row in enumerate(cells):
+        out.append(line(row))
+        out += [f"    {n}" for n in (notes[i] if notes else [])]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "—"
+    return " ".join(str(value).split())  # one line per row, whatever the text holds
+
+
+def _v(version: Any) -> str | None:
+    return f"v{version}" if version not in (None, "") else None
+
+
+def _params(params: Any) -> str:
+    """``{"version": "4", "weight": 20}`` → ``version 4 weight 20``."""
+    if isinstance(params, dict):
+        return " ".join(f"{k} {v}" for k, v in params.items() if v is not None)
+    return "" if params is None else str(params)
+
+
+def _when(ts: Any, *, seconds: bool = False) -> str | None:
+    """Stored ISO time → ``YYYY-MM-DD HH:MM UTC`` (with ``:SS`` when asked); unparseable text as it is."""
+    from services.clock import parse_iso
+
+    if not ts:
+        return None
+    try:
+        dt = parse_iso(str(ts))
+    except ValueError:
+        return str(ts)
+    return dt.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def cmd_approve(c, args) -> int:
@@ -126,11 +175,25 @@ def cmd_set_canary(c, args) -> int:
 
 
 def cmd_audit(c, args) -> int:
-    entries = c.audit.entries(limit=args.limit, actor=args.actor, action=args.action, result=args.result)
-    text = "\n".join(f"{e.seq}\t{e.ts}\t{e.actor}\t{e.action}\t{e.target}\t{e.result}\t{e.error or e.reason}"
-                     for e in entries)
-    _print(args, [e.as_dict() for e in entries], text or "(empty)")
+    from services.store.audit import entry_subjects, time_bound
+
+    since = time_bound(args.from_, what="--from")
+    until = time_bound(args.to, end=True, what="--to")
+    if since and until and since > until:
+        raise Invalid(f"--from {args.from_} is after --to {args.to}", source="cli")
+    entries = c.audit.entries(limit=args.limit, actor=args.actor, action=args.action, result=args.result,
+                              since=since, until=until, endpoint=args.endpoint, model=args.model,
+                              version=args.version)
+    rows = [[e.seq, _when(e.ts, seconds=True), e.actor, e.action, e.target,
+             ", ".join(_version_sort(entry_subjects(e)[1])), e.result, e.reason] for e in entries]
+    text = _table(["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "VERSIONS", "RESULT", "REASON"], rows,
+                  notes=[[f"! {_cell(e.error)}"] if e.error else [] for e in entries])
+    _print(args, [e.as_dict() for e in entries], text if entries else "(no audit entry matches)")
     return 0
+
+
+def _version_sort(versions) -> list[str]:
+    return sorted(versions, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
 
 
 def cmd_verify_audit(c, args) -> int:
@@ -193,10 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
 
     sp = sub.add_parser("audit", help="the audit trail, newest first", parents=[common])
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--limit", type=int, default=50, help="at most this many entries (0: all)")
     sp.add_argument("--actor")
     sp.add_argument("--action")
     sp.add_argument("--result")
+    sp.add_argument("--from", dest="from_", metavar="WHEN",
+                    help="from this ISO date or datetime on (UTC unless it names a zone)")
+    sp.add_argument("--to", metavar="WHEN", help="up to this ISO date (the whole day) or datetime, inclusive")
+    sp.add_argument("--endpoint", help="entries whose target is exactly this endpoint")
+    sp.add_argument("--model", help="entries about this registered model")
+    sp.add_argument("--version", help="entries involving this model version")
     sp.set_defaults(fn=cmd_audit)
     sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
         fn=cmd_verify_audit)

@@ -56,7 +56,7 @@ def test_pipeline_requests_and_a_person_approves(container, capsys):
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x", "--as", "mallory"], 7, "unknown identity"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", " ", "--as", "alice"], 2, "reason is required"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x"], 2, "--as"),
-    (["rollback", "--endpoint", ENDPOINT, "--to-version", "4", "--reason", "x", "--as", "alice"], 6, "missing"),
+    (["rollback", "--endpoint", ENDPOINT, "--to-version", "4", "--reason", "x", "--as", "alice"], 6, "never the stable"),
     (["approve", "12345", "--as", "bob"], 4, "no approval request"),
 ])
 def test_refusals_exit_non_zero_and_change_nothing(container, capsys, argv, code, word):
@@ -110,3 +110,159 @@ def test_entry_point_runs_as_a_module(container):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)[0]["name"] == ENDPOINT
+
+
+# -- human-readable tables ------------------------------------------------------------------------------
+
+def _columns(header: str, line: str, names: list[str]) -> dict[str, str]:
+    """Cut a table row at the header's column offsets (the table is aligned, so this is exact)."""
+    starts = [header.index(n) for n in names] + [None]
+    return {n: line[starts[i]:starts[i + 1]].strip() for i, n in enumerate(names)}
+
+
+ENDPOINT_COLS = ["ENDPOINT", "MODEL", "STABLE", "CANARY", "CHAMPION", "READY", "REGISTRY"]
+
+
+def test_endpoints_table_has_a_header_the_champion_and_agreement(container, capsys):
+    c = container
+    c.serving.ensure_endpoint("other-ep", "other", "1")  # "other" has no champion: disagrees
+    code, out, _ = run(c, capsys, "endpoints")
+    assert code == 0
+    header, *lines = out.rstrip("\n").split("\n")
+    assert header.split() == ENDPOINT_COLS
+    rows = {r["ENDPOINT"]: r for r in (_columns(header, ln, ENDPOINT_COLS) for ln in lines
+                                        if not ln.startswith(" "))}
+    assert rows[ENDPOINT] == {"ENDPOINT": ENDPOINT, "MODEL": MODEL, "STABLE": "v1", "CANARY": "v2 @ 20%",
+                              "CHAMPION": "v1", "READY": "yes", "REGISTRY": "agrees"}
+    assert rows["other-ep"]["CANARY"] == "—" and rows["other-ep"]["CHAMPION"] == "—"
+    assert rows["other-ep"]["REGISTRY"] == "DISAGREES"
+    # the warning is listed under its endpoint's row
+    assert lines[lines.index(next(ln for ln in lines if ln.startswith("other-ep"))) + 1].strip() == (
+        "! other has no champion alias; the endpoint serves v1")
+
+
+def test_endpoints_table_says_disagrees_when_the_champion_moves(container, capsys):
+    c = container
+    c.registry.set_alias(MODEL, "champion", "2")
+    code, out, _ = run(c, capsys, "endpoints")
+    assert code == 0
+    header, *lines = out.rstrip("\n").split("\n")
+    row = _columns(header, lines[0], ENDPOINT_COLS)
+    assert (row["ENDPOINT"], row["STABLE"], row["CHAMPION"], row["REGISTRY"]) == (ENDPOINT, "v1", "v2", "DISAGREES")
+    assert lines[1].strip() == f"! the registry's champion of {MODEL} is v2, but the endpoint's stable version is v1"
+
+
+REQUEST_COLS = ["ID", "STATUS", "ENDPOINT", "ACTION", "REQUESTER", "CREATED", "EXPIRES", "REASON"]
+
+
+def test_requests_table_has_readable_params_and_times(container, capsys):
+    c = container
+    code, _, _ = run(c, capsys, "request-promotion", "--endpoint", ENDPOINT, "--version", "2", "--reason",
+                     "eval passed\nsee run 42", "--as", "alice")
+    assert code == 0
+    code, out, _ = run(c, capsys, "requests")
+    assert code == 0
+    header, line = out.rstrip("\n").split("\n")
+    assert header.split() == REQUEST_COLS
+    assert _columns(header, line, REQUEST_COLS) == {
+        "ID": "1", "STATUS": "pending", "ENDPOINT": ENDPOINT, "ACTION": "request_promotion version 2",
+        "REQUESTER": "alice", "CREATED": "2026-11-26 12:00 UTC", "EXPIRES": "2026-11-27 12:00 UTC",
+        "REASON": "eval passed see run 42"}
+    assert "{" not in out and "'version'" not in out
+    code, out, _ = run(c, capsys, "requests", "--status", "approved")
+    assert (code, out.strip()) == (0, "(no requests)")
+
+
+# -- audit filters --------------------------------------------------------------------------------------
+
+def _state(stable, canary=None, champion=None):
+    return {"stable_version": stable, "canary_version": canary, "canary_weight": 20 if canary else 0,
+            "champion": champion}
+
+
+@pytest.fixture
+def trail(container, clock):
+    """Four entries over three days: new-style (model + versions in details) and an older one (derived)."""
+    a = container.audit
+    a.append(actor="alice", action="abort_canary", target=ENDPOINT, result="ok", reason="day one",
+             before=_state("1", "2"), after=_state("1"), details={"model": MODEL, "versions": ["2"]})
+    clock.advance(hours=21)  # 2026-11-27 09:00
+    a.append(actor="bob", action="rollback", target="other-ep", result="ok", reason="older style",
+             before=_state("3", champion="3"), after=_state("2", champion="3"), details={"request_id": 1})
+    clock.advance(hours=38, minutes=30)  # 2026-11-28 23:30
+    a.append(actor="alice", action="start_canary", target=ENDPOINT, result="refused", error="policy: no",
+             details={"model": "other", "versions": ["5"]})
+    clock.advance(minutes=1)
+    a.append(actor="dana", action="rollback", target="ep-q", result="ok", details={"model": 'q"uote\\', "versions": []})
+    return container
+
+
+def _seqs(c, capsys, *argv) -> list[int]:
+    code, out, err = run(c, capsys, "audit", "--json", *argv)
+    assert code == 0, err
+    return [e["seq"] for e in json.loads(out)]
+
+
+@pytest.mark.parametrize("argv,seqs", [
+    ([], [4, 3, 2, 1]),
+    (["--from", "2026-11-27"], [4, 3, 2]),
+    (["--to", "2026-11-27"], [2, 1]),  # a date includes its whole day
+    (["--from", "2026-11-27T09:00", "--to", "2026-11-28T23:30"], [3, 2]),  # datetimes are inclusive, UTC
+    (["--from", "2026-11-27T10:00+02:00"], [4, 3, 2]),  # 08:00 UTC
+    (["--from", "2026-11-27T09:00:00.000001Z"], [4, 3]),
+    (["--endpoint", ENDPOINT], [3, 1]),
+    (["--endpoint", "screen"], []),  # exact, not "contains"
+    (["--model", MODEL], [1]),
+    (["--model", "other"], [3]),
+    (["--model", 'q"uote\\'], [4]),
+    (["--model", "cls"], []),
+    (["--version", "2"], [2, 1]),  # entry 2 has no "versions": derived from before/after
+    (["--version", "3"], [2]),
+    (["--version", "5"], [3]),
+    (["--version", "2", "--endpoint", ENDPOINT], [1]),
+    (["--version", "2", "--limit", "1"], [2]),
+    (["--model", MODEL, "--version", "5"], []),
+    (["--actor", "alice", "--from", "2026-11-28"], [3]),
+])
+def test_audit_filters(trail, capsys, argv, seqs):
+    assert _seqs(trail, capsys, *argv) == seqs
+
+
+def test_audit_model_and_version_filters_scan_in_pages_and_limit_after_filtering(container, capsys, monkeypatch):
+    c = container
+    monkeypatch.setattr(c.audit, "PAGE", 2)
+    for i in range(1, 10):  # odd entries involve v7, even ones v8
+        c.audit.append(actor="alice", action="rollback", target=ENDPOINT, result="ok",
+                       details={"model": MODEL, "versions": ["7" if i % 2 else "8"]})
+    assert _seqs(c, capsys, "--version", "7", "--limit", "3") == [9, 7, 5]
+    assert _seqs(c, capsys, "--version", "7", "--limit", "0") == [9, 7, 5, 3, 1]
+    assert _seqs(c, capsys, "--model", MODEL, "--version", "8") == [8, 6, 4, 2]
+
+
+AUDIT_COLS = ["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "VERSIONS", "RESULT", "REASON"]
+
+
+def test_audit_table_has_a_header_and_readable_times(trail, capsys):
+    code, out, _ = run(trail, capsys, "audit", "--endpoint", ENDPOINT)
+    assert code == 0
+    header, *lines = out.rstrip("\n").split("\n")
+    assert header.split() == AUDIT_COLS
+    assert _columns(header, lines[0], AUDIT_COLS) == {
+        "SEQ": "3", "TIME": "2026-11-28 23:30:00 UTC", "ACTOR": "alice", "ACTION": "start_canary",
+        "TARGET": ENDPOINT, "VERSIONS": "5", "RESULT": "refused", "REASON": "—"}
+    assert lines[1].strip() == "! policy: no"  # the error, under its entry
+    assert _columns(header, lines[2], AUDIT_COLS)["TIME"] == "2026-11-26 12:00:00 UTC"
+    code, out, _ = run(trail, capsys, "audit", "--endpoint", "nope")
+    assert (code, out.strip()) == (0, "(no audit entry matches)")
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--from", "yesterday"], "--from 'yesterday' is not an ISO date"),
+    (["--to", "2026-02-30"], "--to '2026-02-30' is not an ISO date"),
+    (["--from", "2026-11-28", "--to", "2026-11-27"], "--from 2026-11-28 is after --to 2026-11-27"),
+])
+def test_audit_invalid_time_filters_exit_2(trail, capsys, argv, word):
+    code, out, err = run(trail, capsys, "audit", *argv)
+    assert code == 2 and word in err and out == ""
+    code, out, _ = run(trail, capsys, "audit", "--json", *argv)
+    assert code == 2 and word in json.loads(out)["message"]
