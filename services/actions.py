@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from services.compat import input_warnings
 from services.errors import (
     Conflict,
     ConsoleError,
@@ -246,7 +247,7 @@ class Actions:
         bound = {"action": action, "endpoint": ep.name, "model": ep.model, "params": params, "before": before,
                  "after": after, "registry_changes": registry_changes}
         return Plan(
-            action=action, kind=kind, endpoint=ep.name, model=ep.model, actor=actor.name, params=params,
+            action=action, kind=kind, endpoint=ep.name, model=ep.model, actor=actor.subject, params=params,
             change=change, before=before, after=after, endpoint_diff=_diff(before_state, after_state, ep),
             registry_changes=registry_changes, gates=self._gates(ep, kind, candidate, champion),
             warnings=list(warnings or []), needs_approval=self._policy(ep.name).needs_approval(kind),
@@ -259,8 +260,8 @@ class Actions:
         try:
             return fn()
         except ConsoleError as exc:
-            self._audit_quietly(actor, action, target, "refused", error=exc,
-                                details={"params": params, "stage": "plan"})
+            self._audit_quietly(actor, action, target, _result_of(exc), error=exc,
+                                details={"params": params, "stage": "plan"}, model=self._model_of(target))
             raise
 
     def _audit_quietly(self, *args, **kwargs) -> None:
@@ -270,16 +271,25 @@ class Actions:
             pass  # the caller is already raising the error that matters
 
     def _audit(self, actor: Actor, action: str, target: str, result: str, *, reason: str = "",
-               error: ConsoleError | str | None = None, before=None, after=None, gates=None, details=None):
+               error: ConsoleError | str | None = None, before=None, after=None, gates=None, details=None,
+               model: str | None = None):
         err = ""
         if isinstance(error, ConsoleError):
             err = f"{error.kind}: {error.source}: {error.message}"
         elif error:
             err = str(error)
+        details = {**(details or {}), "model": model, "versions": _versions_of(before, after, details)}
         return self.c.audit.append(actor=actor.name, action=action, target=target, result=result,
                                    reason=reason, error=err, before=before, after=after,
                                    gates=[g.as_dict() if isinstance(g, GateResult) else g for g in gates or []],
                                    details=details)
+
+    def _model_of(self, endpoint: str) -> str | None:
+        """For the audit entry of a refusal: which model the endpoint serves, if it can be read."""
+        try:
+            return self.c.serving.get_endpoint(endpoint).model
+        except (ConsoleError, TypeError, ValueError):
+            return None
 
     # -- planning (dry run) -------------------------------------------------
     def _builders(self) -> dict:
@@ -315,14 +325,17 @@ class Actions:
         if version == ep.stable_version and not ep.canary_version:
             raise PreconditionFailed(f"v{version} already serves 100% on {ep.name}", source=SOURCE)
         ref = self._ref(ep.model, version)
+        warnings = []
         if ep.canary_version == version:
             change = Change("promote", ep.resource_version, version=ref,
                             previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
         else:
             change = Change("set_stable", ep.resource_version, version=ref,
                             previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+            warnings += _ends_canary(ep, f"promoting v{version}")
+        warnings += input_warnings(self.c.registry, ep.model, ep.stable_version, version, "New stable")
         return self._finish("request_promotion", actor, ep, change, {"version": version}, version, champion,
-                            version)
+                            version, warnings)
 
     def _plan_promote_canary(self, actor: Actor, endpoint: str, version: Any = None) -> Plan:
         ep = self._endpoint(endpoint)
@@ -334,8 +347,9 @@ class Actions:
         ref = self._ref(ep.model, ep.canary_version)
         change = Change("promote", ep.resource_version, version=ref,
                         previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        warnings = input_warnings(self.c.registry, ep.model, ep.stable_version, ep.canary_version, "New stable")
         return self._finish("promote_canary", actor, ep, change, {"version": ep.canary_version},
-                            ep.canary_version, champion, ep.canary_version)
+                            ep.canary_version, champion, ep.canary_version, warnings)
 
     def _plan_start_canary(self, actor: Actor, endpoint: str, version: Any, weight: Any) -> Plan:
         ep = self._endpoint(endpoint)
@@ -351,8 +365,9 @@ class Actions:
         champion = self._champion(ep.model)
         change = Change("start_canary", ep.resource_version, version=ref, weight=weight,
                         previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
+        warnings = input_warnings(self.c.registry, ep.model, ep.stable_version, version, "Canary")
         return self._finish("start_canary", actor, ep, change, {"version": version, "weight": weight}, version,
-                            champion, None)
+                            champion, None, warnings)
 
     def _plan_set_weight(self, actor: Actor, endpoint: str, weight: Any) -> Plan:
         ep = self._endpoint(endpoint)
@@ -364,7 +379,10 @@ class Actions:
         champion = self._champion(ep.model) if ep.model else None
         change = Change("set_weight", ep.resource_version, weight=weight,
                         version=VersionRef(ep.model or "", ep.canary_version))
-        return self._finish("set_canary_weight", actor, ep, change, {"weight": weight}, None, champion, None)
+        warnings = (input_warnings(self.c.registry, ep.model, ep.stable_version, ep.canary_version, "Canary")
+                    if ep.model and weight > 0 else [])
+        return self._finish("set_canary_weight", actor, ep, change, {"weight": weight}, None, champion, None,
+                            warnings)
 
     def _plan_abort(self, actor: Actor, endpoint: str, version: Any = None) -> Plan:
         """The emergency exit: needs the registry only where the backend needs a storage URI."""
@@ -393,12 +411,27 @@ class Actions:
             raise PreconditionFailed(f"the canary of {ep.name} is v{ep.canary_version}, not v{parse_version(version)}",
                                      source=SOURCE)
 
+    def rollback_targets(self, ep: Endpoint) -> list[str]:
+        """Versions that were stable on this endpoint before, the one just before first: from the backend's
+        serving history, then from the changes the console itself recorded (KServe keeps no history of its own
+        beyond the revisions it still runs). Rolling back is the fast path to one of these; any other version
+        is a promotion."""
+        seen: list[str] = []
+        for rev in ep.revisions:  # newest first
+            seen.append(rev.stable_version)
+        for e in self.c.audit.entries(limit=500, target_contains=ep.name, result="ok"):  # newest first
+            if e.target == ep.name:
+                seen += [s.get("stable_version") for s in (e.after, e.before) if isinstance(s, dict)]
+        out: list[str] = []
+        for v in seen:
+            if v and v != ep.stable_version and v not in out:
+                out.append(str(v))
+        return out
+
     def rollback_target(self, ep: Endpoint) -> str | None:
         """The most recent earlier stable version recorded for the endpoint."""
-        for rev in ep.revisions:  # newest first
-            if rev.stable_version and rev.stable_version != ep.stable_version:
-                return rev.stable_version
-        return None
+        targets = self.rollback_targets(ep)
+        return targets[0] if targets else None
 
     def _plan_rollback(self, actor: Actor, endpoint: str, to_version: Any = None) -> Plan:
         ep = self._endpoint(endpoint)
@@ -412,36 +445,25 @@ class Actions:
             target = parse_version(to_version)
         if target == ep.stable_version and not ep.canary_version:
             raise PreconditionFailed(f"v{target} is already the stable version of {ep.name}", source=SOURCE)
+        allowed = self.rollback_targets(ep)
+        if target != ep.stable_version and target not in allowed:
+            earlier = ", ".join(f"v{v}" for v in allowed) or "none on record"
+            raise PreconditionFailed(
+                f"v{target} was never the stable version of {ep.name}, so this is not a rollback: request its "
+                f"promotion instead (with its gates and approval). Earlier stable versions: {earlier}",
+                source=SOURCE)
         # preflight
         ref = self._ref(ep.model, target)  # exists, else NotFound
         if not self.c.registry.artifact_available(ep.model, target):
             raise PreconditionFailed(f"the model files of {ep.model} v{target} are missing; cannot roll back to it",
                                      source=self.c.registry.source)
-        warnings = self._signature_warnings(ep.model, ep.stable_version, target)
+        warnings = _ends_canary(ep, f"rolling back to v{target}") if target != ep.stable_version else []
+        warnings += input_warnings(self.c.registry, ep.model, ep.stable_version, target, "Rollback target")
         champion = self._champion(ep.model)
         change = Change("set_stable", ep.resource_version, version=ref,
                         previous_stable=VersionRef(ep.model, ep.stable_version) if ep.stable_version else None)
         return self._finish("rollback", actor, ep, change, {"to_version": target}, target, champion, target,
                             warnings)
-
-    def _signature_warnings(self, model: str, current: str | None, target: str) -> list[str]:
-        if not current:
-            return []
-        from services.history import signature_diff
-
-        try:
-            cur = self.c.registry.get_version_detail(model, current).signature
-            tgt = self.c.registry.get_version_detail(model, target).signature
-        except ConsoleError as exc:
-            return [f"could not compare signatures: {exc.message}"]
-        if cur is None or tgt is None:
-            return ["one of the versions has no signature; input compatibility is unknown"]
-        rows = [r for r in signature_diff({current: cur, target: tgt}) if r["status"] != "same"]
-        if not rows:
-            return []
-        names = ", ".join(f"{r['section']}.{r['column']} ({r['status']})" for r in rows[:8])
-        return [f"signature of v{target} differs from serving v{current}: {names}; clients sending the current "
-                "schema may break"]
 
     @staticmethod
     def _need_model(ep: Endpoint) -> None:
@@ -454,7 +476,7 @@ class Actions:
         """Apply a plan (or file it for approval). Audits every attempt."""
         target = plan.endpoint
         try:
-            if actor.name != plan.actor:
+            if actor.subject != plan.actor:
                 raise PermissionDenied("a plan can only be executed by whoever planned it", source=SOURCE)
             reason = parse_reason(reason)
             self._require_role(actor, plan.action, target)
@@ -463,11 +485,11 @@ class Actions:
                 self._check_fresh(plan)
                 ttl = timedelta(minutes=self.c.settings.approval_ttl_minutes)
                 req = self.c.approvals.create(endpoint=target, model=plan.model, action=plan.action,
-                                              params=plan.params, requester=actor.name, reason=reason,
+                                              params=plan.params, requester=actor.subject, reason=reason,
                                               plan_hash=plan.plan_hash, plan=plan.as_dict(), ttl=ttl)
                 entry = self._audit(actor, plan.action, target, "requested", reason=reason, before=plan.before,
-                                    after=plan.after, gates=plan.gates,
-                                    details={"request_id": req.id, "plan_hash": plan.plan_hash,
+                                    after=plan.after, gates=plan.gates, model=plan.model,
+                                    details={"request_id": req.id, "plan_hash": plan.plan_hash, "params": plan.params,
                                              "overridden_gates": overridden, "override_reason": override_reason})
                 return Outcome("pending_approval", plan.action, target,
                                f"request #{req.id} filed: another person with the approver role must approve it "
@@ -476,14 +498,17 @@ class Actions:
             ep_after = self._apply(plan, actor, reason)
         except ConsoleError as exc:
             self._audit_quietly(actor, plan.action, target, _result_of(exc),
-                        reason=reason if isinstance(reason, str) else "", error=exc, before=plan.before,
-                        after=plan.after, gates=plan.gates, details={"plan_hash": plan.plan_hash})
+                                reason=reason if isinstance(reason, str) else "", error=exc, before=plan.before,
+                                after=plan.after, gates=plan.gates,
+                                details={"plan_hash": plan.plan_hash, "params": plan.params},
+                                model=plan.model)
             raise
         try:
             entry = self._audit(actor, plan.action, target, "ok", reason=reason, before=plan.before,
-                                after=_state(ep_after, plan.after.get("champion")), gates=plan.gates,
-                                details={"plan_hash": plan.plan_hash, "overridden_gates": overridden,
-                                         "override_reason": override_reason, "backend": plan.backend})
+                                after=_state(ep_after, plan.after.get("champion")), gates=plan.gates, model=plan.model,
+                                details={"plan_hash": plan.plan_hash, "params": plan.params,
+                                         "overridden_gates": overridden, "override_reason": override_reason,
+                                         "backend": plan.backend})
         except ConsoleError as exc:
             raise _applied_but(f"{plan.label} on {target}", "writing its audit entry", exc) from exc
         return Outcome("applied", plan.action, target, f"{plan.label} on {target}: done", audit_seq=entry.seq,
@@ -517,7 +542,7 @@ class Actions:
         except PreconditionFailed as exc:
             raise Conflict(f"{plan.endpoint} changed since the plan was made: {exc.message}", source=SOURCE) from exc
 
-    def _apply(self, plan: Plan, actor: Actor, reason: str) -> Endpoint:
+    def _apply(self, plan: Plan, actor: Actor, reason: str, *, approved_by: str | None = None) -> Endpoint:
         # The registry part of the state must still be what the plan showed.
         if plan.model and plan.registry_changes:
             champion = self._champion(plan.model)
@@ -526,7 +551,8 @@ class Actions:
                                f"v{champion} since the plan was made", source=self.c.registry.source)
         # The endpoint write is the lock: compare-and-set on the resource version shown.
         try:
-            ep_after = self.c.serving.apply(plan.endpoint, plan.change, actor=actor.name, note=reason)
+            ep_after = self.c.serving.apply(plan.endpoint, plan.change, actor=actor.name, note=reason,
+                                            approved_by=approved_by)
         except Conflict as exc:
             raise Conflict(f"{plan.endpoint} changed since the plan was made: {self._changes_since(plan)}",
                            source=exc.source, detail=exc.message) from exc
@@ -583,7 +609,7 @@ class Actions:
             rid = _request_id(request_id)
             req = self.c.approvals.get(rid)
             target = req.endpoint
-            if actor.name == req.requester:
+            if actor.subject == req.requester:
                 raise PermissionDenied(f"{actor.name} requested #{rid} and cannot approve it; another approver must",
                                        source="policy")
             self._require_role(actor, "approve", req.endpoint)
@@ -614,8 +640,8 @@ class Actions:
                                                row_version=req.row_version):
                 raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
             try:
-                ep_after = self._apply(plan, Actor(req.requester, ()), f"#{rid}: {req.reason} (approved by "
-                                       f"{actor.name}: {reason})")
+                ep_after = self._apply(plan, Actor(req.requester, ()), f"request #{rid}: {req.reason} — approved: "
+                                       f"{reason}", approved_by=actor.name)
             except Exception as exc:  # noqa: BLE001 - never leave a claimed request in "applying"
                 self.c.approvals.transition(rid, from_status="applying", to_status="failed",
                                             row_version=req.row_version + 1, by=actor.name,
@@ -632,21 +658,25 @@ class Actions:
             if not recorded:
                 err = _applied_but(f"request #{rid}", "marking the request approved", record_error)
                 self._audit_quietly(actor, "approve", req.endpoint, "ok", reason=reason, error=err,
-                                    before=plan.before, after=plan.after, details={"request_id": rid})
+                                    before=plan.before, after=plan.after, details={"request_id": rid},
+                                    model=req.model)
                 raise err
         except ConsoleError as exc:
             if getattr(exc, "applied", False):
                 raise
             self._audit_quietly(actor, "approve", target, _result_of(exc),
-                        reason=reason if isinstance(reason, str) else "", error=exc,
-                        before=req.plan.get("before") if req else None, after=req.plan.get("after") if req else None,
-                        details={"request_id": rid})
+                                reason=reason if isinstance(reason, str) else "", error=exc,
+                                before=req.plan.get("before") if req else None,
+                                after=req.plan.get("after") if req else None,
+                                details={"request_id": rid, "params": req.params if req else None},
+                                model=req.model if req else None)
             raise
         after = _state(ep_after, plan.after.get("champion"))
         try:
             entry = self._audit(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before,
-                                after=after, gates=plan.gates,
+                                after=after, gates=plan.gates, model=req.model,
                                 details={"request_id": rid, "requester": req.requester, "request_action": req.action,
+                                         "params": req.params,
                                          "plan_hash": plan.plan_hash, "overridden_gates": overridden,
                                          "override_reason": override_reason})
         except ConsoleError as exc:
@@ -654,26 +684,46 @@ class Actions:
         return Outcome("applied", "approve", req.endpoint, f"request #{rid} approved and applied on {req.endpoint}",
                        request_id=rid, audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
 
-    def request_freshness(self, request_id: Any) -> dict:
-        """Would approving this request still apply the change it shows? (a read-only check, not audited)"""
-        rid = _request_id(request_id)
-        req = self.c.approvals.get(rid)
-        if req.status != "pending":
-            return {"fresh": False, "why": f"request #{rid} is {req.status}"}
+    def _staleness(self, req) -> tuple[str | None, list[str]]:
+        """Why approving ``req`` would be refused now (None when it still applies), and its failing gates.
+        Raises Unavailable when a source needed to decide cannot be read."""
         if req.is_expired(self.c.clock()):
-            return {"fresh": False, "why": f"request #{rid} expired at {req.expires_at:%Y-%m-%d %H:%M} UTC"}
+            return f"it expired at {req.expires_at:%Y-%m-%d %H:%M} UTC", []
         stored = _plan_from(req)
         try:
             plan = self._replan(stored)
         except Conflict as exc:
-            return {"fresh": False, "why": exc.message}
+            return exc.message, []
         if plan.plan_hash != req.plan_hash:
-            return {"fresh": False, "why": f"the state it was made against changed ({_what_changed(stored, plan)})"}
-        failing = [f"{g.name}: {g.detail}" for g in plan.failing_gates]
+            return f"the state it was made against changed ({_what_changed(stored, plan)})", []
+        return None, [f"{g.name}: {g.detail}" for g in plan.failing_gates]
+
+    def _settle(self, req):
+        """A pending request that can no longer apply is marked so (expired or void) for everyone, at once."""
+        if req.status != "pending":
+            return req
+        why, _ = self._staleness(req)
+        if why is None:
+            return req
+        to = "expired" if req.is_expired(self.c.clock()) else "void"
+        self.c.approvals.transition(req.id, from_status="pending", to_status=to, row_version=req.row_version,
+                                    by="system", reason=why)
+        return self.c.approvals.get(req.id)  # ours, or whatever a concurrent decision made of it
+
+    def request_freshness(self, request_id: Any) -> dict:
+        """Would approving this request still apply the change it shows? A request that can no longer apply is
+        marked expired or void (for every view) as a side effect; nothing else changes and nothing is audited."""
+        rid = _request_id(request_id)
+        req = self._settle(self.c.approvals.get(rid))
+        if req.status != "pending":
+            why = f"request #{rid} is {req.status}" + (f": {req.decision_reason}" if req.decision_reason else "")
+            return {"fresh": False, "why": why}
+        _, failing = self._staleness(req)
         return {"fresh": True, "why": "", "failing_gates": failing}
 
     def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
         rid = None
+        req = None
         target = f"request #{request_id}"
         try:
             rid = _request_id(request_id)
@@ -687,26 +737,76 @@ class Actions:
                                                row_version=req.row_version, by=actor.name, reason=reason):
                 raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
         except ConsoleError as exc:
-            self._audit_quietly(actor, "reject", target, "refused", reason=reason if isinstance(reason, str) else "",
-                        error=exc, details={"request_id": rid})
+            self._audit_quietly(actor, "reject", target, _result_of(exc),
+                                reason=reason if isinstance(reason, str) else "", error=exc,
+                                details={"request_id": rid, "params": req.params if req else None},
+                                model=req.model if req else None)
             raise
-        entry = self._audit(actor, "reject", req.endpoint, "ok", reason=reason,
-                            details={"request_id": rid, "requester": req.requester})
+        entry = self._audit(actor, "reject", req.endpoint, "ok", reason=reason, model=req.model,
+                            details={"request_id": rid, "requester": req.requester, "params": req.params})
         return Outcome("rejected", "reject", req.endpoint, f"request #{rid} rejected", request_id=rid,
                        audit_seq=entry.seq)
 
     def requests(self, status: str | None = None, endpoint: str | None = None) -> list[dict]:
-        """Approval requests as plain dicts, with expiry applied to the view."""
-        now = self.c.clock()
+        """Approval requests as plain dicts, newest first. Pending ones are checked against the current state
+        first: one that expired or whose endpoint or champion moved is marked expired or void, so every view
+        (pages, CLI, counts) says the same. A pending request whose state cannot be read stays pending with
+        ``freshness_unknown`` set."""
+        query_status = None if status in ("expired", "void") else status
         out = []
-        for r in self.c.approvals.list(status=None if status == "expired" else status, endpoint=endpoint):
-            d = r.as_dict()
-            if r.status == "pending" and r.is_expired(now):
-                d["status"] = "expired"
+        for r in self.c.approvals.list(status=query_status, endpoint=endpoint):
+            extra: dict = {}
+            if r.status == "pending":
+                try:
+                    r = self._settle(r)
+                    if r.status == "pending":
+                        extra["failing_gates"] = self._staleness(r)[1]
+                except ConsoleError as exc:
+                    extra["freshness_unknown"] = f"{exc.source}: {exc.message}"
+            d = {**r.as_dict(), **extra}
             if status and d["status"] != status:
                 continue
             out.append(d)
         return out
+
+    def permissions(self, actor: Actor, endpoint: str) -> dict[str, str | None]:
+        """For showing buttons: per action, None when ``actor``'s roles allow it on ``endpoint``, else the reason.
+        (The use cases check again; this only keeps people from buttons that will refuse them.)"""
+        pol = self._policy(endpoint)
+        out: dict[str, str | None] = {}
+        for action in (*KIND, "approve", "reject"):
+            roles = pol.roles_for(action)
+            out[action] = None if actor.has_any(roles) else (
+                f"{actor.name} ({', '.join(actor.roles) or 'no roles'}) may not {action.replace('_', ' ')} here; "
+                f"needs {' or '.join(roles) or 'admin'}")
+        return out
+
+    def decision_refusal(self, actor: Actor, request: dict, decision: str) -> str | None:
+        """For showing Approve/Reject: why ``actor`` may not take ``decision`` on ``request`` (None: may)."""
+        if request.get("status") != "pending":
+            return f"request #{request.get('id')} is {request.get('status')}"
+        if decision == "approve" and actor.subject == request.get("requester"):
+            return "you requested this; another approver must decide it"
+        return self.permissions(actor, request["endpoint"])[decision]
+
+
+def _ends_canary(ep: Endpoint, doing: str) -> list[str]:
+    if not ep.canary_version:
+        return []
+    return [f"{doing} ENDS the running canary v{ep.canary_version} ({ep.canary_weight}% of the traffic): it is "
+            "removed from the endpoint and its evaluation stops"]
+
+
+def _versions_of(before: Any, after: Any, details: dict | None) -> list[str]:
+    """Every model version an audit entry is about (states before and after, and the parameters)."""
+    found: set[str] = set()
+    for st in (before, after):
+        if isinstance(st, dict):
+            found.update(str(st[k]) for k in ("stable_version", "canary_version", "champion") if st.get(k))
+    params = (details or {}).get("params")
+    if isinstance(params, dict):
+        found.update(str(params[k]) for k in ("version", "to_version") if params.get(k) not in (None, ""))
+    return sorted(found, key=lambda v: (len(v), v))
 
 
 def _applied_but(what: str, step: str, exc: ConsoleError | None) -> ConsoleError:

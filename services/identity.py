@@ -23,6 +23,16 @@ class Actor:
         return "admin" in self.roles or any(r in self.roles for r in roles)
 
     @property
+    def subject(self) -> str:
+        """The stable id that approvals and plans compare (dev identities: the name)."""
+        return self.name
+
+    @property
+    def privilege(self) -> int:
+        """How much the roles allow (for choosing the least-privileged identity)."""
+        return max((ROLES.index(r) for r in self.roles if r in ROLES), default=-1) * 10 + len(self.roles)
+
+    @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
@@ -35,6 +45,10 @@ class Directory:
 
     def names(self) -> list[str]:
         return list(self.identities)
+
+    def least_privileged(self) -> str:
+        """Where a new development session starts: the identity that may do the least (a viewer)."""
+        return min(self.names(), key=lambda n: (self.get(n).privilege, self.names().index(n)))
 
     def get(self, name: str) -> Actor:
         if not isinstance(name, str) or not name.strip():

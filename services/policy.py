@@ -74,6 +74,16 @@ class GateResult:
     baseline: float | None
     threshold: float | None
     detail: str
+    worse: bool = False  # passes (within tolerance) but is worse than the champion: flag it
+
+    @property
+    def status(self) -> str:
+        """One word for tables: pass, worse (passes within tolerance), FAIL, n/a."""
+        if self.passed is None:
+            return "n/a"
+        if self.passed is False:
+            return "FAIL"
+        return "worse" if self.worse else "pass"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -183,9 +193,15 @@ def evaluate_offline(gates: tuple[OfflineGate, ...], candidate: dict[str, float]
         if problems:
             out.append(GateResult(name, "offline", False, cand, base, threshold, "; ".join(problems)))
         else:
-            detail = (f"{cand:.4f} vs champion {base:.4f} (tolerance {g.max_regression:g})"
-                      if base is not None else f"{cand:.4f}; no champion to compare with")
-            out.append(GateResult(name, "offline", True, cand, base, threshold, detail))
+            worse = base is not None and (cand < base if g.direction == "higher" else cand > base)
+            if base is None:
+                detail = f"{cand:.4f}; no champion to compare with"
+            elif worse:
+                detail = (f"{cand:.4f} is worse than champion {base:.4f} by {abs(cand - base):.4f}, within the "
+                          f"tolerance {g.max_regression:g}")
+            else:
+                detail = f"{cand:.4f} vs champion {base:.4f} (tolerance {g.max_regression:g})"
+            out.append(GateResult(name, "offline", True, cand, base, threshold, detail, worse=worse))
     return out
 
 

@@ -51,8 +51,9 @@ class Revision:
     canary_version: str | None
     canary_weight: int
     at: datetime | None = None
-    actor: str | None = None
+    actor: str | None = None  # who made (or requested) the change
     note: str = ""
+    approved_by: str | None = None  # the second person, when the change was approved
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,12 @@ class ServingBackend(ABC):
         """Raises NotFound for an unknown endpoint."""
 
     @abstractmethod
-    def apply(self, name: str, change: Change, *, actor: str, note: str = "") -> Endpoint:
+    def apply(self, name: str, change: Change, *, actor: str, note: str = "", approved_by: str | None = None
+              ) -> Endpoint:
         """Make the change if the endpoint is still at ``change.expected_resource_version``.
+
+        ``actor`` made (or requested) the change; ``approved_by`` is the second person who approved it, if any.
+        Backends that keep a serving history record both.
 
         Raises Conflict when it is not (or a concurrent write won), PermissionDenied
         when the backend refuses the write, Unavailable when it cannot be reached.

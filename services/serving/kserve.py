@@ -765,7 +765,8 @@ class KServeBackend(ServingBackend):
                 "content_type": JSON_PATCH,
                 "writes": build_patches(obj, change, self.resolve_storage_uri)}
 
-    def apply(self, name: str, change: Change, *, actor: str, note: str = "") -> Endpoint:
+    def apply(self, name: str, change: Change, *, actor: str, note: str = "", approved_by: str | None = None
+              ) -> Endpoint:
         ns, isvc = self._split(name)
         obj = self._get(ns, isvc)
         current = self._endpoint(obj)

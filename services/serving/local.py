@@ -93,7 +93,8 @@ class LocalServingBackend(ServingBackend):
             revisions=tuple(
                 Revision(name=f"r{r['resource_version']}", stable_version=r["stable_version"],
                          canary_version=r["canary_version"], canary_weight=int(r["canary_weight"]),
-                         at=parse_iso(r["at"]), actor=r["actor"], note=r["note"] or "")
+                         at=parse_iso(r["at"]), actor=r["actor"], note=r["note"] or "",
+                         approved_by=r.get("approved_by"))
                 for r in revs),
             resource_version=str(row["resource_version"]),
             backend=self.name,
@@ -101,7 +102,8 @@ class LocalServingBackend(ServingBackend):
         )
 
     # -- writes --------------------------------------------------------------
-    def apply(self, name: str, change: Change, *, actor: str, note: str = "") -> Endpoint:
+    def apply(self, name: str, change: Change, *, actor: str, note: str = "", approved_by: str | None = None
+              ) -> Endpoint:
         current = self.get_endpoint(name)
         try:
             seen = int(change.expected_resource_version)
@@ -125,7 +127,7 @@ class LocalServingBackend(ServingBackend):
             conn.execute(insert(endpoint_revisions).values(
                 endpoint=name, resource_version=seen + 1, stable_version=target.stable_version,
                 canary_version=target.canary_version, canary_weight=target.canary_weight, at=now,
-                actor=actor, note=note or change.op))
+                actor=actor, approved_by=approved_by, note=note or change.op))
             # Read back inside the same transaction: this is *our* write, not whatever lands after it.
             return self._read(conn, name)
 

@@ -57,6 +57,7 @@ endpoint_revisions = Table(
     Column("at", String(40), nullable=False),
     Column("actor", String(255)),
     Column("note", Text, nullable=False, default=""),
+    Column("approved_by", String(255)),
 )
 
 approval_requests = Table(
@@ -126,10 +127,26 @@ def make_engine(url: str) -> Engine:
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         metadata.create_all(engine)
+        _add_missing_columns(engine)
         return engine
     except SQLAlchemyError as exc:
         raise Unavailable(f"cannot open the console database ({_redact(url)})", source="console database",
                           detail=" ".join(str(exc).split())[:300]) from exc
+
+
+# Columns added after a release, for databases created before them. (A stop-gap: schema changes move to
+# Alembic migrations.)
+ADDED_COLUMNS = (("endpoint_revisions", "approved_by", "VARCHAR(255)"),)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    insp = inspect(engine)
+    for table, column, ddl in ADDED_COLUMNS:
+        if column not in {c["name"] for c in insp.get_columns(table)}:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
 
 
 def _redact(url: str) -> str:

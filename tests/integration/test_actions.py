@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.errors import Conflict, Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.serving import Change, VersionRef
 from tests.conftest import ENDPOINT, MODEL
 
 
@@ -185,13 +186,36 @@ def test_rollback_to_previous_stable_with_preflight(container):
     assert plan.params == {"to_version": "1"} and not plan.warnings
     c.actions.execute(plan, alice, "incident 42")
     assert state(c) == ("1", None, 0, "1")
-    # v3 has another input schema: allowed, with a warning
+    # v3 (another input schema) and v4 (files gone) once served as stable, set by hand in the serving system
+    for v in ("3", "4", "1"):
+        ep = c.serving.get_endpoint(ENDPOINT)
+        c.serving.apply(ENDPOINT, Change("set_stable", ep.resource_version, version=VersionRef(MODEL, v)),
+                        actor="kubectl")
+    # v3 has another input schema: allowed, with a warning naming the exact column
     plan3 = c.actions.plan(alice, "rollback", ENDPOINT, to_version="3")
-    assert plan3.warnings and "ratio" in plan3.warnings[0]
+    assert len(plan3.warnings) == 1 and "ratio (double)" in plan3.warnings[0]
     # v4's files are gone: refused
     with pytest.raises(PreconditionFailed, match="missing"):
         c.actions.plan(alice, "rollback", ENDPOINT, to_version="4")
     assert state(c) == ("1", None, 0, "1")
+
+
+def test_rollback_only_to_a_version_that_served_as_stable_here(container):
+    """A rollback is the fast path back; any other version is a promotion, with its gates and approval."""
+    c = container
+    alice = actor(c, "alice")
+    before = c.audit.count()
+    for v in ("3", "2"):  # v3 never served; v2 only ever ran as a canary
+        with pytest.raises(PreconditionFailed, match="never the stable version.*request its promotion"):
+            c.actions.plan(alice, "rollback", ENDPOINT, to_version=v)
+    assert state(c) == ("1", "2", 20, "1")
+    refused = c.audit.entries(limit=2)
+    assert [(e.action, e.result) for e in refused] == [("rollback", "refused")] * 2
+    assert c.audit.count() == before + 2
+    assert refused[0].details["model"] == MODEL and "2" in refused[0].details["versions"]
+    # the same version as a promotion is gated and needs another person
+    plan = c.actions.plan(alice, "request_promotion", ENDPOINT, version="3")
+    assert plan.needs_approval and plan.failing_gates
 
 
 def test_reject(container):
@@ -283,9 +307,28 @@ def test_request_freshness_tells_the_approver_before_they_try(container, clock):
     c.actions.execute(c.actions.plan(alice, "set_canary_weight", ENDPOINT, weight=30), alice, "meanwhile")
     f = c.actions.request_freshness(out.request_id)
     assert not f["fresh"] and "canary_weight 20 → 30" in f["why"].replace("canary weight", "canary_weight")
-    assert c.approvals.get(out.request_id).status == "pending", "a check changes nothing"
+    req = c.approvals.get(out.request_id)
+    assert (req.status, req.decided_by) == ("void", "system"), "a request that cannot apply is void for everyone"
+    assert "is void" in f["why"]
+    assert state(c) == ("1", "2", 30, "1"), "voiding a request changes nothing else"
+    again = c.actions.execute(c.actions.plan(alice, "request_promotion", ENDPOINT, version="2"), alice, "again")
     clock.advance(days=2)
-    assert "expired" in c.actions.request_freshness(out.request_id)["why"]
+    assert "is expired" in c.actions.request_freshness(again.request_id)["why"]
+    assert c.approvals.get(again.request_id).status == "expired"
+
+
+def test_every_view_of_requests_shows_a_stale_one_as_void(container):
+    c = container
+    alice = actor(c, "alice")
+    out = c.actions.execute(c.actions.plan(alice, "request_promotion", ENDPOINT, version="2"), alice, "go")
+    assert [r["id"] for r in c.actions.requests(status="pending")] == [out.request_id]
+    assert c.actions.requests(status="pending")[0]["failing_gates"] == []
+    c.actions.execute(c.actions.plan(alice, "abort_canary", ENDPOINT), alice, "meanwhile")
+    assert c.actions.requests(status="pending") == []
+    void = c.actions.requests(status="void")
+    assert [r["id"] for r in void] == [out.request_id]
+    assert "canary" in void[0]["decision_reason"] and void[0]["decided_by"] == "system"
+    assert c.actions.decision_refusal(actor(c, "bob"), void[0], "approve") == f"request #{out.request_id} is void"
 
 
 def test_registry_down_after_the_endpoint_moved_restores_the_endpoint(registry_template, tmp_path, clock):
