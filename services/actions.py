@@ -284,6 +284,11 @@ class Actions:
                                    gates=[g.as_dict() if isinstance(g, GateResult) else g for g in gates or []],
                                    details=details)
 
+    def audit_refusal(self, who: str, action: str, target: str, error: ConsoleError) -> None:
+        """Record an attempt refused before it reached a use case (e.g. by an unknown identity)."""
+        self._audit_quietly(Actor(str(who)[:255], ()), str(action)[:64], str(target)[:512], _result_of(error),
+                            error=error, details={"stage": "identity"}, model=self._model_of(target))
+
     def _model_of(self, endpoint: str) -> str | None:
         """For the audit entry of a refusal: which model the endpoint serves, if it can be read."""
         try:

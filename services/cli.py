@@ -24,11 +24,16 @@ def _print(args, data: Any, text: str) -> None:
         print(text)
 
 
-def _actor(c, args):
+def _actor(c, args, action: str, target: str):
+    """Who acts. An attempt by nobody or by an unknown identity is refused and audited like any other."""
     name = args.as_ or os.environ.get("MLOPS_ACTOR")
-    if not name:
-        raise Invalid("say who acts: --as NAME (or MLOPS_ACTOR)", source="cli")
-    return c.directory.get(name)
+    try:
+        if not name:
+            raise Invalid("say who acts: --as NAME (or MLOPS_ACTOR)", source="cli")
+        return c.directory.get(name)
+    except ConsoleError as exc:
+        c.actions.audit_refusal(name or "(nobody)", action, target, exc)
+        raise
 
 
 def _plan_text(plan) -> str:
@@ -49,7 +54,7 @@ def _plan_text(plan) -> str:
 
 
 def _act(c, args, action: str, **params) -> int:
-    actor = _actor(c, args)
+    actor = _actor(c, args, action, args.endpoint)
     plan = c.actions.plan(actor, action, args.endpoint, **params)
     if args.dry_run:
         _print(args, {"plan": plan.as_dict()}, _plan_text(plan) + "\n(dry run: nothing changed)")
@@ -156,20 +161,26 @@ def _when(ts: Any, *, seconds: bool = False) -> str | None:
 
 
 def cmd_approve(c, args) -> int:
-    out = c.actions.approve(_actor(c, args), args.id, args.reason, override_reason=args.override_reason)
+    out = c.actions.approve(_actor(c, args, "approve", f"request #{args.id}"), args.id, args.reason,
+                            override_reason=args.override_reason)
     _print(args, out.as_dict(), out.message)
     return 0
 
 
 def cmd_reject(c, args) -> int:
-    out = c.actions.reject(_actor(c, args), args.id, args.reason)
+    out = c.actions.reject(_actor(c, args, "reject", f"request #{args.id}"), args.id, args.reason)
     _print(args, out.as_dict(), out.message)
     return 0
 
 
 def cmd_set_canary(c, args) -> int:
-    ep = c.serving.get_endpoint(args.endpoint)
-    if ep.canary_version and str(ep.canary_version) == str(args.version).strip():
+    from services.errors import NotFound
+
+    try:
+        ep = c.serving.get_endpoint(args.endpoint)
+    except NotFound:
+        ep = None  # planning refuses it again, and the refusal is audited
+    if ep and ep.canary_version and str(ep.canary_version) == str(args.version).strip():
         return _act(c, args, "set_canary_weight", weight=args.weight)
     return _act(c, args, "start_canary", version=args.version, weight=args.weight)
 

@@ -52,6 +52,10 @@ def test_pipeline_requests_and_a_person_approves(container, capsys):
     (["set-canary", "--endpoint", ENDPOINT, "--version", "2", "--weight", "2.5", "--reason", "x", "--as", "alice"],
      2, "whole number"),
     (["abort-canary", "--endpoint", "nope", "--reason", "x", "--as", "alice"], 4, "no endpoint"),
+    (["set-canary", "--endpoint", "nope", "--version", "2", "--weight", "5", "--reason", "x", "--as", "alice"], 4,
+     "no endpoint"),
+    (["rollback", "--endpoint", ENDPOINT, "--to-version", "3", "--reason", "x", "--as", "alice"], 6,
+     "request its promotion"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x", "--as", "carol"], 7, "may not"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x", "--as", "mallory"], 7, "unknown identity"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", " ", "--as", "alice"], 2, "reason is required"),
@@ -60,10 +64,16 @@ def test_pipeline_requests_and_a_person_approves(container, capsys):
     (["approve", "12345", "--as", "bob"], 4, "no approval request"),
 ])
 def test_refusals_exit_non_zero_and_change_nothing(container, capsys, argv, code, word):
+    before = container.audit.count()
     got, out, err = run(container, capsys, *argv)
     assert got == code and word in err
     ep = container.serving.get_endpoint(ENDPOINT)
     assert (ep.stable_version, ep.canary_version, ep.canary_weight) == ("1", "2", 20)
+    # every attempt is audited, probes of unknown endpoints, identities and requests included
+    assert container.audit.count() == before + 1
+    entry = container.audit.entries(limit=1)[0]
+    assert entry.result == "refused" and word in entry.error
+    assert container.audit.verify().ok
 
 
 def test_set_canary_reweights_the_running_canary_and_dry_run_changes_nothing(container, capsys):
@@ -266,3 +276,18 @@ def test_audit_invalid_time_filters_exit_2(trail, capsys, argv, word):
     assert code == 2 and word in err and out == ""
     code, out, _ = run(trail, capsys, "audit", "--json", *argv)
     assert code == 2 and word in json.loads(out)["message"]
+
+
+def test_requests_lists_a_request_that_can_no_longer_apply_as_void(container, capsys):
+    c = container
+    code, out, _ = run(c, capsys, "request-promotion", "--endpoint", ENDPOINT, "--version", "2", "--reason", "r",
+                       "--as", "alice", "--json")
+    rid = json.loads(out)["outcome"]["request_id"]
+    run(c, capsys, "abort-canary", "--endpoint", ENDPOINT, "--reason", "bad canary", "--as", "alice")
+    code, out, _ = run(c, capsys, "requests", "--status", "pending", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(c, capsys, "requests", "--status", "void", "--json")
+    (req,) = json.loads(out)
+    assert req["id"] == rid and req["status"] == "void" and "canary" in req["decision_reason"]
+    code, _, err = run(c, capsys, "approve", str(rid), "--as", "bob")
+    assert code == 6 and "void" in err
