@@ -60,7 +60,8 @@ def test_pipeline_requests_and_a_person_approves(container, capsys):
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x", "--as", "mallory"], 7, "unknown identity"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", " ", "--as", "alice"], 2, "reason is required"),
     (["abort-canary", "--endpoint", ENDPOINT, "--reason", "x"], 2, "--as"),
-    (["rollback", "--endpoint", ENDPOINT, "--to-version", "4", "--reason", "x", "--as", "alice"], 6, "never the stable"),
+    (["rollback", "--endpoint", ENDPOINT, "--to-version", "4", "--reason", "x", "--as", "alice"], 6,
+     "never the stable"),
     (["approve", "12345", "--as", "bob"], 4, "no approval request"),
 ])
 def test_refusals_exit_non_zero_and_change_nothing(container, capsys, argv, code, word):
