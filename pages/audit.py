@@ -1,5 +1,6 @@
 """The audit trail: every attempted action, filterable and downloadable, with the hash chain's status.
-Filters live in the URL: ``/audit?actor=bob&action=approve&result=ok&target=cancer``."""
+Filters live in the URL: ``/audit?actor=bob&action=approve&endpoint=cancer-screening&from=2026-11-01&to=2026-11-30``
+(also ``result``, ``model``, ``version``; dates are UTC days, ``to`` inclusive)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import audit_view
 from dashboard.bootstrap import container
 from dashboard.components import guard, table
-from services.clock import parse_iso
 
-RESULTS = ["", "ok", "requested", "refused", "conflict", "failed"]
-ACTIONS = ["", "request_promotion", "approve", "reject", "start_canary", "set_canary_weight", "promote_canary",
-           "abort_canary", "rollback"]
+LIMIT = 2000
 
 
 def main() -> None:
@@ -31,58 +29,20 @@ def main() -> None:
         st.error(f"Hash chain BROKEN at entry {res.first_bad_seq}: {res.problem}. Entries from there on cannot be "
                  "trusted.", icon=":material/gpp_bad:")
     qp = st.query_params
-    cols = st.columns(4)
-    names = [""] + c.directory.names()
-    if qp.get("actor") and qp.get("actor") not in names:  # someone no longer configured: still searchable
-        names.append(qp.get("actor"))
-    actor = cols[0].selectbox("Actor", names, index=_idx(names, qp.get("actor")), key=state.AUDIT_FILTER_ACTOR,
-                              format_func=lambda x: x or "anyone")
-    action = cols[1].selectbox("Action", ACTIONS, index=_idx(ACTIONS, qp.get("action")),
-                               key=state.AUDIT_FILTER_ACTION, format_func=lambda x: x or "any action")
-    result = cols[2].selectbox("Result", RESULTS, index=_idx(RESULTS, qp.get("result")),
-                               key=state.AUDIT_FILTER_RESULT, format_func=lambda x: x or "any result")
-    target = cols[3].text_input("Target contains", value=qp.get("target", ""), key=state.AUDIT_FILTER_TARGET)
-    for k, v in (("actor", actor), ("action", action), ("result", result), ("target", target)):
-        if v:
-            qp[k] = v
-        elif k in qp:
-            del qp[k]
-    entries = c.audit.entries(limit=2000, actor=actor or None, action=action or None, result=result or None,
-                              target_contains=target or None)
-    st.caption(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} shown (newest first, at most 2000)")
+    filters = audit_view.filter_widgets(qp, actors=c.directory.names(), endpoints=c.audit.targets())
+    audit_view.sync_query(qp, filters)
+    if filters.start and filters.end and filters.start > filters.end:
+        st.warning("*From* is after *To*: no entry can match.", icon=":material/date_range:")
+    entries = c.audit.entries(limit=LIMIT, **filters.store_kwargs())
+    st.caption(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} shown (newest first, at most {LIMIT}; "
+               "times in UTC)")
     if not entries:
-        st.info("No audit entry matches.")
+        st.info("No audit entry matches." + (" Clear a filter to see more." if filters.active else ""))
         return
-    df = pd.DataFrame([{
-        "seq": e.seq, "time": parse_iso(e.ts), "actor": e.actor, "action": e.action, "target": e.target,
-        "result": e.result,
-        "reason": e.reason, "error": e.error,
-        "change": _change(e.before, e.after),
-        "gates": "; ".join(f"{_mark(g.get('passed'))}: {g.get('name')}" for g in (e.gates or [])),
-        "details": json.dumps(e.details, ensure_ascii=False) if e.details else "",
-        "hash": e.hash[:12],
-    } for e in entries])
-    table(df, key="audit-table", file_name="audit.csv",
-          column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+    table(pd.DataFrame(audit_view.rows(entries)), key="audit-table", file_name="audit.csv")
     st.download_button("Download JSON (full entries)",
                        json.dumps([e.as_dict() for e in entries], indent=1, ensure_ascii=False).encode(),
                        file_name="audit.json", mime="application/json", key="audit-json-download")
-
-
-def _mark(passed) -> str:
-    return "pass" if passed else "FAIL" if passed is False else "n/a"
-
-
-def _idx(options: list[str], value: str | None) -> int:
-    return options.index(value) if value in options else 0
-
-
-def _change(before, after) -> str:
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return ""
-    parts = [f"{k}: {before.get(k)} → {after.get(k)}" for k in ("stable_version", "canary_version", "canary_weight",
-                                                                "champion") if before.get(k) != after.get(k)]
-    return "; ".join(parts)
 
 
 with guard("Audit"):
