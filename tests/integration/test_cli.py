@@ -292,3 +292,14 @@ def test_requests_lists_a_request_that_can_no_longer_apply_as_void(container, ca
     assert req["id"] == rid and req["status"] == "void" and "canary" in req["decision_reason"]
     code, _, err = run(c, capsys, "approve", str(rid), "--as", "bob")
     assert code == 6 and "void" in err
+
+
+def test_audit_filters_find_what_the_actions_wrote(container, capsys):
+    c = container
+    run(c, capsys, "abort-canary", "--endpoint", ENDPOINT, "--reason", "bad canary", "--as", "alice")
+    run(c, capsys, "abort-canary", "--endpoint", ENDPOINT, "--reason", "again", "--as", "carol")  # refused
+    assert _seqs(c, capsys, "--model", MODEL) == [2, 1]
+    assert _seqs(c, capsys, "--model", MODEL, "--version", "2", "--result", "ok") == [1]  # the canary it removed
+    assert _seqs(c, capsys, "--model", "other") == []
+    assert _seqs(c, capsys, "--endpoint", ENDPOINT, "--from", "2026-11-26", "--to", "2026-11-26") == [2, 1]
+    assert _seqs(c, capsys, "--from", "2026-11-27") == []
