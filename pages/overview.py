@@ -7,8 +7,34 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.bootstrap import container
-from dashboard.components import flash, guard, table
+from dashboard.components import clean_frame, flash, fmt_time, guard, table
 from dashboard.nav import href, link
+from services.history import activity_feed
+
+RECENT = 10  # lines of recent activity
+AUDIT_WINDOW = 300  # newest successful audit entries searched for champion moves
+
+
+def recent_activity(views) -> None:
+    """Versions registered and champion moves the console made (MLflow keeps no time for alias moves; the
+    audit trail does), newest first."""
+    moves = []
+    with guard("audit"):
+        moves = container().audit.entries(result="ok", limit=AUDIT_WINDOW)
+    feed = activity_feed(data.recent(data.key(), RECENT), moves, {v.endpoint.name: v.endpoint.model for v in views
+                                                                  if v.endpoint.model}, limit=RECENT)
+    if not feed:
+        st.caption("No activity yet.")
+        return
+    df = clean_frame(pd.DataFrame([{
+        "When": fmt_time(a.when), "Model": a.model,
+        "What": f"v{a.version} registered" if a.kind == "registered" else a.text,
+        "Where": f"{a.endpoint} ({a.action})" if a.endpoint else None,
+        "Open": href("models", model=a.model, version=a.version) if a.model and a.version else None,
+    } for a in feed]))
+    st.dataframe(df, hide_index=True, key="recent-table", column_config={
+        "Open": st.column_config.LinkColumn("Open", display_text="open ↗"),
+        "What": st.column_config.TextColumn(width="medium"), "Where": st.column_config.TextColumn(width="large")})
 
 
 def main() -> None:
@@ -42,11 +68,11 @@ def main() -> None:
                     + (f" + canary v{v.endpoint.canary_version} @ {v.endpoint.canary_weight}%"
                        if v.endpoint.canary_version else ""))
         if models:
-            df = pd.DataFrame([{"Model": m.name, "Open": href("models", model=m.name),
+            df = clean_frame(pd.DataFrame([{"Model": m.name, "Open": href("models", model=m.name),
                                 "Champion": f"v{m.aliases['champion']}" if "champion" in m.aliases else "—",
                                 "Challenger": f"v{m.aliases['challenger']}" if "challenger" in m.aliases else "—",
                                 "Versions": m.version_count, "Serving": "; ".join(serving.get(m.name, [])) or "—"}
-                               for m in models])
+                               for m in models]))
             table(df, key="champions-table", file_name="champions.csv",
                   column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
         else:
@@ -67,19 +93,9 @@ def main() -> None:
             link("approvals", "Open approvals", icon=":material/how_to_reg:")
         else:
             st.caption("Nothing waits for a decision.")
-        st.subheader("Recent registry activity", anchor=False)
-        with guard("registry"):
-            recent = data.recent(data.key(), 8)
-            if recent:
-                st.dataframe(pd.DataFrame([{"Model": v.model, "Version": f"v{v.version}",
-                                            "Updated": v.last_updated, "Open": href("models", model=v.model,
-                                                                                    version=v.version)}
-                                           for v in recent]), hide_index=True, key="recent-table",
-                             column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗"),
-                                            "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
-            else:
-                st.caption("No activity yet.")
-
+    st.subheader("Recent registry activity", anchor=False)
+    with guard("registry"):
+        recent_activity(views)
 
 with guard("Overview"):
     main()

@@ -1,0 +1,163 @@
+"""Side-by-side compare of 2–8 versions: metric deltas against a chosen baseline (``&baseline=V``), parameter,
+signature, dependency and tag diffs, and charts where each version keeps one distinct colour."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+
+from dashboard import data, state
+from dashboard.components import MISSING, clean_frame, fmt_num, table
+from dashboard.models_view import KEY_METRICS, curves_chart, safe_name
+from dashboard.nav import link
+from services.history import pick_baseline
+
+GOOD, BAD = "#1a7f37", "#cf222e"
+PALETTE = qualitative.D3  # ten clearly distinct hues; a version keeps its colour on every chart of the page
+BASELINE_PICKER = "compare-baseline"
+METRICS_PICKER = "compare-metrics"
+TABS = ["Metrics", "Parameters", "Training curves", "Signature", "Dependencies", "Tags"]
+
+
+def version_colors(versions: list[str]) -> dict[str, str]:
+    """``v3`` -> colour, by position in the comparison."""
+    return {f"v{v}": PALETTE[i % len(PALETTE)] for i, v in enumerate(versions)}
+
+
+def _baseline_changed() -> None:
+    st.query_params["baseline"] = st.session_state[BASELINE_PICKER]
+
+
+def baseline_picker(versions: list[str], champion: str | None) -> str:
+    """The baseline: from the URL (``&baseline=V``) when it is one of the versions, else the first; the select
+    box writes it back to the URL."""
+    base = pick_baseline(versions, st.query_params.get("baseline"))
+    if st.session_state.get(BASELINE_PICKER) != base:
+        st.session_state[BASELINE_PICKER] = base
+    base = st.selectbox("Baseline", versions, key=BASELINE_PICKER, on_change=_baseline_changed,
+                        format_func=lambda v: f"v{v}" + (" (champion)" if v == champion else ""),
+                        help="Deltas and added/removed/changed are relative to this version")
+    st.query_params["baseline"] = base
+    return base
+
+
+def metric_table(rows: list[dict], versions: list[str], baseline: str):
+    """Values and signed deltas against the baseline as text (missing: —), deltas coloured better/worse."""
+    recs = []
+    for r in rows:
+        rec = {"metric": r["metric"], "better": r["direction"]}
+        for v in versions:
+            rec[f"v{v}"] = fmt_num(r["values"][v], 4)
+            if v != baseline:
+                d = r["deltas"][v]
+                rec[f"Δ v{v}"] = MISSING if d is None else f"{d:+.4f}"
+        recs.append(rec)
+    df = pd.DataFrame(recs)
+
+    def colour(col):
+        if not col.name.startswith("Δ"):
+            return [""] * len(col)
+        v = col.name.split("v", 1)[1]
+        return [f"color: {GOOD}; font-weight: 600" if r["better"].get(v) is True else
+                f"color: {BAD}; font-weight: 600" if r["better"].get(v) is False else "" for r in rows]
+
+    return df, df.style.apply(colour, axis=0)
+
+
+def metric_bars(rows: list[dict], versions: list[str], metrics: list[str], colors: dict[str, str]) -> go.Figure:
+    by = {r["metric"]: r for r in rows}
+    fig = go.Figure()
+    for v in versions:
+        ys = [by[m]["values"].get(v) for m in metrics]
+        fig.add_trace(go.Bar(x=metrics, y=ys, name=f"v{v}", marker_color=colors[f"v{v}"],
+                             hovertemplate=f"v{v}<br>%{{x}}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(barmode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.2}, yaxis_title="value")
+    return fig
+
+
+def compare_page(name: str, versions: list[str]) -> None:
+    with st.spinner(f"Reading {len(versions)} versions of {name}…"):
+        cmp = data.comparison(data.key(), name, tuple(versions))
+    champion = next((v for v, d in cmp.details.items() if "champion" in d.summary.aliases), None)
+    link("models", f"{name}", icon=":material/arrow_back:", model=name)
+    st.title(f"Compare {name}")
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    with c1:
+        base = baseline_picker(versions, champion)
+    with c2:
+        diff_only = st.toggle("Differences only", value=st.query_params.get("diff") != "all", key=state.DIFF_ONLY)
+    st.query_params["diff"] = "only" if diff_only else "all"
+    st.caption(f"Baseline: v{base} · deltas are against the baseline, green where better")
+    colors = version_colors(versions)
+    vcols = {v: f"v{v}" for v in versions}
+    tabs = st.tabs(TABS)
+    with tabs[0]:
+        metrics_tab(cmp, name, versions, base, colors)
+    with tabs[1]:
+        rows = cmp.params(differences_only=diff_only)
+        if rows:
+            df = pd.DataFrame(rows).rename(columns=vcols)
+            df = clean_frame(df.drop(columns=["differs"]) if diff_only else df)
+            table(df, key="param-diff", file_name=f"{safe_name(name)}-param-diff.csv")
+        else:
+            st.info("No parameter differs." if diff_only else "No parameters were logged.")
+    with tabs[2]:
+        curves_tab(cmp, colors)
+    with tabs[3]:
+        rows = [r for r in cmp.signature(base) if not diff_only or r["status"] != "same"]
+        if rows:
+            table(clean_frame(pd.DataFrame(rows).rename(columns=vcols)), key="signature-diff",
+                  file_name=f"{safe_name(name)}-signature-diff.csv")
+        else:
+            st.success("The signatures are the same.", icon=":material/check:")
+    with tabs[4]:
+        rows = [r for r in cmp.dependencies(base) if not diff_only or r["status"] != "same"]
+        if rows:
+            summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("added", "removed", "changed")}
+            st.caption(" · ".join(f"{n} {s}" for s, n in summary.items()) + f" (against v{base})")
+            table(clean_frame(pd.DataFrame(rows).rename(columns=vcols)), key="dependency-diff",
+                  file_name=f"{safe_name(name)}-dependency-diff.csv")
+        else:
+            st.success("The dependencies are the same.", icon=":material/check:")
+    with tabs[5]:
+        rows = cmp.tags(differences_only=diff_only)
+        if rows:
+            df = pd.DataFrame(rows).rename(columns=vcols)
+            table(clean_frame(df.drop(columns=["differs"]) if diff_only else df), key="tag-diff",
+                  file_name=f"{safe_name(name)}-tag-diff.csv")
+        else:
+            st.info("No tag differs." if diff_only else "No tags.")
+
+
+def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str, str]) -> None:
+    rows = cmp.metrics(base)
+    if not rows:
+        st.info("No metrics were logged.")
+        return
+    df, styled = metric_table(rows, versions, base)
+    right = {c: st.column_config.TextColumn(c, alignment="right") for c in df.columns if c.startswith(("v", "Δ"))}
+    st.dataframe(styled, hide_index=True, key="metric-diff", column_config=right)
+    st.download_button("Download CSV", df.to_csv(index=False).encode(), key="metric-diff-download",
+                       file_name=f"{safe_name(name)}-metric-diff.csv", mime="text/csv", icon=":material/download:")
+    names = [r["metric"] for r in rows]
+    default = [m for m in KEY_METRICS if m in names] or names[:2]
+    picked = st.multiselect("Chart metrics", names, default=default, key=METRICS_PICKER)
+    if picked:
+        st.plotly_chart(metric_bars(rows, versions, picked, colors), key="compare-metric-bars")
+
+
+def curves_tab(cmp, colors: dict[str, str]) -> None:
+    keys = sorted({k for d in cmp.details.values() if d.run for k in d.run.metrics})
+    with_hist = [k for k in keys if any(len(data.metric_history(data.key(), d.run.run_id, k)) > 1
+                                        for d in cmp.details.values() if d.run and k in d.run.metrics)]
+    if not with_hist:
+        st.info("None of these versions logged metrics over training steps.")
+        return
+    k = st.selectbox("Metric", with_hist, key=state.CURVE_PICKER)
+    series = {f"v{v}": data.metric_history(data.key(), d.run.run_id, k)
+              for v, d in cmp.details.items() if d.run and k in d.run.metrics}
+    st.plotly_chart(curves_chart({lbl: p for lbl, p in series.items() if p}, f"{k} over training", colors),
+                    key="compare-curves")
