@@ -13,8 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from dashboard.approvals_view import gates_table
 from dashboard.bootstrap import container, current_actor
-from dashboard.components import show_error
+from dashboard.components import MISSING, show_error
+from dashboard.nav import href
 from services.errors import ConsoleError
 
 PENDING = "pending-action"
@@ -23,6 +25,8 @@ DIALOG_ERROR = "pending-action-error"
 
 def render_plan(plan) -> None:
     st.markdown(f"**{plan.label}** on `{plan.endpoint}` · model `{plan.model}` · backend `{plan.backend}`")
+    for w in plan.warnings:  # first: the person must see these before anything else
+        st.warning(w, icon=":material/warning:")
     rows = [r for r in plan.endpoint_diff]
     df = pd.DataFrame([{"": "●" if r["changed"] else "", "field": r["field"], "before": _s(r["before"]),
                         "after": _s(r["after"])} for r in rows])
@@ -38,11 +42,7 @@ def render_plan(plan) -> None:
         st.caption("No registry change.")
     if plan.gates:
         st.markdown("**Evidence gates**")
-        st.dataframe(pd.DataFrame([{"result": {True: "pass", False: "FAIL", None: "n/a"}[g.passed], "gate": g.name,
-                                    "candidate": g.candidate, "baseline": g.baseline, "threshold": g.threshold,
-                                    "detail": g.detail} for g in plan.gates]), hide_index=True, key="plan-gates")
-    for w in plan.warnings:
-        st.warning(w, icon=":material/warning:")
+        gates_table([g.as_dict() for g in plan.gates], key="plan-gates")
     if plan.needs_approval:
         st.info("The policy requires another person's approval: confirming files a request bound to exactly this "
                 "change.", icon=":material/how_to_reg:")
@@ -52,11 +52,14 @@ def render_plan(plan) -> None:
 
 
 def _s(v) -> str:
-    return "—" if v is None else str(v)
+    return MISSING if v is None else str(v)
+
+
+ACK = "ack-warnings"
 
 
 def _reset_dialog() -> None:
-    for key in (DIALOG_ERROR, state.REASON, state.OVERRIDE):
+    for key in (DIALOG_ERROR, state.REASON, state.OVERRIDE, ACK):
         st.session_state.pop(key, None)
 
 
@@ -114,12 +117,17 @@ def confirm_dialog() -> None:
     reason = st.text_area("Reason (required, recorded in the audit trail)", key=state.REASON, max_chars=2000)
     override = None
     failing = plan.failing_gates if plan is not None else []
+    blocked = None
     if pending["kind"] == "approve" or failing:
         if actor.is_admin:
             override = st.text_input("Override failing gates (admin): reason", key=state.OVERRIDE) or None
         elif failing:
-            st.error("Evidence gates fail: only an admin can override them, with a reason.", icon=":material/block:")
-    if st.button(button, key=state.CONFIRM, type="primary"):
+            blocked = "Evidence gates fail: only an admin can override them, with a reason."
+            st.error(blocked, icon=":material/block:")
+    if plan is not None and plan.warnings and not blocked:
+        if not st.checkbox(f"I have read the warning{'s' if len(plan.warnings) > 1 else ''} above", key=ACK):
+            blocked = "Tick the box to confirm you have read the warnings."
+    if st.button(button, key=state.CONFIRM, type="primary", disabled=blocked is not None, help=blocked):
         c = container()
         try:
             if plan is not None:
@@ -133,8 +141,10 @@ def confirm_dialog() -> None:
         else:
             st.session_state.pop(PENDING, None)
             st.session_state.pop(DIALOG_ERROR, None)
-            st.session_state.pop("actions-endpoint", None)  # the state moved: action inputs start afresh
-            st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", out.message)
+            message = out.message
+            if out.status == "pending_approval" and out.request_id:
+                message += f" — [open request #{out.request_id}]({href('approvals', request=out.request_id)})"
+            st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", message)
             st.cache_data.clear()
             st.rerun()
     err = st.session_state.get(DIALOG_ERROR)
@@ -147,3 +157,95 @@ def confirm_dialog() -> None:
                 st.session_state.pop(DIALOG_ERROR, None)
                 st.cache_data.clear()
                 st.rerun()
+
+
+ACTION_INPUTS = ("promote-version", "canary-version", "canary-weight", "rollback-version")
+
+
+def _fresh_inputs(ep) -> None:
+    """Inputs belong to one state of one endpoint: after any change (ours or anyone's) they start afresh."""
+    seen = (ep.name, ep.resource_version)
+    if st.session_state.get("actions-state") != seen:
+        for k in ACTION_INPUTS:
+            st.session_state.pop(k, None)
+        st.session_state["actions-state"] = seen
+
+
+def actions_panel(view, pending: list[dict]) -> None:
+    """The guarded actions of one endpoint. Buttons the acting person may not use are disabled, with the reason
+    on hover; the service layer checks everything again."""
+    from dashboard import data
+
+    ep = view.endpoint
+    actor = current_actor()
+    acts = container().actions
+    st.subheader("Actions", anchor=False)
+    st.caption(f"Acting as **{actor.name}** ({', '.join(actor.roles) or 'no roles'}). Every action shows a dry run "
+               "first and is recorded in the audit trail.")
+    if not ep.model:
+        st.info("This endpoint serves a model the registry does not know; the console cannot act on it.")
+        return
+    _fresh_inputs(ep)
+    may = acts.permissions(actor, ep.name)
+    if ep.read_only:
+        may = {k: f"the endpoint is read-only: {ep.read_only_reason}" for k in may}
+    if all(may[a] for a in ("request_promotion", "start_canary", "rollback")):
+        st.info(f"{actor.name} may only look here: " + (may["request_promotion"] or ""), icon=":material/visibility:")
+    versions = [v.version for v in data.model_view(data.key(), ep.model).versions]
+    a, b, cc = st.columns(3)
+    with a, st.container(border=True):
+        st.markdown("**Promote a version**")
+        st.caption("Make a version stable at 100% and move @champion to it.")
+        choices = [v for v in versions if v != ep.stable_version or ep.canary_version]
+        default = choices.index(ep.canary_version) if ep.canary_version in choices else 0
+        ver = st.selectbox("Version", choices, index=default if choices else None, key="promote-version",
+                           format_func=lambda x: f"v{x}" + (" (canary)" if x == ep.canary_version else ""))
+        waiting = [r for r in pending if r["action"] in ("request_promotion", "promote_canary")]
+        if waiting:
+            st.caption(f"Request #{waiting[0]['id']} for v{waiting[0]['params'].get('version')} is pending.")
+        if _button("Request promotion", "action-request", may["request_promotion"] or (None if choices else
+                   "no other version to promote"), ":material/upgrade:"):
+            start("request_promotion", ep.name, version=ver)
+    with b, st.container(border=True):
+        st.markdown("**Canary**")
+        if ep.canary_version:
+            st.caption(f"v{ep.canary_version} gets {ep.canary_weight}% of the traffic.")
+            w = st.number_input("Canary weight (%)", min_value=0, max_value=100, step=5,
+                                value=int(ep.canary_weight), key="canary-weight")
+            if _button("Set canary weight", "action-canary", may["set_canary_weight"], ":material/tune:"):
+                start("set_canary_weight", ep.name, weight=w)
+            b1, b2 = st.columns(2)
+            with b1:
+                if _button("Promote", "action-promote", may["promote_canary"], ":material/done_all:",
+                           "Make the canary stable at 100% and move @champion to it"):
+                    start("promote_canary", ep.name)
+            with b2:
+                if _button("Abort", "action-abort", may["abort_canary"], ":material/cancel:",
+                           "Send all traffic back to the stable version and remove the canary"):
+                    start("abort_canary", ep.name)
+        else:
+            cands = [v for v in versions if v != ep.stable_version]
+            ver = st.selectbox("Canary version", cands, key="canary-version", format_func=lambda x: f"v{x}")
+            w = st.number_input("Canary weight (%)", min_value=0, max_value=100, step=5, value=10,
+                                key="canary-weight")
+            if _button("Start canary", "action-canary", may["start_canary"] or (None if cands else
+                       "no other version"), ":material/science:"):
+                start("start_canary", ep.name, version=ver, weight=w)
+    with cc, st.container(border=True):
+        st.markdown("**Roll back**")
+        targets = acts.rollback_targets(ep)
+        st.caption("Back to a version that was stable here before (the one just before first). Any other "
+                   "version is a promotion, with its gates and approval." if targets else
+                   "No earlier stable version on record: use a promotion.")
+        to = st.selectbox("Roll back to", targets, index=0 if targets else None, key="rollback-version",
+                          format_func=lambda x: f"v{x}" + (" (just before)" if targets and x == targets[0] else ""),
+                          placeholder="no earlier stable version")
+        if _button("Roll back", "action-rollback", may["rollback"] or (None if to else
+                   "no earlier stable version on record"), ":material/undo:"):
+            start("rollback", ep.name, to_version=to)
+
+
+def _button(label: str, key: str, refusal: str | None, icon: str, help_: str | None = None) -> bool:
+    """A button that is disabled, with the reason on hover, when the person may not use it."""
+    return st.button(label, key=key, disabled=refusal is not None, icon=icon, help=refusal or help_,
+                     width="stretch")

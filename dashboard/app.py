@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import identity, state  # noqa: E402
 from dashboard.bootstrap import container  # noqa: E402
 from dashboard.components import guard, refresh_button  # noqa: E402
 from dashboard.nav import pages  # noqa: E402
@@ -25,11 +25,15 @@ def sidebar() -> None:
             c = container()
             if c.settings.auth_mode == "dev":
                 names = c.directory.names()
+                identity.ensure()
                 st.selectbox(
                     "Acting as", names, key=state.IDENTITY,
                     format_func=lambda n: f"{n} · {', '.join(c.directory.identities[n])}",
-                    help="Development identities from settings (MLOPS_DEV_IDENTITIES).",
+                    help="Development identities from settings (MLOPS_DEV_IDENTITIES). A new session starts as "
+                         "the least-privileged one; your choice is kept across pages and reloads of this "
+                         "browser session.",
                 )
+                identity.remember()
                 st.warning("Development mode: there is no login yet. Anyone can pick any identity.",
                            icon=":material/lock_open:")
             st.caption(f"Registry: `{_short(c.settings.mlflow_tracking_uri)}`  \n"

@@ -12,7 +12,6 @@ import os
 
 import streamlit as st
 
-from dashboard import state
 from services.composition import Container, build
 from services.identity import Actor
 from services.settings import Settings
@@ -42,7 +41,7 @@ def container() -> Container:
 
 
 def current_actor() -> Actor:
-    c = container()
-    names = c.directory.names()
-    name = st.session_state.get(state.IDENTITY) or names[0]
-    return c.directory.get(name)
+    """The acting identity of this session (see :mod:`dashboard.identity`)."""
+    from dashboard.identity import current_actor as actor
+
+    return actor()

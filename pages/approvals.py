@@ -1,85 +1,107 @@
 """Promotion requests: pending ones to decide, and the record of approved, rejected, expired and void ones.
-``/approvals?status=pending`` filters."""
+``/approvals?status=pending`` filters; ``/approvals?request=7`` opens one request whatever its status."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import state
 from dashboard.actions_ui import resume, start_decision
-from dashboard.approvals_view import render_freshness, render_request_plan
+from dashboard.approvals_view import render_request_plan, request_line, show_freshness
 from dashboard.bootstrap import container, current_actor
-from dashboard.components import flash, fmt_time, guard, table
+from dashboard.components import MISSING, flash, fmt_time, guard, table
 from dashboard.nav import link
+from services.clock import parse_iso
 
 STATUSES = ["pending", "approved", "rejected", "expired", "void", "failed", "all"]
 
 
+def card(r: dict, actor, *, expanded: bool = True) -> None:
+    acts = container().actions
+    with st.container(border=True, key=f"request-{r['id']}"):
+        top = st.columns([4, 1, 1])
+        top[0].markdown(request_line(r) + ("" if r["status"] == "pending" else f" · **{r['status']}**"))
+        top[0].markdown(f"> {r['reason']}")
+        for i, decision in ((1, "approve"), (2, "reject")):
+            refusal = acts.decision_refusal(actor, r, decision)
+            with top[i]:
+                if st.button(decision.title(), key=f"action-{decision}-{r['id']}", disabled=refusal is not None,
+                             help=refusal, type="primary" if decision == "approve" else "secondary",
+                             icon=":material/check:" if decision == "approve" else ":material/close:"):
+                    start_decision(decision, r)
+        if r["status"] == "pending":
+            show_freshness(True, "", r.get("failing_gates") or [], r.get("freshness_unknown"))
+        else:
+            st.warning(f"{r['status'].title()} — {r.get('decision_reason') or 'no longer approvable'} "
+                       f"(by {r.get('decided_by') or MISSING}, {fmt_time(r.get('decided_at'))}).",
+                       icon=":material/block:")
+        with st.expander("Evidence: the change and its gates", expanded=expanded):
+            render_request_plan(r)
+            link("deployments", f"Endpoint {r['endpoint']}", endpoint=r["endpoint"])
+
+
 def main() -> None:
+    c = container()
     st.title("Approvals")
     flash()
     st.caption("A promotion needs a second person: the requester cannot approve their own request. A request is "
                "bound to the exact change it shows and is void once the endpoint or the champion changes; it "
-               f"expires after {_duration(container().settings.approval_ttl_minutes)}.")
+               f"expires after {_duration(c.settings.approval_ttl_minutes)}.")
+    actor = current_actor()
+    wanted = st.query_params.get("request", "").lstrip("#")
     current = st.query_params.get("status", "pending")
     status = st.segmented_control("Status", STATUSES, default=current if current in STATUSES else "pending",
                                   key=state.APPROVALS_STATUS) or "pending"
     if status != current:
         st.query_params["status"] = status
-    with st.spinner("Reading requests…"):
-        reqs = container().actions.requests(status=None if status == "all" else status)
-    actor = current_actor()
-    if not reqs:
-        st.info(f"No {status if status != 'all' else ''} requests.")
+    with st.spinner("Reading requests (and checking that pending ones still apply)…"):
+        reqs = c.actions.requests()
+    if wanted.isdigit():
+        one = [r for r in reqs if r["id"] == int(wanted)]
+        if one:
+            st.subheader(f"Request #{wanted}", anchor=False)
+            card(one[0], actor)
+        else:
+            st.warning(f"No request #{wanted} among the latest requests.", icon=":material/search_off:")
+    shown = [r for r in reqs if status == "all" or r["status"] == status]
     if status == "pending":
-        for r in reqs:
-            with st.container(border=True, key=f"request-{r['id']}"):
-                top = st.columns([4, 1, 1])
-                top[0].markdown(f"**#{r['id']}** · `{r['endpoint']}` · {r['action'].replace('_', ' ')} "
-                                f"{', '.join(f'{k} {v}' for k, v in r['params'].items())} · by **{r['requester']}** "
-                                f"· expires {fmt_time(_dt(r['expires_at']))}")
-                top[0].markdown(f"> {r['reason']}")
-                mine = r["requester"] == actor.name
-                help_ = "You cannot approve your own request." if mine else None
-                if top[1].button("Approve", key=f"action-approve-{r['id']}", type="primary", help=help_,
-                                 icon=":material/check:"):
-                    start_decision("approve", r)
-                if top[2].button("Reject", key=f"action-reject-{r['id']}", icon=":material/close:"):
-                    start_decision("reject", r)
-                with st.expander("Evidence: the change and its gates", expanded=True):
-                    render_request_plan(r)
-                    render_freshness(r)
-                    link("deployments", f"Endpoint {r['endpoint']}", endpoint=r["endpoint"])
-    elif reqs:
-        df = pd.DataFrame([{"id": r["id"], "status": r["status"], "endpoint": r["endpoint"], "action": r["action"],
-                            "params": ", ".join(f"{k}={v}" for k, v in r["params"].items()),
-                            "requester": r["requester"], "reason": r["reason"], "created": r["created_at"],
-                            "decided by": r["decided_by"], "decided": r["decided_at"],
-                            "decision reason": r["decision_reason"]} for r in reqs])
+        for r in shown:
+            if str(r["id"]) != wanted:
+                card(r, actor)
+        if not shown:
+            st.info("No pending requests.")
+        since = c.clock() - timedelta(minutes=c.settings.approval_ttl_minutes)
+        stale = [r for r in reqs if r["status"] in ("void", "expired") and r.get("decided_at")
+                 and parse_iso(r["decided_at"]) >= since and str(r["id"]) != wanted]
+        if stale:
+            st.subheader("No longer approvable", anchor=False)
+            st.caption("Requests that were pending recently but can no longer apply.")
+            for r in stale:
+                card(r, actor, expanded=False)
+    elif shown:
+        df = pd.DataFrame([{"id": r["id"], "status": r["status"], "endpoint": r["endpoint"],
+                            "action": r["action"].replace("_", " "),
+                            "params": ", ".join(f"{k} {v}" for k, v in r["params"].items()) or MISSING,
+                            "requester": r["requester"], "reason": r["reason"], "filed": fmt_time(r["created_at"]),
+                            "decided by": r["decided_by"] or MISSING, "decided": fmt_time(r["decided_at"]),
+                            "decision reason": r["decision_reason"] or MISSING} for r in shown])
         event = table(df, key="requests-table", file_name=f"requests-{status}.csv", on_select="rerun",
                       selection_mode="single-row")
         rows = event.selection.rows if event else []
         st.caption("Select a request to see its evidence.")
         if rows:
-            r = reqs[rows[0]]
-            with st.container(border=True):
-                st.markdown(f"**#{r['id']}** · {r['status']} · `{r['endpoint']}` · by **{r['requester']}**"
-                            + (f" · decided by **{r['decided_by']}**: {r['decision_reason']}" if r["decided_by"]
-                               else ""))
-                render_request_plan(r)
+            card(shown[rows[0]], actor)
+    else:
+        st.info(f"No {status if status != 'all' else ''} requests.")
 
 
 def _duration(minutes: int) -> str:
     if minutes % (24 * 60) == 0:
         return f"{minutes // (24 * 60)} d" if minutes > 24 * 60 else "24 h"
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-def _dt(text):
-    from services.clock import parse_iso
-
-    return parse_iso(text) if text else None
 
 
 with guard("Approvals"):

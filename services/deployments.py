@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.compat import input_warnings
 from services.errors import ConsoleError
 from services.registry import CHAMPION, ModelRegistry
 from services.serving import Endpoint, ServingBackend
@@ -14,6 +15,7 @@ class EndpointView:
     endpoint: Endpoint
     champion: str | None
     warnings: list[str] = field(default_factory=list)
+    input_warnings: list[str] = field(default_factory=list)  # a running canary that cannot take the clients' input
 
     @property
     def agrees(self) -> bool:
@@ -59,6 +61,8 @@ def serving_overview(serving: ServingBackend, registry: ModelRegistry) -> list[E
 
 
 def endpoint_view(serving: ServingBackend, registry: ModelRegistry, name: str) -> EndpointView:
+    """One endpoint with the registry's view of it; while a canary runs, whether it accepts what the stable
+    version's clients send."""
     ep = serving.get_endpoint(name)
     champion, err = None, None
     if ep.model:
@@ -66,4 +70,7 @@ def endpoint_view(serving: ServingBackend, registry: ModelRegistry, name: str) -
             champion = registry.aliases(ep.model).get(CHAMPION)
         except ConsoleError as exc:
             err = exc.message
-    return EndpointView(ep, champion, agreement_warnings(ep, champion, err))
+    inputs = []
+    if ep.model and ep.canary_version and ep.canary_weight > 0 and not err:
+        inputs = input_warnings(registry, ep.model, ep.stable_version, ep.canary_version, "Canary")
+    return EndpointView(ep, champion, agreement_warnings(ep, champion, err), inputs)

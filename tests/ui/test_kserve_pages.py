@@ -41,7 +41,7 @@ current-context: double
 
 def test_kserve_endpoint_renders_and_dry_run_shows_the_patch(kserve_env, k8s_double):
     run = kserve_env
-    at = run("deployments.py", endpoint="ml/screening")
+    at = run("deployments.py", endpoint="ml/screening", identity="alice")
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Stable"], metrics["Replicas"], metrics["Champion (registry)"]) == ("v2", "2", "v2")
@@ -58,7 +58,7 @@ def test_kserve_endpoint_renders_and_dry_run_shows_the_patch(kserve_env, k8s_dou
 
 def test_forbidden_namespace_shows_read_only(kserve_env, k8s_double):
     k8s_double.deny("patch", "ml")
-    at = kserve_env("deployments.py", endpoint="ml/screening")
+    at = kserve_env("deployments.py", endpoint="ml/screening", identity="alice")
     assert not at.exception
     assert "Read-only" in texts(at)
     assert all(b.disabled for b in at.button if (b.key or "").startswith("action-"))

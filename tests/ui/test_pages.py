@@ -92,7 +92,7 @@ def test_unknown_model_and_bad_links(app):
 
 
 def test_deployments_page(app):
-    at = app("deployments.py", endpoint="cancer-screening")
+    at = app("deployments.py", endpoint="cancer-screening", identity="alice")
     clean(at)
     table = at.dataframe[0].value
     assert set(table["Endpoint"]) == {"cancer-screening", "diabetes-risk"}
@@ -110,13 +110,22 @@ def test_unknown_endpoint(app):
     assert "no endpoint named 'nope'" in texts(at)
 
 
-def test_viewer_is_refused_and_nothing_changes(app, demo_env):
+def test_viewer_sees_actions_disabled_with_the_reason(app, demo_env):
     at = app("deployments.py", identity="carol", endpoint="cancer-screening")
-    at.button(key="action-abort").click().run()
     no_exception(at)
-    assert "Not allowed" in texts(at) and "carol" in texts(at)
-    at = app("deployments.py", endpoint="cancer-screening")
+    actions = [b for b in at.button if (b.key or "").startswith("action-")]
+    assert len(actions) == 5 and all(b.disabled for b in actions)
+    assert all("carol (viewer) may not" in b.help for b in actions), [b.help for b in actions]
+    assert "carol may only look here" in texts(at)
     assert {m.label: m.value for m in at.metric}["Canary"] == "v4"
+
+
+def test_a_new_session_starts_as_the_least_privileged_identity(app):
+    at = app("deployments.py", endpoint="cancer-screening")
+    no_exception(at)
+    assert at.selectbox(key="dev-identity").value == "carol"
+    assert "Acting as **carol** (viewer)" in texts(at)
+    assert all(b.disabled for b in at.button if (b.key or "").startswith("action-"))
 
 
 def test_approvals_and_audit_pages(app):
@@ -178,7 +187,7 @@ def test_approvals_show_pending_with_evidence_and_history(app, demo_env):
 
 def test_every_action_button_opens_a_dry_run_without_changing_anything(app):
     for key in ("action-request", "action-canary", "action-promote", "action-abort"):
-        at = app("deployments.py", endpoint="cancer-screening")
+        at = app("deployments.py", endpoint="cancer-screening", identity="alice")
         if key == "action-canary":
             at.number_input(key="canary-weight").set_value(40)
         at.button(key=key).click().run()
@@ -188,12 +197,12 @@ def test_every_action_button_opens_a_dry_run_without_changing_anything(app):
         assert "cancer-screening" in shown and ("File request" in [b.label for b in at.button]
                                                 or "Confirm" in [b.label for b in at.button]), key
         assert at.text_area(key="reason") is not None
-    at = app("deployments.py", endpoint="cancer-screening")
+    at = app("deployments.py", endpoint="cancer-screening", identity="alice")
     assert {m.label: m.value for m in at.metric}["Canary"] == "v4"
 
 
 def test_confirming_in_the_dialog_applies_and_the_page_says_so(app):
-    at = app("deployments.py", endpoint="diabetes-risk")
+    at = app("deployments.py", endpoint="diabetes-risk", identity="alice")
     at.selectbox(key="canary-version").set_value("3")
     at.number_input(key="canary-weight").set_value(10)
     at.button(key="action-canary").click().run()
