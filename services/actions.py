@@ -320,7 +320,8 @@ class Actions:
             self._require_role(actor, action, target)
             return builders[action](actor, endpoint, **params)
 
-        return self._audited(actor, action, target, {k: str(v) for k, v in params.items()}, run)
+        given = {k: str(v) for k, v in params.items() if v not in (None, "")}
+        return self._audited(actor, action, target, given, run)
 
     def _plan_promotion(self, actor: Actor, endpoint: str, version: Any) -> Plan:
         ep = self._endpoint(endpoint)
