@@ -66,15 +66,21 @@ def metric_table(rows: list[dict], versions: list[str], baseline: str):
     return df, df.style.apply(colour, axis=0)
 
 
-def metric_bars(rows: list[dict], versions: list[str], metrics: list[str], colors: dict[str, str]) -> go.Figure:
+def metric_dots(rows: list[dict], versions: list[str], metrics: list[str], colors: dict[str, str]) -> go.Figure:
+    """Each version's value per metric as a dot in its colour, side by side; the axis fits the values (bars from
+    zero would hide differences in the third decimal)."""
     by = {r["metric"]: r for r in rows}
+    vals = [x for m in metrics for x in by[m]["values"].values() if x is not None]
+    pad = (max(vals) - min(vals)) * 0.15 or abs(max(vals, default=1)) * 0.01 or 0.01
     fig = go.Figure()
     for v in versions:
         ys = [by[m]["values"].get(v) for m in metrics]
-        fig.add_trace(go.Bar(x=metrics, y=ys, name=f"v{v}", marker_color=colors[f"v{v}"],
-                             hovertemplate=f"v{v}<br>%{{x}}: %{{y:.4f}}<extra></extra>"))
-    fig.update_layout(barmode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": -0.2}, yaxis_title="value")
+        fig.add_trace(go.Scatter(x=metrics, y=ys, name=f"v{v}", mode="markers", offsetgroup=f"v{v}",
+                                 marker={"color": colors[f"v{v}"], "size": 13, "line": {"width": 1, "color": "white"}},
+                                 hovertemplate=f"v{v}<br>%{{x}}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(scattermode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.2}, yaxis_title="value", hovermode="x unified",
+                      yaxis={"range": [min(vals) - pad, max(vals) + pad]} if vals else {})
     return fig
 
 
@@ -146,7 +152,7 @@ def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str
     default = [m for m in KEY_METRICS if m in names] or names[:2]
     picked = st.multiselect("Chart metrics", names, default=default, key=METRICS_PICKER)
     if picked:
-        st.plotly_chart(metric_bars(rows, versions, picked, colors), key="compare-metric-bars")
+        st.plotly_chart(metric_dots(rows, versions, picked, colors), key="compare-metric-bars")
 
 
 def curves_tab(cmp, colors: dict[str, str]) -> None:

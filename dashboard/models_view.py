@@ -365,7 +365,7 @@ def curves_chart(series: dict[str, list], title: str, colors: dict[str, str] | N
                                  name=label, line=line,
                                  hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="step", hovermode="x unified")
+                      xaxis_title="step", hovermode="x unified", showlegend=bool(colors))
     return fig
 
 
@@ -415,6 +415,9 @@ def lineage_tab(name: str, d) -> None:
                                        for ds in run.datasets]))
         table(df, key="lineage-table", file_name=f"{safe_name(name)}-v{d.summary.version}-datasets.csv",
               column_config={"source": st.column_config.TextColumn(width="large")})
+        st.markdown("\n".join(f"- **{r['dataset']}** ({r['context']}, digest `{r['digest']}`, {r['source type']}): "
+                               + (f"`{r['source']}`" if r["source"] != MISSING else MISSING)
+                               for r in df.to_dict("records")))
     else:
         st.info("No dataset was logged as this run's input.")
     st.markdown(f"- **Source commit:** `{d.source_commit or 'not recorded'}`")
