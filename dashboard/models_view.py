@@ -83,6 +83,7 @@ def slots_text(slots: list[ServingSlot]) -> str:
 
 
 def gates_section(eg: list[EndpointGates], model: str, stated: list[str] = ()) -> None:
+    """The policy's offline gates of each endpoint serving the model (the rules; the table: gates_details)."""
     st.subheader("Promotion gates", anchor=False)
     for line in stated:
         st.caption(f"The registry description says “{line}” — the authors' note, not what the console checks: "
@@ -100,6 +101,9 @@ def gates_section(eg: list[EndpointGates], model: str, stated: list[str] = ()) -
         st.markdown(f"**{e.endpoint}** — {rules}  \nchecked when you {acts}; against champion "
                     f"{'v' + e.champion if e.champion else '(none)'} · passing now: "
                     f"{', '.join('v' + v for v in passing) or 'none'}")
+
+
+def gates_details(eg: list[EndpointGates], model: str) -> None:
     rows = [{"Version": int(v) if v.isdigit() else v, "Endpoint": e.endpoint, "Gate": r.name,
              "Result": {True: "pass", False: "FAIL"}.get(r.passed, MISSING), "Candidate": r.candidate,
              "Champion": r.baseline, "Threshold": r.threshold, "Detail": r.detail}
@@ -208,6 +212,7 @@ def model_page(name: str) -> None:
     eg = endpoint_gates(views, {v.version: v.metrics for v in view.versions})
     gates_section(eg, name, stated)
     versions_table(name, view, slots, eg)
+    gates_details(eg, name)
     pickers(name, view)
     if view.metric_names:
         st.subheader("Metrics across versions", anchor=False)

@@ -71,11 +71,12 @@ def test_compare_page(app):
     at = app("models.py", model=CLS, compare="2,4")
     clean(at)
     assert at.title[0].value == f"Compare {CLS}"
-    params = at.dataframe[0].value
+    param_diff = lambda: next(d.value for d in at.dataframe if "key" in d.value.columns)  # noqa: E731 - Metrics tab is first
+    params = param_diff()
     assert "n_estimators" in set(params["key"]) and "differs" not in params.columns
     assert (params["v2"] != params["v4"]).all(), "differences only"
     at.toggle(key="diff-only").set_value(False).run()
-    assert len(at.dataframe[0].value) > len(params)
+    assert len(param_diff()) > len(params)
     assert at.query_params["diff"] in ("all", ["all"])
 
 
