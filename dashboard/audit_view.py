@@ -163,9 +163,9 @@ def rows(entries: list[AuditEntry]) -> list[dict]:
         gates = e.gates if isinstance(e.gates, list) else []
         out.append({
             "seq": e.seq, "time": fmt_ts(e.ts), "actor": e.actor, "action": e.action, "target": e.target,
-            "model": fmt_missing(model), "versions": ", ".join(sorted(versions, key=_version_key)) or MISSING,
-            "result": e.result, "reason": fmt_missing(e.reason), "error": fmt_missing(e.error),
-            "change": describe_change(e.before, e.after),
+            "result": e.result, "change": describe_change(e.before, e.after), "reason": fmt_missing(e.reason),
+            "error": fmt_missing(e.error), "model": fmt_missing(model),
+            "versions": ", ".join(sorted(versions, key=_version_key)) or MISSING,
             "gates": "; ".join(f"{_mark(g.get('passed'))}: {g.get('name')}" for g in gates if isinstance(g, dict))
             or MISSING,
             "details": describe_details(e.details), "hash": e.hash[:12],

@@ -220,7 +220,13 @@ def confirm_dialog(page, reason: str, button: str | re.Pattern | None = None):
     text = dialog.locator(".st-key-reason textarea")
     text.fill(reason)
     expect(text).to_have_value(reason)
-    confirm = dialog.locator(".st-key-confirm button")
+    ack = dialog.locator(".st-key-ack-warnings")
+    if ack.count():  # the plan has warnings: the person says they read them, then Confirm is enabled
+        ack.locator("label").click()
+        expect(ack.locator("input")).to_be_checked()
+        wait_idle(page)
+    confirm = dialog.locator(".st-key-confirm button").filter(visible=True)  # skip the hidden copy of help=
+    expect(confirm).to_be_enabled()
     if button is not None:
         expect(confirm).to_have_text(button)
     confirm.click()
