@@ -291,8 +291,12 @@ def serving_line(name: str, version: str) -> None:
         st.caption("Not serving on any endpoint.")
     view = data.model_view(data.key(), name)
     eg = [e for e in endpoint_gates(views, {v.version: v.metrics for v in view.versions}) if e.gates]
-    lines = [f"- Gates of **{e.endpoint}** (against {'champion v' + e.champion if e.champion else 'no champion'}): "
-             f"**{e.label(version)}** — "
+    def against(e):
+        if e.champion == version:
+            return "this is the champion: only absolute limits apply"
+        return f"against champion v{e.champion}" if e.champion else "no champion: only absolute limits apply"
+
+    lines = [f"- Gates of **{e.endpoint}** ({against(e)}): **{e.label(version)}** — "
              + "; ".join(f"{r.name}: {r.detail}" for r in e.results.get(version, [])) for e in eg]
     if lines:
         st.markdown("\n".join(lines))
