@@ -48,11 +48,12 @@ def render_freshness(req: dict) -> None:
     show_freshness(f["fresh"], f.get("why", ""), f.get("failing_gates") or [])
 
 
-def show_freshness(fresh: bool, why: str, failing: list[str], unknown: str | None = None) -> None:
+def show_freshness(fresh: bool, why: str, failing: list[str], unknown: str | None = None, worse: int = 0) -> None:
     if unknown:
         st.warning(f"Cannot tell whether it still applies: {unknown}.", icon=":material/cloud_off:")
     elif fresh and not failing:
-        st.success("Still applies to the endpoint as it is now; gates pass.", icon=":material/verified:")
+        extra = (f" ({worse} within tolerance but worse than the champion: see the amber rows)" if worse else "")
+        st.success(f"Still applies to the endpoint as it is now; gates pass{extra}.", icon=":material/verified:")
     elif fresh:
         st.warning("Still applies, but gates fail now: " + "; ".join(failing), icon=":material/block:")
     else:

@@ -33,7 +33,8 @@ def card(r: dict, actor, *, expanded: bool = True) -> None:
                              icon=":material/check:" if decision == "approve" else ":material/close:"):
                     start_decision(decision, r)
         if r["status"] == "pending":
-            show_freshness(True, "", r.get("failing_gates") or [], r.get("freshness_unknown"))
+            worse = sum(1 for g in (r.get("plan") or {}).get("gates") or [] if g.get("worse"))
+            show_freshness(True, "", r.get("failing_gates") or [], r.get("freshness_unknown"), worse)
         else:
             st.warning(f"{r['status'].title()} — {r.get('decision_reason') or 'no longer approvable'} "
                        f"(by {r.get('decided_by') or MISSING}, {fmt_time(r.get('decided_at'))}).",

@@ -855,5 +855,5 @@ def _what_changed(old: Plan, new: Plan) -> str:
     for k in ("stable_version", "canary_version", "canary_weight", "champion", "resource_version"):
         a, b = old.before.get(k), new.before.get(k)
         if a != b:
-            parts.append(f"{k.replace('_', ' ')} {a} → {b}")
+            parts.append(f"{k.replace('_', ' ')} {'—' if a is None else a} → {'—' if b is None else b}")
     return ", ".join(parts) or "the planned change differs"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from streamlit.util import calc_hash
@@ -78,7 +79,10 @@ async def _load(app_url: str) -> list:
 
 def test_concurrent_sessions_load_every_view_cleanly(app_url):
     t0 = time.perf_counter()
-    results = asyncio.run(_load(app_url))
+    # Its own thread: Playwright's sync API (the browser fixture of other e2e tests in this session) keeps an
+    # event loop running in the main thread, where asyncio.run() refuses to start another.
+    with ThreadPoolExecutor(1) as pool:
+        results = pool.submit(asyncio.run, _load(app_url)).result()
     elapsed = time.perf_counter() - t0
 
     expected = SESSIONS * ROUNDS * (len(VIEWS) + 1)
