@@ -17,7 +17,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO_ROOT.parent / "shared" / "crds"
+CRD_DIR = REPO_ROOT / "deploy" / "crds"  # vendored; see deploy/crds/README.md
 KSERVE_CRD_VERSIONS = ("v0.19.0", "v0.20.0")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

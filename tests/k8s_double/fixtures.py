@@ -5,7 +5,7 @@ Load them from a test module (or the root ``conftest.py``) with::
     pytest_plugins = ("tests.k8s_double.fixtures",)
 
 * ``crd_schemas`` (session): ``{"v0.19.0": schema, "v0.20.0": schema}``, the
-  KServe InferenceService ``openAPIV3Schema`` of each CRD in ``../shared/crds``.
+  KServe InferenceService ``openAPIV3Schema`` of each CRD in ``deploy/crds`` (vendored).
 * ``check_isvc`` (session): ``check_isvc(obj, versions=("v0.19.0", "v0.20.0"))``
   asserts ``obj`` is valid against each CRD schema (Draft 7) and has no key
   the schema does not define.
