@@ -13,8 +13,8 @@
     ``MlflowClient.set_registered_model_alias`` + one compare-and-set ``UPDATE``
     on an endpoint row. Target: median < 300 ms.
 
-(b) ``AuditLog.verify`` over ``--entries`` rows on SQLite, filled by a bulk
-    insert of rows chained with ``services.store.audit.entry_hash``.
+(b) ``SqlAuditTrail.verify`` over ``--entries`` rows on SQLite, filled by a bulk
+    insert of rows chained with ``services.audit.entry_hash``.
     Baseline, same run: a plain ``SELECT`` of the same columns with the sqlite3
     module + sha256 over each row. Target: < 2 s.
 
@@ -164,7 +164,7 @@ def bench_promote(tmp: Path, n: int, profile: bool) -> dict:
 def fill_audit(db: Path, n: int):
     from sqlalchemy import insert
 
-    from services.store.audit import GENESIS, canonical, entry_hash
+    from services.audit import GENESIS, canonical, entry_hash
     from services.store.db import audit_log, make_engine
 
     engine = make_engine(f"sqlite:///{db}")
@@ -223,11 +223,11 @@ def plain_select_sha(db: Path) -> int:
 
 
 def bench_verify(tmp: Path, n: int, reps: int, profile: bool) -> dict:
-    from services.store.audit import AuditLog
+    from services.audit.sql import SqlAuditTrail
 
     db = tmp / "audit.db"
     engine, head, t_rows, t_insert = fill_audit(db, n)
-    log = AuditLog(engine)
+    log = SqlAuditTrail(engine)
     res = log.verify()  # warm-up (and correctness)
     if not (res.ok and res.entries == n and res.head_hash == head):
         raise SystemExit(f"verify disagrees with the chain it was given: {res}")
@@ -293,7 +293,7 @@ def main() -> None:
     print(f"| · plan (role, state, gates, diff, hash) | {ms(a['plan'])} | | | | | |")
     print(f"| · execute (CAS apply, alias move, audit append) | {ms(a['execute'])} | | | | | |")
     ok_b = b["verify"] < VERIFY_TARGET_S
-    print(f"| `AuditLog.verify`, {b['n']:,} entries (n={args.reps}) | {ms(b['verify'])} | {ms(b['baseline'])} "
+    print(f"| `SqlAuditTrail.verify`, {b['n']:,} entries (n={args.reps}) | {ms(b['verify'])} | {ms(b['baseline'])} "
           f"| {b['verify'] / b['baseline']:.2f}× | {b['verify_best'] / b['baseline_best']:.2f}× "
           f"| < {VERIFY_TARGET_S:.0f} s | {verdict(ok_b)} |")
     print()

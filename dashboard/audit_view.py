@@ -11,9 +11,9 @@ from typing import Any
 import streamlit as st
 
 from dashboard import state
+from services.audit import AuditEntry, entry_subjects, time_bound
 from services.clock import parse_iso
 from services.policy import ACTIONS
-from services.store.audit import AuditEntry, entry_subjects, time_bound
 
 RESULTS = ("ok", "requested", "refused", "conflict", "failed")
 TEXT_FILTERS = ("actor", "action", "result", "endpoint", "model", "version")
@@ -50,7 +50,7 @@ class Filters:
         return out
 
     def store_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``AuditLog.entries``."""
+        """Keyword arguments for ``AuditTrail.entries``."""
         kw: dict[str, Any] = {k: getattr(self, k).strip() or None for k in TEXT_FILTERS}
         kw["since"] = time_bound(self.start)
         kw["until"] = time_bound(self.end, end=True)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from services.audit import canonical
 from services.compat import input_warnings
 from services.errors import (
     Conflict,
@@ -36,7 +37,6 @@ from services.identity import Actor
 from services.policy import EndpointPolicy, GateResult, evaluate_live, evaluate_offline
 from services.registry import CHAMPION
 from services.serving import Change, Endpoint, ServingState, VersionRef
-from services.store.audit import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
     from services.composition import Container

@@ -186,7 +186,7 @@ def cmd_set_canary(c, args) -> int:
 
 
 def cmd_audit(c, args) -> int:
-    from services.store.audit import entry_subjects, time_bound
+    from services.audit import entry_subjects, time_bound
 
     since = time_bound(args.from_, what="--from")
     until = time_bound(args.to, end=True, what="--to")

@@ -64,15 +64,15 @@ class Container:
 
     @cached_property
     def audit(self):
-        from services.store.audit import AuditLog
+        from services.audit.sql import SqlAuditTrail
 
-        return AuditLog(self.engine, clock=self.clock)
+        return SqlAuditTrail(self.engine, clock=self.clock)
 
     @cached_property
     def approvals(self):
-        from services.store.approvals import ApprovalStore
+        from services.approvals.sql import SqlApprovalRepository
 
-        return ApprovalStore(self.engine, clock=self.clock)
+        return SqlApprovalRepository(self.engine, clock=self.clock)
 
     @cached_property
     def policy(self):

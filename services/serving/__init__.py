@@ -141,6 +141,10 @@ class Change:
 class ServingBackend(ABC):
     name = "serving"
     source = "serving backend"
+    # Capabilities: use cases ask these, never the backend's name.
+    needs_storage_uri = True  # a change must carry the version's real artifact location
+    records_history = False  # writes the serving history in the same transaction as the change itself
+    creates_endpoints = False  # can create an endpoint (the demo seed); else endpoints come from elsewhere
 
     @abstractmethod
     def list_endpoints(self) -> list[Endpoint]: ...

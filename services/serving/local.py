@@ -21,6 +21,8 @@ MAX_REVISIONS_SHOWN = 50
 class LocalServingBackend(ServingBackend):
     name = "local"
     source = SOURCE
+    needs_storage_uri = False
+    creates_endpoints = True
 
     def __init__(self, engine: Engine, *, base_url: str = "http://localhost:8080", clock: Clock = utcnow):
         self.engine = engine

@@ -360,10 +360,10 @@ def test_registry_down_after_the_endpoint_moved_restores_the_endpoint(registry_t
 
 
 def test_audit_store_failing_after_the_change_says_it_was_applied(container):
+    from services.audit.sql import SqlAuditTrail
     from services.errors import Unavailable
-    from services.store.audit import AuditLog
 
-    class AuditDownAfterwards(AuditLog):
+    class AuditDownAfterwards(SqlAuditTrail):
         def append(self, **kw):
             if kw["result"] == "ok":
                 raise Unavailable("disk full", source="audit store")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, select, update
 
-from services.store.audit import AuditLog
+from services.audit.sql import SqlAuditTrail
 from services.store.db import audit_log, make_engine
 
 
 @pytest.fixture
 def audit(database_url):
     engine = make_engine(database_url)
-    log = AuditLog(engine)
+    log = SqlAuditTrail(engine)
     for i in range(1, 7):
         log.append(actor="alice", action="set_canary_weight", target="ep", result="ok", reason=f"step {i}",
                    before={"canary_weight": i}, after={"canary_weight": i + 1}, gates=[], details={"i": i})
@@ -37,7 +37,7 @@ def test_edited_row_is_named(audit):
 
 
 def test_edit_with_recomputed_own_hash_still_breaks_the_next_link(audit):
-    from services.store.audit import entry_hash
+    from services.audit import entry_hash
 
     with audit.engine.begin() as conn:
         row = dict(conn.execute(select(audit_log).where(audit_log.c.seq == 3)).mappings().one())

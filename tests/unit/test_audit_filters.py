@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from services.audit import AuditEntry, entry_subjects, time_bound
 from services.clock import iso
 from services.errors import Invalid
-from services.store.audit import AuditEntry, entry_subjects, time_bound
 
 
 def entry(before=None, after=None, details=None) -> AuditEntry:

@@ -1,10 +1,7 @@
-"""Append-only, tamper-evident audit trail.
+"""The audit trail on SQLAlchemy (SQLite or PostgreSQL).
 
-Each entry's ``hash`` is SHA-256 over its own fields and the previous
-entry's hash, so editing, deleting or reordering any row breaks the chain
-from that row on; :meth:`AuditLog.verify` names the first bad entry.
-``seq`` is the primary key and is always head + 1: two concurrent appends
-cannot both take the same place, the loser re-reads the head and retries.
+``seq`` is the primary key and is always head + 1: two concurrent appends cannot both take the same
+place; the loser re-reads the head and retries.
 """
 
 from __future__ import annotations
@@ -13,67 +10,29 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
-from datetime import time as dtime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from services.audit import (
+    FIELDS,
+    GENESIS,
+    AuditEntry,
+    AuditTrail,
+    VerifyResult,
+    canonical,
+    entry_hash,
+    entry_subjects,
+)
 from services.clock import Clock, iso, utcnow
-from services.errors import Invalid, Unavailable
+from services.errors import Unavailable
 from services.store.db import audit_log, guarded
 
 SOURCE = "audit store"
-GENESIS = "0" * 64
-FIELDS = ("seq", "ts", "actor", "action", "target", "result", "reason", "error", "before", "after", "gates",
-          "details")
 
 
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def entry_hash(prev_hash: str, row: dict) -> str:
-    payload = "\x1f".join([prev_hash, *(str(row[f]) for f in FIELDS)])
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    seq: int
-    ts: str
-    actor: str
-    action: str
-    target: str
-    result: str  # ok | refused | failed | requested
-    reason: str
-    error: str
-    before: Any
-    after: Any
-    gates: Any
-    details: Any
-    prev_hash: str
-    hash: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    entries: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-    head_hash: str = GENESIS
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class AuditLog:
+class SqlAuditTrail(AuditTrail):
     source = SOURCE
 
     def __init__(self, engine: Engine, clock: Clock = utcnow):
@@ -183,14 +142,22 @@ class AuditLog:
     def _sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def verify(self) -> VerifyResult:
+    def verify(self, *, start: VerifyResult | None = None) -> VerifyResult:
+        """Check the whole chain, or with ``start`` (an earlier OK result) only what was appended since: the
+        entry that was the head must still carry the head hash ``start`` saw, then the chain goes on from it.
+        (An incremental check cannot see an edit inside the prefix it trusts; check in full now and then.)"""
         cols = [audit_log.c[f] for f in FIELDS] + [audit_log.c.prev_hash, audit_log.c.hash]
-        prev = GENESIS
-        expected_seq = 1
-        n = 0
+        prev, n = GENESIS, 0
         sha = hashlib.sha256
         with guarded("verifying the audit trail", SOURCE), self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=5000).execute(select(*cols).order_by(audit_log.c.seq))
+            q = select(*cols).order_by(audit_log.c.seq)
+            if start is not None and start.ok and start.entries > 0:
+                head = conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == start.entries)).scalar()
+                if head == start.head_hash:
+                    prev, n = start.head_hash, start.entries
+                    q = q.where(audit_log.c.seq > start.entries)
+            expected_seq = n + 1
+            result = conn.execution_options(yield_per=5000).execute(q)
             for r in result:
                 n += 1
                 seq = r[0]
@@ -207,62 +174,6 @@ class AuditLog:
                 prev = digest
                 expected_seq += 1
         return VerifyResult(True, n, None, "", prev)
-
-
-_VERSION_KEYS = ("stable_version", "canary_version", "champion")
-_PARAM_VERSION_KEYS = ("version", "to_version")
-
-
-def entry_subjects(entry: AuditEntry | dict) -> tuple[str | None, set[str]]:
-    """Pure: which registered model and which versions an entry is about.
-
-    Entries written with ``details["model"]`` / ``details["versions"]`` say so themselves; for older
-    entries the model is unknown (``None``) and the versions are derived from ``before``/``after``
-    (``stable_version``, ``canary_version``, ``champion``) and ``details.params`` / ``details.version``.
-    """
-    get = entry.get if isinstance(entry, dict) else lambda k: getattr(entry, k, None)
-    details = get("details")
-    details = details if isinstance(details, dict) else {}
-    model = details.get("model")
-    model = str(model) if model not in (None, "") else None
-    if isinstance(details.get("versions"), list | tuple):
-        return model, {str(v) for v in details["versions"] if _is_version(v)}
-    found = []
-    for state in (get("before"), get("after")):
-        if isinstance(state, dict):
-            found += [state.get(k) for k in _VERSION_KEYS]
-    params = details.get("params")
-    if isinstance(params, dict):
-        found += [params.get(k) for k in _PARAM_VERSION_KEYS]
-    found.append(details.get("version"))
-    return model, {str(v).strip() for v in found if _is_version(v)}
-
-
-def _is_version(v: Any) -> bool:
-    return v is not None and not isinstance(v, dict | list | bool) and str(v).strip() not in ("", "None")
-
-
-def time_bound(value: str | date | datetime | None, *, end: bool = False, what: str = "time") -> str | None:
-    """An ISO date or datetime (UTC when it has no zone) as the fixed-width ISO string stored in ``ts``.
-
-    A bare date is the start of that day, or with ``end=True`` its last microsecond, so that
-    ``since=time_bound(d)`` and ``until=time_bound(d, end=True)`` both include the whole day.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        if isinstance(value, str):
-            text = value.strip()
-            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        if not isinstance(value, datetime):
-            value = datetime.combine(value, dtime.max if end else dtime.min)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z"  # iso(), zero-padded for years < 1000 too
-    except (ValueError, OverflowError):
-        raise Invalid(f"{what} {str(value).strip()!r} is not an ISO date or datetime (e.g. 2026-11-01 or "
-                      "2026-11-01T14:30; UTC unless it names a zone)", source="audit filter") from None
 
 
 def _lost_the_race(exc: BaseException | None) -> bool:

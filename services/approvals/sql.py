@@ -1,58 +1,23 @@
-"""Promotion requests and their decisions.
-
-A request is bound to the exact change it asks for by ``plan_hash``. Every
-status change is a compare-and-set on ``(status, row_version)``, so of two
-approvers racing on one request exactly one claims it.
-"""
+"""Promotion requests on SQLAlchemy (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from services.approvals import ApprovalRepository, ApprovalRequest
+from services.audit import canonical
 from services.clock import Clock, iso, parse_iso, utcnow
 from services.errors import NotFound
-from services.store.audit import canonical
 from services.store.db import approval_requests, guarded
 
 SOURCE = "approval store"
-STATUSES = ("pending", "applying", "approved", "rejected", "expired", "void", "failed")
 
 
-@dataclass(frozen=True)
-class ApprovalRequest:
-    id: int
-    endpoint: str
-    model: str | None
-    action: str
-    params: dict
-    requester: str
-    reason: str
-    plan_hash: str
-    plan: dict
-    created_at: datetime
-    expires_at: datetime
-    status: str
-    decided_by: str | None
-    decided_at: datetime | None
-    decision_reason: str | None
-    row_version: int
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("created_at", "expires_at", "decided_at"):
-            d[k] = iso(d[k]) if d[k] else None
-        return d
-
-    def is_expired(self, now: datetime) -> bool:
-        return now >= self.expires_at
-
-
-class ApprovalStore:
+class SqlApprovalRepository(ApprovalRepository):
     source = SOURCE
 
     def __init__(self, engine: Engine, clock: Clock = utcnow):
