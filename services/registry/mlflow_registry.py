@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from services.errors import ConsoleError, Invalid, NotFound, Unavailable
+from services.refs import VersionRef
 from services.registry import (
     Dataset,
     MetricPoint,
@@ -402,8 +403,6 @@ class MlflowRegistry(ModelRegistry):
 
         Builds an index of every version's download URI (one call per version), kept for a minute.
         """
-        from services.serving import VersionRef
-
         with self._uri_lock:
             now = time.monotonic()
             if self._uri_index is None or now - self._uri_index[0] > self.URI_INDEX_TTL:

@@ -19,18 +19,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from services.refs import VersionRef  # re-exported: the shared value type lives in services.refs
+
 Operation = Literal["start_canary", "set_weight", "promote", "abort", "set_stable"]
 OPERATIONS: tuple[str, ...] = ("start_canary", "set_weight", "promote", "abort", "set_stable")
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    """A registry version as a backend needs it."""
-
-    model: str
-    version: str
-    run_id: str | None = None
-    storage_uri: str = ""  # real artifact location, never models:/
 
 
 @dataclass(frozen=True)
