@@ -1,0 +1,189 @@
+"""The Kubernetes API calls the KServe backend makes, with timeouts and error translation.
+
+:func:`load_kube_config` builds the ``ApiClient`` from kubeconfig (or the
+in-cluster service account); :class:`IsvcClient` reads, lists and JSON-patches
+``InferenceService`` objects and asks the API server whether the user may patch
+them. Every failure leaves this module as the console's error vocabulary
+(:mod:`services.errors`), by :func:`translate`:
+
+404 → NotFound, 403 → PermissionDenied, 401 → Unavailable (credentials),
+409 → Conflict, 422 → Invalid (or Conflict when it is a lost ``test`` of the
+resourceVersion), 0/429/5xx and connection errors → Unavailable. Nothing is retried.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.errors import (
+    Conflict,
+    ConsoleError,
+    Invalid,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from services.serving.kserve.mapping import SOURCE
+from services.serving.kserve.patches import RV_PATH
+
+GROUP = "serving.kserve.io"
+API_VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+JSON_PATCH = "application/json-patch+json"
+REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
+CONFLICT_MESSAGE = "endpoint changed since you read it; re-read and decide again"
+
+
+def load_kube_config(context: str | None, config_file: str | None):
+    """(ApiClient, default namespace) from kubeconfig, else from the in-cluster service account."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(config_file=config_file, context=context, client_configuration=cfg)
+        contexts, active = config.list_kube_config_contexts(config_file=config_file)
+        chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+        namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
+        return client.ApiClient(cfg), namespace
+    except Exception as exc:  # noqa: BLE001 - the loader raises many kinds; all mean "no usable kubeconfig"
+        if context or config_file:
+            raise Unavailable(f"cannot load kubeconfig context {context or '(current)'}: {exc}",
+                              source=SOURCE) from exc
+        kube_error = exc
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except Exception as exc:  # noqa: BLE001
+        raise Unavailable(f"no usable kubeconfig ({kube_error}) and not running in a cluster ({exc})",
+                          source=SOURCE) from exc
+    sa_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    namespace = sa_ns.read_text().strip() if sa_ns.is_file() else "default"
+    return client.ApiClient(cfg), namespace or "default"
+
+
+def server_message(exc) -> str:
+    """The API server's own words from an ``ApiException`` (its ``Status`` message and causes)."""
+    body = getattr(exc, "body", None)
+    try:
+        data = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    msg = data.get("message") or getattr(exc, "reason", None) or str(exc)
+    causes = [c.get("message") for c in (data.get("details") or {}).get("causes") or []
+              if isinstance(c, dict)]
+    return "; ".join([str(msg), *[str(c) for c in causes if c]])
+
+
+def translate(exc: Exception, doing: str) -> ConsoleError:
+    """Map what the kubernetes client or its transport raised to the vocabulary."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ConsoleError):
+        return exc
+    if isinstance(exc, ApiException):
+        status, msg = exc.status, server_message(exc)
+        if status == 404:
+            return NotFound(f"{doing}: not found", source=SOURCE, detail=msg)
+        if status == 403:
+            return PermissionDenied(f"{doing}: Kubernetes refused ({msg})", source=SOURCE, detail=msg)
+        if status == 401:
+            return Unavailable(f"{doing}: the Kubernetes credentials were rejected", source=SOURCE,
+                               detail=msg)
+        if status == 409:
+            return Conflict(CONFLICT_MESSAGE, source=SOURCE, detail=msg)
+        if status == 422:
+            return Invalid(f"{doing}: Kubernetes rejected the change: {msg}", source=SOURCE, detail=msg)
+        if status in (0, 429) or status >= 500:
+            return Unavailable(f"{doing}: Kubernetes API unavailable (HTTP {status})", source=SOURCE,
+                               detail=msg)
+        return Unavailable(f"{doing}: unexpected answer HTTP {status}: {msg}", source=SOURCE, detail=msg)
+    if isinstance(exc, (HTTPError, OSError)):
+        return Unavailable(f"{doing}: cannot reach the Kubernetes API ({type(exc).__name__})",
+                           source=SOURCE, detail=str(exc))
+    return Unavailable(f"{doing}: {type(exc).__name__}: {exc}", source=SOURCE, detail=str(exc))
+
+
+class IsvcClient:
+    """``InferenceService`` calls through the official client; every call carries ``request_timeout``."""
+
+    def __init__(self, api_client, request_timeout=REQUEST_TIMEOUT):
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+        self._objects = client.CustomObjectsApi(api_client)
+        self._authz = client.AuthorizationV1Api(api_client)
+
+    @staticmethod
+    def path(ns: str, name: str) -> str:
+        return f"/apis/{GROUP}/{API_VERSION}/namespaces/{ns}/{PLURAL}/{name}"
+
+    def _call(self, doing: str, fn, *args, **kwargs):
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(*args, _request_timeout=self.request_timeout, **kwargs)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise translate(exc, doing) from exc
+
+    def get(self, ns: str, name: str) -> dict:
+        return self._call(f"reading InferenceService {ns}/{name}", self._objects.get_namespaced_custom_object,
+                          GROUP, API_VERSION, ns, PLURAL, name)
+
+    def list(self, ns: str) -> list[dict]:
+        answer = self._call(f"listing InferenceServices in {ns}",
+                            self._objects.list_namespaced_custom_object, GROUP, API_VERSION, ns, PLURAL)
+        return answer.get("items") or []
+
+    def may_patch(self, ns: str) -> tuple[bool, str] | None:
+        """(allowed, the server's reason) from a SelfSubjectAccessReview; None when it cannot tell."""
+        from kubernetes import client
+
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(namespace=ns, verb="patch", group=GROUP,
+                                                            resource=PLURAL)))
+        try:
+            answer = self._authz.create_self_subject_access_review(review, _request_timeout=self.request_timeout)
+            return bool(answer.status and answer.status.allowed), (answer.status.reason if answer.status else "") or ""
+        except Exception:  # noqa: BLE001 - cannot tell: the caller decides
+            return None
+
+    def patch(self, ns: str, name: str, body: list[dict], expected: str, doing: str, *, done: int) -> dict:
+        """One JSON patch; ``expected`` is the resourceVersion its ``test`` checks, ``done`` how many
+        writes of the same change went through before (named in the error, so nobody retries blindly).
+
+        409, or a 422 from our failed ``test``, is Conflict; 403 is PermissionDenied (``detail`` holds
+        the server's message)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        partial = " The earlier write(s) of this change went through: re-read the endpoint." if done else ""
+        try:
+            return self._objects.patch_namespaced_custom_object(
+                GROUP, API_VERSION, ns, PLURAL, name, body, _content_type=JSON_PATCH,
+                _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            msg = server_message(exc)
+            if exc.status == 409 or (exc.status == 422 and self._lost_race(ns, name, expected, msg)):
+                raise Conflict(CONFLICT_MESSAGE + partial, source=SOURCE, detail=msg) from exc
+            err = translate(exc, doing)
+            if partial:
+                err = type(err)(err.message + partial, source=SOURCE, detail=err.detail)
+            raise err from exc
+        except (HTTPError, OSError) as exc:
+            err = translate(exc, doing)
+            raise type(err)(err.message + partial, source=SOURCE, detail=err.detail) from exc
+
+    def _lost_race(self, ns: str, name: str, expected: str, msg: str) -> bool:
+        """A 422 is a Conflict when our resourceVersion ``test`` failed (re-read to tell; never retried)."""
+        if "testing value " + RV_PATH in msg:
+            return True
+        try:
+            now = self.get(ns, name)
+        except ConsoleError:
+            return False
+        return str((now.get("metadata") or {}).get("resourceVersion")) != expected
