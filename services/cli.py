@@ -67,10 +67,11 @@ def _act(c, args, action: str, **params) -> int:
 def cmd_seed_demo(c, args) -> int:
     from services.demo import needs_seed, seed_demo
 
-    if args.if_empty and not needs_seed(c):
+    if args.if_empty and not needs_seed(c.settings, c.serving):
         _print(args, {"seeded": False}, "registry is not empty (or not local): demo seed skipped")
         return 0
-    summary = seed_demo(c, progress=None if args.json else print, allow_remote=args.allow_remote)
+    summary = seed_demo(c.settings, c.registry, c.serving, progress=None if args.json else print,
+                        allow_remote=args.allow_remote)
     _print(args, summary, f"demo ready in {summary.get('seconds', 0):.1f}s")
     return 0
 

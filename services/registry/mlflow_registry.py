@@ -55,8 +55,8 @@ def name_filter(name: str) -> str | None:
     return None
 
 
-def translate(exc: BaseException, what: str) -> ConsoleError:
-    """Map an exception raised by MLflow or its transport to the vocabulary."""
+def translate(exc: BaseException, what: str, *, doing: str = "reading") -> ConsoleError:
+    """Map an exception raised by MLflow or its transport to the vocabulary (``doing`` ``what`` failed)."""
     if isinstance(exc, ConsoleError):
         return exc
     from mlflow.exceptions import MlflowException
@@ -69,16 +69,43 @@ def translate(exc: BaseException, what: str) -> ConsoleError:
         if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
             return Invalid(f"{what}: {_short(msg)}", source=SOURCE)
         if "API request" in msg or "Max retries" in msg or "Connection" in msg:
-            return Unavailable(f"cannot reach the MLflow server while reading {what}", source=SOURCE,
+            return Unavailable(f"cannot reach the MLflow server while {doing} {what}", source=SOURCE,
                                detail=_short(msg))
         return Unavailable(f"{what}: {_short(msg)}", source=SOURCE)
     name = type(exc).__name__
     if name in ("OperationalError", "DatabaseError", "ProgrammingError", "ArgumentError"):
-        return Unavailable(f"the MLflow store cannot be opened while reading {what}", source=SOURCE,
+        return Unavailable(f"the MLflow store cannot be opened while {doing} {what}", source=SOURCE,
                            detail=_short(str(exc)))
     if isinstance(exc, OSError) or "Connection" in name or "Timeout" in name:
-        return Unavailable(f"cannot reach MLflow while reading {what}", source=SOURCE, detail=_short(str(exc)))
-    return Unavailable(f"unexpected error while reading {what}: {name}", source=SOURCE, detail=_short(str(exc)))
+        return Unavailable(f"cannot reach MLflow while {doing} {what}", source=SOURCE, detail=_short(str(exc)))
+    return Unavailable(f"unexpected error while {doing} {what}: {name}", source=SOURCE, detail=_short(str(exc)))
+
+
+REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
+
+
+def load_reference_data(tracking_uri: str, run_id: str, artifact_path: str = REFERENCE_ARTIFACTS["train"], *,
+                        what: str | None = None):
+    """The exact frame (features + ``target``) run ``run_id`` logged at ``artifact_path`` (a parquet file).
+
+    ``what`` names the data in errors (default: the run). NotFound when the run or the file does not exist.
+    """
+    import mlflow.artifacts
+    import pandas as pd
+
+    if not run_id or not str(run_id).isalnum():
+        raise Invalid(f"not a run id: {run_id!r}", source=SOURCE)
+    what = what or f"run {run_id}"
+    folder, _, file_name = artifact_path.rpartition("/")
+    with _guard(f"reference data of {what}"), tempfile.TemporaryDirectory() as tmp:
+        files = {Path(f.path).name for f in
+                 mlflow.artifacts.list_artifacts(run_id=run_id, artifact_path=folder or None,
+                                                 tracking_uri=tracking_uri)}
+        if file_name not in files:
+            raise NotFound(f"{what} logged no {artifact_path}", source=SOURCE)
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=tmp,
+                                                    tracking_uri=tracking_uri)
+        return pd.read_parquet(local)
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -373,28 +400,17 @@ class MlflowRegistry(ModelRegistry):
             raise err from exc
         return any(Path(f.path).name == "MLmodel" for f in files or [])
 
-    REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
+    REFERENCE_ARTIFACTS = REFERENCE_ARTIFACTS
 
     def reference_data(self, name: str, version: str, kind: str = "train"):
         """The exact frame the version's run logged as ``reference/<kind>.parquet``."""
-        import mlflow.artifacts
-        import pandas as pd
-
-        if kind not in self.REFERENCE_ARTIFACTS:
-            raise Invalid(f"reference data kind must be one of {', '.join(self.REFERENCE_ARTIFACTS)}", source=SOURCE)
+        if kind not in REFERENCE_ARTIFACTS:
+            raise Invalid(f"reference data kind must be one of {', '.join(REFERENCE_ARTIFACTS)}", source=SOURCE)
         v = self.get_version(name, version)
         if not v.run_id:
             raise NotFound(f"{name!r} v{v.version} has no run, so no reference data", source=SOURCE)
-        path = self.REFERENCE_ARTIFACTS[kind]
-        with _guard(f"reference data of {name!r} v{v.version}"), tempfile.TemporaryDirectory() as tmp:
-            files = {Path(f.path).name for f in
-                     mlflow.artifacts.list_artifacts(run_id=v.run_id, artifact_path="reference",
-                                                     tracking_uri=self.tracking_uri)}
-            if Path(path).name not in files:
-                raise NotFound(f"{name!r} v{v.version} logged no {path}", source=SOURCE)
-            local = mlflow.artifacts.download_artifacts(run_id=v.run_id, artifact_path=path, dst_path=tmp,
-                                                        tracking_uri=self.tracking_uri)
-            return pd.read_parquet(local)
+        return load_reference_data(self.tracking_uri, v.run_id, REFERENCE_ARTIFACTS[kind],
+                                   what=f"{name!r} v{v.version}")
 
     URI_INDEX_TTL = 60.0
 

@@ -19,10 +19,11 @@ from mlflow.models import Model
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import train_test_split
 
-from services import demo_registry as demo
+from services.demo import datasets, register, specs
 from services.errors import Invalid, NotFound
+from services.registry.mlflow_registry import load_reference_data
 
-CLF, REG = demo.DEMO_MODELS
+CLF, REG = specs.DEMO_MODELS
 BC_FEATURES = list(load_breast_cancer().feature_names)
 MEAN_FEATURES = [c for c in BC_FEATURES if c.startswith("mean ")]
 RATIO = "worst to mean radius ratio"
@@ -45,10 +46,10 @@ def seeded(tmp_path_factory):
     sentinel = _sqlite_uri(base / "someone-elses.db")
     lines: list[str] = []
     # Someone else's global tracking URI is in place while we seed (restored afterwards).
-    with pytest.MonkeyPatch.context() as mp, demo._mlflow_uri(sentinel):
+    with pytest.MonkeyPatch.context() as mp, register.mlflow_uri(sentinel):
         mp.chdir(cwd)
-        empty_before = demo.registry_is_empty(uri)
-        summary = demo.seed_registry(uri, base / "artifacts", progress=lines.append)
+        empty_before = register.registry_is_empty(uri)
+        summary = register.seed_registry(uri, base / "artifacts", progress=lines.append)
         after = {"tracking": mlflow.get_tracking_uri(), "registry": mlflow.get_registry_uri(),
                  "env": os.environ.get("MLFLOW_TRACKING_URI")}
     return {
@@ -74,7 +75,7 @@ def _run(seeded, name, version):
 @pytest.fixture
 def global_uri(seeded):
     """models:/ URIs resolve through the global tracking URI; point it at the store for one test."""
-    with demo._mlflow_uri(seeded["uri"]):
+    with register.mlflow_uri(seeded["uri"]):
         yield seeded["uri"]
 
 
@@ -84,7 +85,7 @@ def global_uri(seeded):
 def test_summary_lists_versions_aliases_and_fits_the_time_budget(seeded):
     s = seeded["summary"]
     assert seeded["empty_before"] is True
-    assert set(s["models"]) == set(demo.DEMO_MODELS)
+    assert set(s["models"]) == set(specs.DEMO_MODELS)
     assert s["skipped"] == []
     assert s["models"][CLF]["versions"] == ["1", "2", "3", "4", "5"]
     assert s["models"][REG]["versions"] == ["1", "2", "3"]
@@ -93,7 +94,7 @@ def test_summary_lists_versions_aliases_and_fits_the_time_budget(seeded):
     assert 0 < s["seconds"] < SEED_BUDGET_SECONDS, f"seed took {s['seconds']} s"
     print(f"\ndemo seed took {s['seconds']:.1f} s")
     assert any("v5" in line and "SGDClassifier" in line for line in seeded["lines"]), seeded["lines"]
-    assert demo.registry_is_empty(seeded["uri"]) is False
+    assert register.registry_is_empty(seeded["uri"]) is False
 
 
 def test_seed_restores_global_tracking_uri_and_writes_nothing_to_cwd(seeded):
@@ -103,7 +104,7 @@ def test_seed_restores_global_tracking_uri_and_writes_nothing_to_cwd(seeded):
     assert list(seeded["cwd"].iterdir()) == []
     assert (seeded["base"] / "artifacts" / CLF).is_dir()
     assert (seeded["base"] / "artifacts" / REG).is_dir()
-    for name in demo.DEMO_MODELS:
+    for name in specs.DEMO_MODELS:
         exp = seeded["client"].get_experiment_by_name(name)
         assert exp.artifact_location.startswith((seeded["base"] / "artifacts").as_uri())
 
@@ -135,7 +136,7 @@ def test_versions_carry_validation_algorithm_owner_tags_and_descriptions(seeded)
     for v in clf + reg:
         assert v.tags["owner"] in {"alice", "bob", "carol", "dana"}
         assert len(v.description) > 20
-        assert v.tags["source_commit"] == demo.fake_commit(v.name, v.tags[demo.SEED_TAG])
+        assert v.tags["source_commit"] == specs.fake_commit(v.name, v.tags[register.SEED_TAG])
     assert len({v.description for v in clf}) == len(clf)
 
 
@@ -160,7 +161,7 @@ def test_runs_log_params_metrics_commit_and_description(seeded):
 
 def test_runs_log_training_and_evaluation_datasets(seeded):
     digests = {}
-    for name in demo.DEMO_MODELS:
+    for name in specs.DEMO_MODELS:
         for v in seeded["summary"]["models"][name]["versions"]:
             inputs = _run(seeded, name, v).inputs.dataset_inputs
             by_ctx = {}
@@ -214,7 +215,7 @@ def test_requirements_are_pinned_and_one_version_differs(seeded):
     sk = f"scikit-learn=={metadata.version('scikit-learn')}"
     pa = f"pyarrow=={metadata.version('pyarrow')}"
     reqs = {}
-    for name in demo.DEMO_MODELS:
+    for name in specs.DEMO_MODELS:
         for v in seeded["summary"]["models"][name]["versions"]:
             _, path = _model_dir(seeded, name, v)
             reqs[(name, v)] = Path(path, "requirements.txt").read_text().split()
@@ -226,7 +227,7 @@ def test_requirements_are_pinned_and_one_version_differs(seeded):
 
 
 def test_every_version_loads_and_predicts_on_its_input_example(seeded, global_uri):
-    for name in demo.DEMO_MODELS:
+    for name in specs.DEMO_MODELS:
         for v in seeded["summary"]["models"][name]["versions"]:
             meta, path = _model_dir(seeded, name, v)
             example = meta.load_input_example(path)
@@ -250,25 +251,25 @@ def test_every_version_loads_and_predicts_on_its_input_example(seeded, global_ur
 def test_load_reference_data_returns_the_exact_training_frame(seeded):
     bunch = load_breast_cancer(as_frame=True)
     x_tr, _, y_tr, _ = train_test_split(bunch.data, bunch.target, test_size=0.25,
-                                        random_state=demo.RANDOM_STATE, stratify=bunch.target)
+                                        random_state=datasets.RANDOM_STATE, stratify=bunch.target)
     expected = x_tr.assign(target=y_tr.astype("int64")).reset_index(drop=True)
-    got = demo.load_reference_data(seeded["uri"], _version(seeded, CLF, "1").run_id)
+    got = load_reference_data(seeded["uri"], _version(seeded, CLF, "1").run_id)
     pd.testing.assert_frame_equal(got, expected)
     assert list(got.columns) == BC_FEATURES + ["target"]
-    subset = demo.load_reference_data(seeded["uri"], _version(seeded, CLF, "3").run_id)
+    subset = load_reference_data(seeded["uri"], _version(seeded, CLF, "3").run_id)
     assert list(subset.columns) == MEAN_FEATURES + ["target"]
-    ratio = demo.load_reference_data(seeded["uri"], _version(seeded, CLF, "4").run_id)
+    ratio = load_reference_data(seeded["uri"], _version(seeded, CLF, "4").run_id)
     assert list(ratio.columns) == BC_FEATURES + [RATIO, "target"]
-    reg = demo.load_reference_data(seeded["uri"], _version(seeded, REG, "2").run_id)
+    reg = load_reference_data(seeded["uri"], _version(seeded, REG, "2").run_id)
     assert list(reg.columns) == list(load_diabetes().feature_names) + ["target"]
     assert len(reg) == 331
 
 
 def test_load_reference_data_unknown_run_is_not_found(seeded):
     with pytest.raises(NotFound):
-        demo.load_reference_data(seeded["uri"], "0" * 32)
+        load_reference_data(seeded["uri"], "0" * 32)
     with pytest.raises(Invalid):
-        demo.load_reference_data(seeded["uri"], "../etc")
+        load_reference_data(seeded["uri"], "../etc")
 
 
 # --------------------------------------------------------------------------- idempotency and refusals
@@ -276,11 +277,11 @@ def test_load_reference_data_unknown_run_is_not_found(seeded):
 
 def test_second_seed_changes_nothing(seeded):
     client = seeded["client"]
-    before = {n: [(str(v.version), v.run_id) for v in _versions(client, n)] for n in demo.DEMO_MODELS}
+    before = {n: [(str(v.version), v.run_id) for v in _versions(client, n)] for n in specs.DEMO_MODELS}
     runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
-    again = demo.seed_registry(seeded["uri"], seeded["base"] / "artifacts")
-    assert sorted(again["skipped"]) == sorted(demo.DEMO_MODELS)
-    after = {n: [(str(v.version), v.run_id) for v in _versions(client, n)] for n in demo.DEMO_MODELS}
+    again = register.seed_registry(seeded["uri"], seeded["base"] / "artifacts")
+    assert sorted(again["skipped"]) == sorted(specs.DEMO_MODELS)
+    after = {n: [(str(v.version), v.run_id) for v in _versions(client, n)] for n in specs.DEMO_MODELS}
     assert after == before
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before
     assert again["models"][CLF]["versions"] == seeded["summary"]["models"][CLF]["versions"]
@@ -290,7 +291,7 @@ def test_second_seed_changes_nothing(seeded):
 def test_local_store_without_artifact_root_is_refused(tmp_path):
     db = tmp_path / "mlflow.db"
     with pytest.raises(Invalid):
-        demo.seed_registry(_sqlite_uri(db), None)
+        register.seed_registry(_sqlite_uri(db), None)
     assert not db.exists()
 
 
@@ -300,7 +301,7 @@ def test_foreign_model_with_a_demo_name_is_left_alone(tmp_path):
     client.create_registered_model(CLF, description="someone else's model")
     client.create_model_version(CLF, source=(tmp_path / "elsewhere").as_uri())
     root = (tmp_path / "artifacts").as_uri()  # the app passes the artifact root as a file:// URI
-    summary = demo.seed_registry(uri, root)
+    summary = register.seed_registry(uri, root)
     assert summary["skipped"] == [CLF]
     assert client.get_experiment_by_name(REG).artifact_location == f"{root}/{REG}"
     assert (tmp_path / "artifacts" / REG).is_dir()

@@ -19,7 +19,7 @@ def demo_env(tmp_path_factory):
     env = {"MLOPS_DATA_DIR": str(d), "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",
            "MLOPS_DATABASE_URL": f"sqlite:///{d / 'console.db'}"}
     c = build(Settings.from_env(env, secrets_path=d / "none.toml"))
-    seed_demo(c)
+    seed_demo(c.settings, c.registry, c.serving)
     c.engine.dispose()
     return env
 

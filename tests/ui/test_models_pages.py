@@ -129,7 +129,7 @@ def moved_env(tmp_path_factory):
     env = {"MLOPS_DATA_DIR": str(d), "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",
            "MLOPS_DATABASE_URL": f"sqlite:///{d / 'console.db'}"}
     c = build(Settings.from_env(env, secrets_path=d / "none.toml"))
-    seed_demo(c)
+    seed_demo(c.settings, c.registry, c.serving)
     alice, bob = c.directory.get("alice"), c.directory.get("bob")
     out = c.actions.execute(c.actions.plan(alice, "request_promotion", "cancer-screening", version="4"), alice,
                             "v4 is ready")
