@@ -4,9 +4,9 @@
 
 Builds (once; reused with ``--store DIR``) a registry of ``--models`` registered
 models, one of them (``big-model``) with ``--versions`` versions, each linked to
-its own run with four metrics. The build runs in a child process so the
-measuring process starts with a clean MLflow client (the build turns SQLite
-fsync off to be fast; the reads never see that connection).
+its own run with four metrics (``bench/_registry_setup.py``). The build runs in a
+child process so the measuring process starts with a clean MLflow client (the
+build turns SQLite fsync off to be fast; the reads never see that connection).
 
 Then, in one process, repeated ``--reps`` times, interleaved, each run started
 after ``gc.collect()`` (medians reported):
@@ -37,12 +37,10 @@ import argparse
 import cProfile
 import gc
 import io
-import json
 import os
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,102 +49,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
+from _registry_setup import BIG, METRICS, ensure_store  # noqa: E402
 
 from services.registry.mlflow_registry import _paged  # noqa: E402  (the adapter's own pager)
 
-BIG = "big-model"
-METRICS = ("accuracy", "roc_auc", "f1", "val_loss")
 RATIO_TARGET = 1.5
 BIG_PAGE_TARGET_S = 2.0
-
-
-# -- build ------------------------------------------------------------------------
-def _fast_sqlite(client) -> None:
-    """Build only: no fsync and an in-memory journal on MLflow's engines (8x faster writes)."""
-    from sqlalchemy import event
-
-    stores = {id(s): s for s in (client._tracking_client.store, client._get_registry_client().store)}
-    for store in stores.values():
-        engine = store.engine
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _rec):
-            dbapi_conn.execute("PRAGMA synchronous=OFF")
-            dbapi_conn.execute("PRAGMA journal_mode=MEMORY")
-
-        engine.dispose()
-
-
-def build_store(store: Path, n_models: int, n_versions: int) -> dict:
-    """Runs in a child process. Writes ``store/mlflow.db`` and ``store/meta.json``."""
-    import logging
-
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    store.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    t0 = time.perf_counter()
-    client = MlflowClient(uri, uri)
-    exp = client.create_experiment("bench", artifact_location=(store / "artifacts").as_uri())
-    exp2 = client.create_experiment("bench-other", artifact_location=(store / "artifacts2").as_uri())
-    t_schema = time.perf_counter() - t0
-    _fast_sqlite(client)
-
-    t0 = time.perf_counter()
-    runs = []
-    now = int(time.time() * 1000)
-    for i in range(n_versions):
-        run = client.create_run(exp if i % 2 == 0 else exp2, start_time=now, run_name=f"train-{i}")
-        rid = run.info.run_id
-        acc = 0.80 + 0.15 * ((i * 37) % 100) / 100
-        client.log_batch(
-            rid,
-            metrics=[Metric("accuracy", acc, now, 0), Metric("roc_auc", acc + 0.02, now, 0),
-                     Metric("f1", acc - 0.03, now, 0), Metric("val_loss", 1.0 - acc, now, 0)],
-            params=[Param("C", str(0.01 * (i + 1))), Param("max_iter", "200")],
-        )
-        client.set_terminated(rid, end_time=now + 1000)
-        runs.append(rid)
-    t_runs = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    src = (store / "artifacts" / "model").as_uri()
-    client.create_registered_model(BIG, description="bench: the model with many versions",
-                                   tags={"team": "bench"})
-    for i, rid in enumerate(runs):
-        mv = client.create_model_version(BIG, src, run_id=rid, description=f"version {i + 1}")
-        if i % 10 == 0:
-            client.set_model_version_tag(BIG, mv.version, "validation_status", "passed")
-    client.set_registered_model_alias(BIG, "champion", str(n_versions // 2))
-    client.set_registered_model_alias(BIG, "challenger", str(n_versions))
-    other_versions = 0
-    for m in range(n_models - 1):
-        name = f"model-{m:03d}"
-        client.create_registered_model(name, description=f"bench model {m}", tags={"team": f"t{m % 5}"})
-        for k in range(2):
-            client.create_model_version(name, src, run_id=runs[(m * 2 + k) % len(runs)])
-            other_versions += 1
-        client.set_registered_model_alias(name, "champion", "1")
-    t_reg = time.perf_counter() - t0
-    meta = {"models": n_models, "versions": n_versions, "total_versions": n_versions + other_versions,
-            "runs": len(runs), "build_s": {"schema": t_schema, "runs+metrics": t_runs, "registry": t_reg}}
-    (store / "meta.json").write_text(json.dumps(meta))
-    return meta
-
-
-def ensure_store(store: Path, n_models: int, n_versions: int) -> tuple[dict, float | None]:
-    meta_file = store / "meta.json"
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("models") == n_models and meta.get("versions") == n_versions:
-            return meta, None
-        shutil.rmtree(store)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--_build", str(store), "--models", str(n_models),
-                    "--versions", str(n_versions)], check=True)
-    return json.loads(meta_file.read_text()), time.perf_counter() - t0
 
 
 # -- the raw baseline: exactly the MlflowClient calls MlflowRegistry makes ---------------
@@ -274,11 +182,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print a profile even when targets are met")
     ap.add_argument("--no-freeze", action="store_true",
                     help="skip the second round, measured after gc.freeze() (what the app could do at startup)")
-    ap.add_argument("--_build", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._build:
-        build_store(args._build, args.models, args.versions)
-        return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     store = args.store or tmp / "registry"
