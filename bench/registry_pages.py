@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
 from _registry_setup import BIG, METRICS, ensure_store  # noqa: E402
 
-from services.registry.mlflow_registry import _paged  # noqa: E402  (the adapter's own pager)
+from services.registry.mlflow_support import paged  # noqa: E402  (the adapter's own pager)
 
 RATIO_TARGET = 1.5
 BIG_PAGE_TARGET_S = 2.0
@@ -60,21 +60,21 @@ BIG_PAGE_TARGET_S = 2.0
 # -- the raw baseline: exactly the MlflowClient calls MlflowRegistry makes ---------------
 def raw_list(client) -> int:
     """MlflowRegistry.list_models: all registered models + all versions (for counts)."""
-    models = _paged(client.search_registered_models, max_results=1000)
-    versions = _paged(client.search_model_versions, max_results=10000)
+    models = paged(client.search_registered_models, max_results=1000)
+    versions = paged(client.search_model_versions, max_results=10000)
     return len(models) + len(versions)
 
 
 def raw_model(client, name: str) -> int:
     """MlflowRegistry.list_versions: the model, its versions, and their runs' metrics (100 ids a query)."""
     client.get_registered_model(name)
-    versions = _paged(client.search_model_versions, filter_string=f"name = '{name}'", max_results=10000)
+    versions = paged(client.search_model_versions, filter_string=f"name = '{name}'", max_results=10000)
     ids = sorted({v.run_id for v in versions if v.run_id})
-    experiments = [e.experiment_id for e in _paged(client.search_experiments, max_results=1000)]
+    experiments = [e.experiment_id for e in paged(client.search_experiments, max_results=1000)]
     n = 0
     for i in range(0, len(ids), 100):
         flt = "attributes.run_id IN (" + ",".join(f"'{r}'" for r in ids[i:i + 100]) + ")"
-        n += len(_paged(client.search_runs, experiment_ids=experiments, filter_string=flt, max_results=1000))
+        n += len(paged(client.search_runs, experiment_ids=experiments, filter_string=flt, max_results=1000))
     return len(versions) + n
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.demo.specs import ModelSpec
-from services.registry.mlflow_registry import REFERENCE_ARTIFACTS
+from services.registry.mlflow_support import REFERENCE_ARTIFACTS
 
 RANDOM_STATE = 42
 TEST_SIZE = 0.25

@@ -4,7 +4,7 @@ Versions carry ``validation_status`` (computed from a quality gate),
 ``algorithm``, ``owner``, ``feature_set`` and ``source_commit`` tags and the
 ``demo_seed`` tag that lets an interrupted seed resume; aliases ``champion`` /
 ``challenger`` replace the deprecated stages. MLflow failures leave as the
-registry adapter's error vocabulary (:func:`services.registry.mlflow_registry.translate`).
+registry adapter's error vocabulary (:func:`services.registry.mlflow_support.translate`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from services.demo.datasets import Data, load_data
 from services.demo.specs import CHALLENGER, CHAMPION, SPECS, ModelSpec, VersionSpec
 from services.demo.training import log_run
 from services.errors import Invalid
-from services.registry.mlflow_registry import translate
+from services.registry.mlflow_support import translate
 
 SEED_TAG = "demo_seed"  # version tag holding the spec key; lets an interrupted seed resume
 

@@ -8,17 +8,13 @@ filtered again by exact name, so no name can widen a search.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from services.errors import ConsoleError, Invalid, NotFound, Unavailable
+from services.errors import ConsoleError, Invalid, NotFound
 from services.refs import VersionRef
 from services.registry import (
     Dataset,
@@ -30,108 +26,18 @@ from services.registry import (
     VersionDetail,
     VersionSummary,
 )
-
-SOURCE = "MLflow registry"
-# Fail fast when a server is down instead of MLflow's minutes of back-off.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-
-
-def _ts(ms: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
-
-
-def name_filter(name: str) -> str | None:
-    """An exact ``name = ...`` filter for MLflow, or None if the name cannot be quoted.
-
-    MLflow's parser has no escape for a quote inside a string of the same
-    quote, so we pick the quote character the name does not contain.
-    ``%`` and ``_`` are harmless with ``=`` (only LIKE treats them as wildcards).
-    """
-    if "'" not in name:
-        return f"name = '{name}'"
-    if '"' not in name:
-        return f'name = "{name}"'
-    return None
-
-
-def translate(exc: BaseException, what: str, *, doing: str = "reading") -> ConsoleError:
-    """Map an exception raised by MLflow or its transport to the vocabulary (``doing`` ``what`` failed)."""
-    if isinstance(exc, ConsoleError):
-        return exc
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, MlflowException):
-        code = getattr(exc, "error_code", "")
-        msg = exc.message if hasattr(exc, "message") else str(exc)
-        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            return NotFound(f"{what} does not exist in the registry", source=SOURCE, detail=_short(msg))
-        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
-            return Invalid(f"{what}: {_short(msg)}", source=SOURCE)
-        if "API request" in msg or "Max retries" in msg or "Connection" in msg:
-            return Unavailable(f"cannot reach the MLflow server while {doing} {what}", source=SOURCE,
-                               detail=_short(msg))
-        return Unavailable(f"{what}: {_short(msg)}", source=SOURCE)
-    name = type(exc).__name__
-    if name in ("OperationalError", "DatabaseError", "ProgrammingError", "ArgumentError"):
-        return Unavailable(f"the MLflow store cannot be opened while {doing} {what}", source=SOURCE,
-                           detail=_short(str(exc)))
-    if isinstance(exc, OSError) or "Connection" in name or "Timeout" in name:
-        return Unavailable(f"cannot reach MLflow while {doing} {what}", source=SOURCE, detail=_short(str(exc)))
-    return Unavailable(f"unexpected error while {doing} {what}: {name}", source=SOURCE, detail=_short(str(exc)))
-
-
-REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
-
-
-def load_reference_data(tracking_uri: str, run_id: str, artifact_path: str = REFERENCE_ARTIFACTS["train"], *,
-                        what: str | None = None):
-    """The exact frame (features + ``target``) run ``run_id`` logged at ``artifact_path`` (a parquet file).
-
-    ``what`` names the data in errors (default: the run). NotFound when the run or the file does not exist.
-    """
-    import mlflow.artifacts
-    import pandas as pd
-
-    if not run_id or not str(run_id).isalnum():
-        raise Invalid(f"not a run id: {run_id!r}", source=SOURCE)
-    what = what or f"run {run_id}"
-    folder, _, file_name = artifact_path.rpartition("/")
-    with _guard(f"reference data of {what}"), tempfile.TemporaryDirectory() as tmp:
-        files = {Path(f.path).name for f in
-                 mlflow.artifacts.list_artifacts(run_id=run_id, artifact_path=folder or None,
-                                                 tracking_uri=tracking_uri)}
-        if file_name not in files:
-            raise NotFound(f"{what} logged no {artifact_path}", source=SOURCE)
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=tmp,
-                                                    tracking_uri=tracking_uri)
-        return pd.read_parquet(local)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@contextmanager
-def _guard(what: str) -> Iterator[None]:
-    try:
-        yield
-    except ConsoleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - this is the translation boundary
-        raise translate(exc, what) from exc
-
-
-def _paged(call: Callable, **kwargs) -> list:
-    out: list = []
-    token = None
-    while True:
-        page = call(page_token=token, **kwargs)
-        out.extend(page)
-        token = getattr(page, "token", None)
-        if not token:
-            return out
+from services.registry.mlflow_support import (
+    REFERENCE_ARTIFACTS,
+    SOURCE,
+    check_local_store,
+    guard,
+    load_reference_data,
+    name_filter,
+    paged,
+    schema_cols,
+    translate,
+    ts,
+)
 
 
 class MlflowRegistry(ModelRegistry):
@@ -148,8 +54,8 @@ class MlflowRegistry(ModelRegistry):
     @property
     def client(self):
         if self._client is None:
-            _check_local_store(self.tracking_uri)
-            with _guard("the client configuration"):
+            check_local_store(self.tracking_uri)
+            with guard("the client configuration"):
                 from mlflow import MlflowClient
 
                 self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
@@ -157,9 +63,9 @@ class MlflowRegistry(ModelRegistry):
 
     # -- reads ---------------------------------------------------------------
     def list_models(self) -> list[ModelSummary]:
-        with _guard("registered models"):
-            models = _paged(self.client.search_registered_models, max_results=1000)
-            versions = _paged(self.client.search_model_versions, max_results=10000)
+        with guard("registered models"):
+            models = paged(self.client.search_registered_models, max_results=1000)
+            versions = paged(self.client.search_model_versions, max_results=10000)
         counts: dict[str, int] = {}
         latest: dict[str, int] = {}
         for v in versions:
@@ -178,13 +84,13 @@ class MlflowRegistry(ModelRegistry):
             aliases={str(a): str(v) for a, v in (m.aliases or {}).items()},
             version_count=count,
             latest_version=str(latest) if latest else None,
-            created=_ts(m.creation_timestamp),
-            last_updated=_ts(m.last_updated_timestamp),
+            created=ts(m.creation_timestamp),
+            last_updated=ts(m.last_updated_timestamp),
         )
 
     def get_model(self, name: str) -> ModelSummary:
         _check_name(name)
-        with _guard(f"model {name!r}"):
+        with guard(f"model {name!r}"):
             m = self.client.get_registered_model(name)
             versions = self._versions_raw(name)
         nums = [int(v.version) for v in versions if str(v.version).isdigit()]
@@ -193,9 +99,9 @@ class MlflowRegistry(ModelRegistry):
     def _versions_raw(self, name: str) -> list:
         flt = name_filter(name)
         if flt is None:  # both quote kinds in the name: read all, filter here
-            found = _paged(self.client.search_model_versions, max_results=10000)
+            found = paged(self.client.search_model_versions, max_results=10000)
         else:
-            found = _paged(self.client.search_model_versions, filter_string=flt, max_results=10000)
+            found = paged(self.client.search_model_versions, filter_string=flt, max_results=10000)
         return [v for v in found if v.name == name]
 
     def list_versions(self, name: str, *, with_metrics: bool = True) -> list[VersionSummary]:
@@ -205,7 +111,7 @@ class MlflowRegistry(ModelRegistry):
                             ) -> tuple[ModelSummary, list[VersionSummary]]:
         """One get_registered_model, one paged version search, one batched run search."""
         _check_name(name)
-        with _guard(f"model {name!r}"):
+        with guard(f"model {name!r}"):
             model = self.client.get_registered_model(name)  # NotFound for unknown names
             raw = self._versions_raw(name)
             metrics = self._run_metrics([v.run_id for v in raw if v.run_id]) if with_metrics else {}
@@ -219,7 +125,7 @@ class MlflowRegistry(ModelRegistry):
 
     def aliases(self, name: str) -> dict[str, str]:
         _check_name(name)
-        with _guard(f"aliases of {name!r}"):
+        with guard(f"aliases of {name!r}"):
             m = self.client.get_registered_model(name)
         return {str(a): str(v) for a, v in (m.aliases or {}).items()}
 
@@ -228,14 +134,14 @@ class MlflowRegistry(ModelRegistry):
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        experiments = [e.experiment_id for e in _paged(self.client.search_experiments, max_results=1000)]
+        experiments = [e.experiment_id for e in paged(self.client.search_experiments, max_results=1000)]
         out: dict[str, tuple[str, dict[str, float]]] = {}
         for i in range(0, len(ids), 100):
             chunk = ids[i : i + 100]
             flt = "attributes.run_id IN (" + ",".join(f"'{r}'" for r in chunk if r.isalnum()) + ")"
             if flt.endswith("()"):
                 continue
-            runs = _paged(self.client.search_runs, experiment_ids=experiments, filter_string=flt,
+            runs = paged(self.client.search_runs, experiment_ids=experiments, filter_string=flt,
                           max_results=1000)
             for r in runs:
                 out[r.info.run_id] = (r.info.experiment_id, dict(r.data.metrics))
@@ -246,8 +152,8 @@ class MlflowRegistry(ModelRegistry):
         return VersionSummary(
             model=v.name,
             version=str(v.version),
-            created=_ts(v.creation_timestamp),
-            last_updated=_ts(v.last_updated_timestamp),
+            created=ts(v.creation_timestamp),
+            last_updated=ts(v.last_updated_timestamp),
             aliases=tuple(sorted(aliases_by_version.get(str(v.version), []))),
             tags=dict(v.tags or {}),
             status=str(v.status or ""),
@@ -261,7 +167,7 @@ class MlflowRegistry(ModelRegistry):
     def get_version(self, name: str, version: str) -> VersionSummary:
         _check_name(name)
         version = _check_version(version)
-        with _guard(f"version {version} of {name!r}"):
+        with guard(f"version {version} of {name!r}"):
             model = self.client.get_registered_model(name)
             v = self.client.get_model_version(name, version)
             run = self._one_run(v.run_id) if v.run_id else (None, {})
@@ -311,7 +217,7 @@ class MlflowRegistry(ModelRegistry):
         import mlflow.artifacts
         from mlflow.models import Model
 
-        with _guard("the model's MLmodel file"), tempfile.TemporaryDirectory() as tmp:
+        with guard("the model's MLmodel file"), tempfile.TemporaryDirectory() as tmp:
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=location.rstrip("/") + "/MLmodel", dst_path=tmp, tracking_uri=self.tracking_uri
             )
@@ -320,8 +226,8 @@ class MlflowRegistry(ModelRegistry):
         if model.signature is not None:
             sig = model.signature
             signature = Signature(
-                inputs=_schema_cols(sig.inputs),
-                outputs=_schema_cols(sig.outputs),
+                inputs=schema_cols(sig.inputs),
+                outputs=schema_cols(sig.outputs),
                 params=tuple((p.name, str(p.dtype)) for p in (sig.params.params if sig.params else [])),
             )
         requirements: tuple[str, ...] = ()
@@ -338,7 +244,7 @@ class MlflowRegistry(ModelRegistry):
         return signature, tuple(sorted(model.flavors)), requirements
 
     def get_run(self, run_id: str) -> RunDetail:
-        with _guard(f"run {run_id}"):
+        with guard(f"run {run_id}"):
             r = self.client.get_run(run_id)
         datasets = []
         for di in (r.inputs.dataset_inputs if r.inputs else []) or []:
@@ -352,8 +258,8 @@ class MlflowRegistry(ModelRegistry):
             experiment_id=r.info.experiment_id,
             run_name=r.info.run_name or "",
             status=r.info.status,
-            start_time=_ts(r.info.start_time),
-            end_time=_ts(r.info.end_time),
+            start_time=ts(r.info.start_time),
+            end_time=ts(r.info.end_time),
             params=dict(r.data.params),
             metrics=dict(r.data.metrics),
             tags={k: v for k, v in r.data.tags.items()},
@@ -362,27 +268,27 @@ class MlflowRegistry(ModelRegistry):
         )
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        with _guard(f"metric history {key!r} of run {run_id}"):
+        with guard(f"metric history {key!r} of run {run_id}"):
             hist = self.client.get_metric_history(run_id, key)
         return sorted((MetricPoint(m.step, float(m.value), m.timestamp) for m in hist), key=lambda p: p.step)
 
     def recent_versions(self, limit: int = 10) -> list[VersionSummary]:
-        with _guard("recent model versions"):
+        with guard("recent model versions"):
             raw = self.client.search_model_versions(max_results=limit,
                                                     order_by=["last_updated_timestamp DESC"])
         return [self._version_summary(v, {}) for v in list(raw)[:limit]]
 
     # -- writes --------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        with _guard(f"alias {alias!r} of {name!r}"):
+        with guard(f"alias {alias!r} of {name!r}"):
             self.client.set_registered_model_alias(name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
-        with _guard(f"alias {alias!r} of {name!r}"):
+        with guard(f"alias {alias!r} of {name!r}"):
             self.client.delete_registered_model_alias(name, alias)
 
     def storage_uri(self, name: str, version: str) -> str:
-        with _guard(f"artifact location of {name!r} version {version}"):
+        with guard(f"artifact location of {name!r} version {version}"):
             return self.client.get_model_version_download_uri(name, str(version))
 
     def artifact_available(self, name: str, version: str) -> bool:
@@ -423,8 +329,8 @@ class MlflowRegistry(ModelRegistry):
             now = time.monotonic()
             if self._uri_index is None or now - self._uri_index[0] > self.URI_INDEX_TTL:
                 index = {}
-                with _guard("the artifact locations of all versions"):
-                    for v in _paged(self.client.search_model_versions, max_results=10000):
+                with guard("the artifact locations of all versions"):
+                    for v in paged(self.client.search_model_versions, max_results=10000):
                         try:
                             loc = self.client.get_model_version_download_uri(v.name, v.version)
                         except Exception:  # noqa: BLE001 - a version without files is simply not matched
@@ -445,17 +351,6 @@ class MlflowRegistry(ModelRegistry):
         return f"{self.ui_url}/#/models/{quote(name, safe='')}/versions/{quote(str(version))}"
 
 
-def _schema_cols(schema) -> tuple[tuple[str, str], ...]:
-    if schema is None:
-        return ()
-    out = []
-    for i, col in enumerate(schema.inputs):
-        name = getattr(col, "name", None) or f"[{i}]"
-        ctype = getattr(col, "type", None)
-        out.append((name, getattr(ctype, "name", None) or str(ctype)))
-    return tuple(out)
-
-
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not name.strip():
         raise Invalid("a model name is required", source=SOURCE)
@@ -470,12 +365,3 @@ def _check_version(version) -> str:
     return str(int(text))
 
 
-def _check_local_store(uri: str) -> None:
-    """Fail at once for a SQLite store that cannot be opened (MLflow would retry for minutes)."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
-    if path.is_dir():
-        raise Unavailable(f"the MLflow store {path} is a directory, not a SQLite file", source=SOURCE)
-    if not path.parent.is_dir():
-        raise Unavailable(f"the folder of the MLflow store {path} does not exist", source=SOURCE)
