@@ -17,8 +17,9 @@ $(BIN)/.dev: requirements-dev.txt $(BIN)/.runtime
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-## run: install, seed the demo if the (local) registry is empty, serve on http://localhost:$(PORT)
+## run: install, upgrade the console database, seed the demo if the (local) registry is empty, serve on :$(PORT)
 run: $(BIN)/.runtime
+	$(BIN)/python -m services db upgrade
 	$(BIN)/python -m services seed-demo --if-empty
 	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
 

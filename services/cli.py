@@ -216,6 +216,67 @@ def cmd_verify_audit(c, args) -> int:
     return 0 if res.ok else 9
 
 
+def _db_engine(c):
+    """The console database opened WITHOUT the schema check (an old database must be upgradable)."""
+    from services.store.db import make_engine
+
+    if "engine" in c.overrides:
+        return c.overrides["engine"], False
+    return make_engine(c.settings.database_url, check_schema=False), True
+
+
+def cmd_db_current(c, args) -> int:
+    from services.store import migrations
+    from services.store.db import UPGRADE_COMMAND
+
+    engine, owned = _db_engine(c)
+    try:
+        st = migrations.status(engine)
+    finally:
+        if owned:
+            engine.dispose()
+    if st.empty:
+        text = f"no console tables yet: the database is created at {st.head} (head) on first use"
+    elif st.at_head:
+        text = f"{st.revision} (head)"
+    else:
+        legacy = "" if st.stamped else " (written before schema migrations)"
+        text = (f"{st.revision}{legacy}: behind head {st.head}: run `{UPGRADE_COMMAND}`" if st.behind else
+                f"{st.revision}: unknown to this version (head {st.head}): a newer version wrote it")
+    _print(args, st.as_dict(), text)
+    return 0
+
+
+def cmd_db_upgrade(c, args) -> int:
+    from services.store import migrations
+
+    engine, owned = _db_engine(c)
+    try:
+        res = migrations.upgrade(engine)
+    finally:
+        if owned:
+            engine.dispose()
+    before = res.before
+    if before.empty:
+        text = f"created the console database at {res.after} (head)"
+    elif not res.changed:
+        text = f"the console database is at {res.after} (head): nothing to do"
+    else:
+        legacy = " (written before schema migrations)" if not before.stamped else ""
+        text = f"upgraded the console database from {before.revision}{legacy} to {res.after} (head)"
+    _print(args, res.as_dict(), text)
+    return 0
+
+
+def _add_db_commands(sub, common) -> None:
+    sp = sub.add_parser("db", help="the console database schema: current, upgrade")
+    db = sp.add_subparsers(dest="db_command", required=True)
+    db.add_parser("current", help="the schema revision, and whether it is at head", parents=[common]
+                  ).set_defaults(fn=cmd_db_current)
+    db.add_parser("upgrade", help="migrate the console database to this version's schema (head)",
+                  parents=[common]).set_defaults(fn=cmd_db_upgrade)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON")
@@ -281,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_audit)
     sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
         fn=cmd_verify_audit)
+    _add_db_commands(sub, common)
     return p
 
 

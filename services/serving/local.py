@@ -11,8 +11,10 @@ from sqlalchemy import Engine, insert, select, update
 
 from services.clock import Clock, iso, parse_iso, utcnow
 from services.errors import Conflict, Invalid, NotFound
+from services.history import ServedState
+from services.history.sql import record_change
 from services.serving import Change, Condition, Endpoint, Revision, ServingBackend
-from services.store.db import endpoint_revisions, endpoints, guarded
+from services.store.db import endpoint_revisions, endpoints, guarded, writing
 
 SOURCE = "local serving backend"
 MAX_REVISIONS_SHOWN = 50
@@ -23,6 +25,7 @@ class LocalServingBackend(ServingBackend):
     source = SOURCE
     needs_storage_uri = False
     creates_endpoints = True
+    records_history = True  # each write adds its serving_changes row in the same transaction
 
     def __init__(self, engine: Engine, *, base_url: str = "http://localhost:8080", clock: Clock = utcnow):
         self.engine = engine
@@ -35,8 +38,9 @@ class LocalServingBackend(ServingBackend):
         """Create the endpoint if it does not exist. Returns True when created."""
         if not name or "/" in name:
             raise Invalid("endpoint names are non-empty and have no '/'", source=SOURCE)
-        now = iso(self.clock())
-        with guarded("creating an endpoint", SOURCE), self.engine.begin() as conn:
+        at = self.clock()
+        now = iso(at)
+        with guarded("creating an endpoint", SOURCE), writing(self.engine) as conn:
             if conn.execute(select(endpoints.c.name).where(endpoints.c.name == name)).first():
                 return False
             conn.execute(insert(endpoints).values(
@@ -50,6 +54,11 @@ class LocalServingBackend(ServingBackend):
                 canary_version=str(canary_version) if canary_version else None,
                 canary_weight=int(canary_weight) if canary_version else 0, at=now, actor=actor,
                 note="endpoint created"))
+            record_change(conn, ServedState(
+                endpoint=name, at=at, stable_version=str(stable_version),
+                canary_version=str(canary_version) if canary_version else None,
+                canary_weight=int(canary_weight) if canary_version else 0, actor=actor, note="endpoint created",
+                source="seed"), backend=self.name)
         return True
 
     # -- reads ---------------------------------------------------------------
@@ -116,8 +125,9 @@ class LocalServingBackend(ServingBackend):
             raise Conflict(f"endpoint {name!r} changed since it was read (version {seen} → "
                            f"{current.resource_version})", source=SOURCE)
         target = change.target_state(current.state())
-        now = iso(self.clock())
-        with guarded(f"updating endpoint {name!r}", SOURCE), self.engine.begin() as conn:
+        at = self.clock()
+        now = iso(at)
+        with guarded(f"updating endpoint {name!r}", SOURCE), writing(self.engine) as conn:
             result = conn.execute(
                 update(endpoints)
                 .where(endpoints.c.name == name, endpoints.c.resource_version == seen)
@@ -130,6 +140,10 @@ class LocalServingBackend(ServingBackend):
                 endpoint=name, resource_version=seen + 1, stable_version=target.stable_version,
                 canary_version=target.canary_version, canary_weight=target.canary_weight, at=now,
                 actor=actor, approved_by=approved_by, note=note or change.op))
+            record_change(conn, ServedState(
+                endpoint=name, at=at, stable_version=target.stable_version, canary_version=target.canary_version,
+                canary_weight=target.canary_weight, actor=actor, approved_by=approved_by, note=note or change.op,
+                source="backend"), backend=self.name)
             # Read back inside the same transaction: this is *our* write, not whatever lands after it.
             return self._read(conn, name)
 

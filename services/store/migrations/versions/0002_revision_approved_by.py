@@ -1,0 +1,26 @@
+"""endpoint_revisions.approved_by: the second person of an approved change (main at f7bddcf).
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-27
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("endpoint_revisions") as batch:
+        batch.add_column(sa.Column("approved_by", sa.String(255)))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("endpoint_revisions") as batch:
+        batch.drop_column("approved_by")
