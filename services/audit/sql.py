@@ -226,9 +226,7 @@ def index_columns(entry: AuditEntry | Mapping, *, request: Mapping | None = None
     params = details.get("params")
     if not isinstance(params, dict):
         params = req_params if isinstance(req_params, dict) else {}
-        if not isinstance(details.get("versions"), list | tuple):
-            versions = versions | {_norm(params.get(k)) for k in ("version", "to_version")
-                                   if _is_version(params.get(k))}
+        versions = versions | {_norm(params.get(k)) for k in ("version", "to_version") if _is_version(params.get(k))}
     before = get("before") if isinstance(get("before"), dict) else {}
     after = get("after") if isinstance(get("after"), dict) else {}
     candidates = [params.get("version"), params.get("to_version"), details.get("version")]
