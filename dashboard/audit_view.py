@@ -11,9 +11,9 @@ from typing import Any
 import streamlit as st
 
 from dashboard import state
+from services.actions.catalog import ACTIONS
 from services.audit import AuditEntry, entry_subjects, time_bound
 from services.clock import parse_iso
-from services.policy import ACTIONS
 
 RESULTS = ("ok", "requested", "refused", "conflict", "failed")
 TEXT_FILTERS = ("actor", "action", "result", "endpoint", "model", "version")
@@ -201,3 +201,32 @@ def filter_widgets(qp, *, actors: list[str], endpoints: list[str]) -> Filters:
     result = pick(low[2], "Result", "result", RESULTS, "any result")
     return Filters(actor=actor or "", action=action or "", result=result or "", endpoint=endpoint or "",
                    model=model or "", version=version or "", start=start, end=end)
+
+
+# -- verifying the chain without re-reading all of it on every rerun ------------------------------------------
+FULL_EVERY_S = 600  # a full check at most this long ago; in between, only what was appended since
+
+
+@st.cache_resource(show_spinner=False)
+def _verified(key: str) -> dict:  # noqa: ARG001 - the settings key selects the entry
+    """Per process and configuration: the last OK result and when the chain was last checked in full."""
+    return {"result": None, "full_at": 0.0}
+
+
+def verify_chain(audit, key: str, *, full: bool = False):
+    """Verify incrementally from the remembered prefix; in full on request, at first, or every
+    ``FULL_EVERY_S`` (an incremental check trusts the prefix it verified before). Returns the result and
+    whether this run read the whole chain."""
+    import time
+
+    memo = _verified(key)
+    now = time.monotonic()
+    whole = full or memo["result"] is None or now - memo["full_at"] > FULL_EVERY_S
+    res = audit.verify() if whole else audit.verify(start=memo["result"])
+    if res.ok:
+        memo["result"] = res
+        if whole:
+            memo["full_at"] = now
+    else:
+        memo["result"] = None  # never continue from a broken chain
+    return res, whole

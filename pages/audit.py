@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import audit_view
+from dashboard import audit_view, data
 from dashboard.bootstrap import container
 from dashboard.components import guard, table
 
@@ -19,11 +19,13 @@ LIMIT = 2000
 def main() -> None:
     c = container()
     st.title("Audit trail")
+    full = st.button("Verify the whole chain now", key="audit-verify-full", icon=":material/fact_check:")
     with st.spinner("Verifying the hash chain…"):
-        res = c.audit.verify()
+        res, whole = audit_view.verify_chain(c.audit, data.key(), full=full)
     if res.ok:
-        st.success(f"Hash chain verified: {res.entries} entries, head `{res.head_hash[:16]}…`. The trail is "
-                   "append-only; editing, deleting or reordering any entry breaks the chain.",
+        how = "checked in full now" if whole else "new entries checked since the last full check (every 10 min)"
+        st.success(f"Hash chain verified: {res.entries} entries, head `{res.head_hash[:16]}…` ({how}). The trail "
+                   "is append-only; editing, deleting or reordering any entry breaks the chain.",
                    icon=":material/verified:")
     else:
         st.error(f"Hash chain BROKEN at entry {res.first_bad_seq}: {res.problem}. Entries from there on cannot be "

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from services.actions.catalog import ACTIONS
 from services.errors import ConsoleError, Invalid
 
 
@@ -216,6 +217,25 @@ def cmd_verify_audit(c, args) -> int:
     return 0 if res.ok else 9
 
 
+# command -> the catalog's actions it runs (set-canary starts a canary, or re-weights the running one)
+ACTION_COMMANDS = {"request-promotion": ("request_promotion",), "set-canary": ("start_canary", "set_canary_weight"),
+                   "promote-canary": ("promote_canary",), "abort-canary": ("abort_canary",),
+                   "rollback": ("rollback",)}
+
+
+def _planner_params(*actions: str) -> dict[str, bool]:
+    """The parameters the actions' planners take (name -> required), in order."""
+    import inspect
+
+    out: dict[str, bool] = {}
+    for action in actions:
+        params = list(inspect.signature(ACTIONS[action].planner).parameters.values())[4:]  # after p, spec, actor, ep
+        for prm in params:
+            required = prm.default is inspect.Parameter.empty and (len(actions) == 1 or action == actions[0])
+            out[prm.name] = out.get(prm.name, False) or required
+    return out
+
+
 def _db_engine(c):
     """The console database opened WITHOUT the schema check (an old database must be upgradable)."""
     from services.store.db import make_engine
@@ -307,18 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--status", choices=["pending", "approved", "rejected", "expired", "void", "failed"])
     sp.set_defaults(fn=cmd_requests)
 
-    sp = act("request-promotion", "ask to make a version stable (and champion)", None)
-    sp.add_argument("--version", required=True)
-    sp.set_defaults(fn=lambda c, a: _act(c, a, "request_promotion", version=a.version))
-    sp = act("set-canary", "start a canary or change its weight", cmd_set_canary)
-    sp.add_argument("--version", required=True)
-    sp.add_argument("--weight", required=True)
-    act("promote-canary", "make the canary stable (and champion)",
-        lambda c, a: _act(c, a, "promote_canary"))
-    act("abort-canary", "remove the canary", lambda c, a: _act(c, a, "abort_canary"))
-    sp = act("rollback", "go back to the previous (or a chosen) stable version", None)
-    sp.add_argument("--to-version", default=None)
-    sp.set_defaults(fn=lambda c, a: _act(c, a, "rollback", to_version=a.to_version))
+    for command, actions in ACTION_COMMANDS.items():  # the actions' catalog: one command per action
+        spec = ACTIONS[actions[0]]
+        sp = act(command, " / ".join(ACTIONS[a].help for a in actions).replace("%", "%%"), None)
+        params = _planner_params(*actions)
+        for name, required in params.items():
+            sp.add_argument("--" + name.replace("_", "-"), dest=name, required=required, default=None)
+        sp.set_defaults(fn=cmd_set_canary if command == "set-canary" else
+                        (lambda c, a, action=spec.name, names=tuple(params): _act(
+                            c, a, action, **{n: getattr(a, n) for n in names})))
 
     for name, fn in (("approve", cmd_approve), ("reject", cmd_reject)):
         sp = sub.add_parser(name, help=f"{name} a request", parents=[common])
@@ -338,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--to", metavar="WHEN", help="up to this ISO date (the whole day) or datetime, inclusive")
     sp.add_argument("--endpoint", help="entries whose target is exactly this endpoint")
     sp.add_argument("--model", help="entries about this registered model")
-    sp.add_argument("--version", help="entries involving this model version")
+    sp.add_argument("--version", help="entries about this model version (its main version: the one promoted, "
+                                      "rolled back to, or started as canary)")
     sp.set_defaults(fn=cmd_audit)
     sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
         fn=cmd_verify_audit)

@@ -75,12 +75,21 @@ class Container:
         return SqlApprovalRepository(self.engine, clock=self.clock)
 
     @cached_property
+    def history(self):
+        if "history" in self.overrides:
+            return self.overrides["history"]
+        from services.history.sql import SqlServingHistory
+
+        return SqlServingHistory(self.engine, backend=self.settings.serving_backend, clock=self.clock)
+
+    @cached_property
     def policy(self):
         if "policy" in self.overrides:
             return self.overrides["policy"]
+        from services.actions.catalog import VOCABULARY
         from services.policy import Policy
 
-        return Policy.load(self.settings.policy_file)
+        return Policy.load(self.settings.policy_file, VOCABULARY)
 
     @cached_property
     def directory(self) -> Directory:
@@ -93,9 +102,14 @@ class Container:
 
     @cached_property
     def actions(self):
+        from datetime import timedelta
+
         from services.actions import Actions
 
-        return Actions(self)
+        return Actions(registry=self.registry, serving=self.serving, audit=self.audit, approvals=self.approvals,
+                       history=self.history, policy=self.policy, clock=self.clock,
+                       approval_ttl=timedelta(minutes=self.settings.approval_ttl_minutes),
+                       live_metrics=self.live_metrics)
 
 
 def build(settings: Settings | None = None, *, clock: Clock = utcnow, **overrides) -> Container:

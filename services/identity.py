@@ -15,17 +15,21 @@ ROLES = ("viewer", "requester", "operator", "approver", "admin")
 
 @dataclass(frozen=True)
 class Actor:
+    """Who acts. ``subject`` (a stable id: the OIDC ``sub``; a dev identity's name) is what approvals, plans
+    and the audit trail compare and record; ``name`` is only shown."""
+
     name: str
     roles: tuple[str, ...]
     authenticated_by: str = "dev"  # "dev" | "oidc" | "cli"
+    subject_id: str = ""
 
     def has_any(self, roles: tuple[str, ...] | list[str]) -> bool:
         return "admin" in self.roles or any(r in self.roles for r in roles)
 
     @property
     def subject(self) -> str:
-        """The stable id that approvals and plans compare (dev identities: the name)."""
-        return self.name
+        """The stable id that approvals, plans and the audit trail compare (dev identities: the name)."""
+        return self.subject_id or self.name
 
     @property
     def privilege(self) -> int:

@@ -16,19 +16,22 @@ import yaml
 from services.errors import Invalid
 
 SOURCE = "policy"
-ACTIONS = ("request_promotion", "approve", "reject", "start_canary", "set_canary_weight", "promote_canary",
-           "abort_canary", "rollback")
-APPROVABLE = ("promote", "start_canary", "set_canary_weight", "abort_canary", "rollback")
-DEFAULT_ROLES = {
-    "request_promotion": ["requester", "operator"],
-    "approve": ["approver"],
-    "reject": ["approver"],
-    "start_canary": ["operator"],
-    "set_canary_weight": ["operator"],
-    "promote_canary": ["operator"],
-    "abort_canary": ["operator"],
-    "rollback": ["operator"],
-}
+
+
+@dataclass(frozen=True)
+class PolicyVocabulary:
+    """What a policy may name: the actions with their default roles, and the approval kinds. The actions'
+    catalog (``services.actions.catalog.VOCABULARY``) is the one source; the policy only reads it."""
+
+    default_roles: dict[str, tuple[str, ...]]
+    kinds: tuple[str, ...]
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(self.default_roles)
+
+
+DEFAULT_LIVE_GATE_ACTIONS = ("promote_canary", "request_promotion")
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,15 @@ class OfflineGate:
 
 @dataclass(frozen=True)
 class LiveGate:
-    """A live metric of the candidate on this endpoint (filled by the monitoring issues)."""
+    """A live metric of the candidate on this endpoint (filled by the monitoring issues).
+
+    ``applies_to`` names the actions it gates: by default promoting (a canary that has served, with live
+    data), not starting a canary, which has no live data yet."""
 
     metric: str  # e.g. error_rate, p95_latency_ms, drift_psi
     max_value: float
     on_missing: str = "fail"  # fail | pass: what to do when no live data is available
+    applies_to: tuple[str, ...] = DEFAULT_LIVE_GATE_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class EndpointPolicy:
     gate_actions: tuple[str, ...] = ("promote", "start_canary")
 
     def roles_for(self, action: str) -> tuple[str, ...]:
-        return tuple(self.roles.get(action, DEFAULT_ROLES.get(action, ())))
+        """Roles that may do ``action`` here (admin always may); the catalog's defaults where not set."""
+        return tuple(self.roles.get(action, ()))
 
     def needs_approval(self, kind: str) -> bool:
         return kind in self.require_approval
@@ -90,6 +98,8 @@ class GateResult:
 
 
 class Policy:
+    """Loaded with the vocabulary of the actions' catalog: ``Policy.load(path, VOCABULARY)``."""
+
     def __init__(self, defaults: EndpointPolicy, endpoints: dict[str, EndpointPolicy], source_file: str = ""):
         self.defaults = defaults
         self.endpoints = endpoints
@@ -99,7 +109,7 @@ class Policy:
         return self.endpoints.get(name, self.defaults)
 
     @classmethod
-    def load(cls, path: Path | str) -> Policy:
+    def load(cls, path: Path | str, vocabulary: PolicyVocabulary) -> Policy:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
@@ -107,32 +117,33 @@ class Policy:
             raise Invalid(f"policy file {path} does not exist", source=SOURCE) from exc
         except (OSError, yaml.YAMLError) as exc:
             raise Invalid(f"policy file {path} cannot be read: {exc}", source=SOURCE) from exc
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, vocabulary, str(path))
 
     @classmethod
-    def from_dict(cls, data: dict, source_file: str = "") -> Policy:
+    def from_dict(cls, data: dict, vocabulary: PolicyVocabulary, source_file: str = "") -> Policy:
         if not isinstance(data, dict):
             raise Invalid("policy must be a mapping", source=SOURCE)
         raw_defaults = data.get("defaults", {}) or {}
-        defaults = _endpoint_policy(raw_defaults, None, "defaults")
+        defaults = _endpoint_policy(raw_defaults, vocabulary, "defaults")
         eps = {}
         for name, raw in (data.get("endpoints", {}) or {}).items():
-            eps[str(name)] = _endpoint_policy({**raw_defaults, **(raw or {})}, defaults, f"endpoints.{name}")
+            eps[str(name)] = _endpoint_policy({**raw_defaults, **(raw or {})}, vocabulary, f"endpoints.{name}")
         return cls(defaults, eps, source_file)
 
 
-def _endpoint_policy(raw: dict, base: EndpointPolicy | None, where: str) -> EndpointPolicy:
+def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> EndpointPolicy:
     if not isinstance(raw, dict):
         raise Invalid(f"{where} must be a mapping", source=SOURCE)
     approval = tuple(raw.get("require_approval", ["promote"]) or ())
     for a in approval:
-        if a not in APPROVABLE:
-            raise Invalid(f"{where}.require_approval: unknown action {a!r} (one of {', '.join(APPROVABLE)})",
+        if a not in vocab.kinds:
+            raise Invalid(f"{where}.require_approval: unknown action {a!r} (one of {', '.join(vocab.kinds)})",
                           source=SOURCE)
-    roles = {}
+    roles = dict(vocab.default_roles)
     for action, rs in (raw.get("roles", {}) or {}).items():
-        if action not in ACTIONS:
-            raise Invalid(f"{where}.roles: unknown action {action!r}", source=SOURCE)
+        if action not in vocab.actions:
+            raise Invalid(f"{where}.roles: unknown action {action!r} (one of {', '.join(vocab.actions)})",
+                          source=SOURCE)
         roles[action] = tuple(rs or ())
     gates = raw.get("gates", {}) or {}
     offline = []
@@ -149,16 +160,30 @@ def _endpoint_policy(raw: dict, base: EndpointPolicy | None, where: str) -> Endp
     live = []
     for g in gates.get("live", []) or []:
         try:
-            live.append(LiveGate(metric=str(g["metric"]), max_value=float(g["max_value"]),
-                                 on_missing=str(g.get("on_missing", "fail"))))
-        except (KeyError, TypeError, ValueError) as exc:
+            applies = g.get("applies_to", list(DEFAULT_LIVE_GATE_ACTIONS))
+            gate = LiveGate(metric=str(g["metric"]), max_value=float(g["max_value"]),
+                            on_missing=str(g.get("on_missing", "fail")),
+                            applies_to=tuple(str(a) for a in ([applies] if isinstance(applies, str) else applies)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise Invalid(f"{where}.gates.live: bad gate {g!r}: {exc}", source=SOURCE) from exc
+        unknown = [a for a in gate.applies_to if a not in vocab.actions]
+        if unknown:
+            raise Invalid(f"{where}.gates.live: {gate.metric} applies to unknown action(s) {', '.join(unknown)}",
+                          source=SOURCE)
+        if gate.on_missing not in ("fail", "pass"):
+            raise Invalid(f"{where}.gates.live: on_missing must be fail or pass", source=SOURCE)
+        live.append(gate)
+    gate_kinds = tuple(raw.get("gate_actions", ["promote", "start_canary"]) or ())
+    for k in gate_kinds:
+        if k not in vocab.kinds:
+            raise Invalid(f"{where}.gate_actions: unknown kind {k!r} (one of {', '.join(vocab.kinds)})",
+                          source=SOURCE)
     return EndpointPolicy(
         require_approval=approval,
         roles=roles,
         offline_gates=tuple(offline),
         live_gates=tuple(live),
-        gate_actions=tuple(raw.get("gate_actions", ["promote", "start_canary"]) or ()),
+        gate_actions=gate_kinds,
     )
 
 

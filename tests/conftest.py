@@ -179,7 +179,9 @@ def make_container(tracking_uri: str, database_url: str, data_dir: Path, clock=N
 
     settings = Settings.from_env({"MLFLOW_TRACKING_URI": tracking_uri, "MLOPS_DATABASE_URL": database_url,
                                   "MLOPS_DATA_DIR": str(data_dir), **env}, secrets_path=data_dir / "none.toml")
-    kwargs = {"policy": Policy.from_dict(policy or TEST_POLICY)}
+    from services.actions.catalog import VOCABULARY
+
+    kwargs = {"policy": Policy.from_dict(policy or TEST_POLICY, VOCABULARY)}
     if clock is not None:
         kwargs["clock"] = clock
     if serving is not None:

@@ -99,3 +99,22 @@ def test_a_real_failure_is_not_retried_and_keeps_its_cause(audit):
         audit.append(actor=None, action="x", target="t", result="ok")  # NOT NULL violation: not a race
     assert info.value.detail and "null" in info.value.detail.lower()
     assert audit.count() == 6 and audit.verify().ok
+
+
+def test_verify_continues_from_a_verified_prefix(audit):
+    prefix = audit.verify()
+    for i in range(3):
+        audit.append(actor="bob", action="approve", target="ep", result="ok", reason=f"later {i}")
+    more = audit.verify(start=prefix)
+    assert more.ok and more.entries == 9 and more.head_hash == audit.verify().head_hash
+    # an entry appended after the prefix is checked ...
+    with audit.engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.seq == 8).values(reason="edited"))
+    res = audit.verify(start=prefix)
+    assert not res.ok and res.first_bad_seq == 8
+    # ... and a prefix whose head no longer carries the hash it had is not trusted: full check
+    with audit.engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.seq == 8).values(reason="later 1"))
+        conn.execute(update(audit_log).where(audit_log.c.seq == 6).values(hash="0" * 64))
+    res = audit.verify(start=prefix)
+    assert not res.ok and res.first_bad_seq == 6

@@ -228,7 +228,7 @@ def _seqs(c, capsys, *argv) -> list[int]:
     (["--model", 'q"uote\\'], [4]),
     (["--model", "cls"], []),
     (["--version", "2"], [2, 1]),  # entry 2 has no "versions": derived from before/after
-    (["--version", "3"], [2]),
+    (["--version", "3"], []),  # the rollback from v3 to v2 (entry 2) is about v2, its main version
     (["--version", "5"], [3]),
     (["--version", "2", "--endpoint", ENDPOINT], [1]),
     (["--version", "2", "--limit", "1"], [2]),

@@ -1,5 +1,6 @@
 import pytest
 
+from services.actions.catalog import VOCABULARY
 from services.errors import Invalid
 from services.history import dependency_diff, metric_diff, metric_direction, param_diff, signature_diff
 from services.policy import LiveGate, OfflineGate, Policy, evaluate_live, evaluate_offline
@@ -28,7 +29,7 @@ def test_live_gates():
 
 
 def test_policy_file_of_the_demo_loads_and_overrides_defaults():
-    p = Policy.load(REPO_ROOT / "deploy" / "policy.yaml")
+    p = Policy.load(REPO_ROOT / "deploy" / "policy.yaml", VOCABULARY)
     ep = p.for_endpoint("cancer-screening")
     assert ep.needs_approval("promote") and not ep.needs_approval("rollback")
     assert [g.metric for g in ep.offline_gates] == ["roc_auc", "accuracy"]
@@ -41,11 +42,14 @@ def test_policy_file_of_the_demo_loads_and_overrides_defaults():
     {"defaults": {"roles": {"fly": ["x"]}}},
     {"defaults": {"gates": {"offline": [{"direction": "higher"}]}}},
     {"defaults": {"gates": {"offline": [{"metric": "a", "direction": "sideways"}]}}},
+    {"defaults": {"gate_actions": ["teleport"]}},
+    {"defaults": {"gates": {"live": [{"metric": "error_rate", "max_value": 0.1, "applies_to": ["fly"]}]}}},
+    {"defaults": {"gates": {"live": [{"metric": "error_rate", "max_value": 0.1, "on_missing": "maybe"}]}}},
     [1, 2],
 ])
 def test_bad_policy_is_refused(bad):
     with pytest.raises(Invalid):
-        Policy.from_dict(bad)
+        Policy.from_dict(bad, VOCABULARY)
 
 
 def test_metric_direction():
@@ -82,3 +86,20 @@ def test_dependency_diff():
         "1": ["scikit-learn==1.9.1", "pandas==3.1.1", "shap==0.50"],
         "2": ["scikit_learn==1.9.1", "pandas==3.2.0", "scipy==1.17.1"]})}
     assert rows == {"scikit-learn": "same", "pandas": "changed", "shap": "removed", "scipy": "added"}
+
+
+def test_live_gates_say_which_actions_they_gate():
+    p = Policy.from_dict({"defaults": {"gates": {"live": [
+        {"metric": "error_rate", "max_value": 0.05},
+        {"metric": "p95_latency_ms", "max_value": 300, "applies_to": ["start_canary", "promote_canary"]}]}}},
+        VOCABULARY)
+    default, explicit = p.defaults.live_gates
+    assert default.applies_to == ("promote_canary", "request_promotion"), "not starting a canary: no data yet"
+    assert explicit.applies_to == ("start_canary", "promote_canary")
+
+
+def test_roles_come_from_the_catalog_unless_the_policy_sets_them():
+    p = Policy.from_dict({"defaults": {"roles": {"rollback": ["operator", "requester"]}}}, VOCABULARY)
+    assert p.defaults.roles_for("rollback") == ("operator", "requester")
+    assert p.defaults.roles_for("approve") == ("approver",)
+    assert set(p.defaults.roles) == set(VOCABULARY.actions)

@@ -1,0 +1,56 @@
+"""Every action, declared once: its name, label, approval kind, default roles and planner.
+
+The policy (which roles may do what, which kinds need a second person), the CLI and the pages all read
+this catalog; adding an action means adding one entry here and its planner in
+:mod:`services.actions.planners`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.actions import planners
+from services.policy import PolicyVocabulary
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    label: str
+    kind: str | None  # what ``require_approval`` names in the policy; None for the decisions on requests
+    default_roles: tuple[str, ...]
+    planner: Callable | None  # None for approve/reject: they decide a request, they are not planned
+    help: str = ""
+
+    @property
+    def planned(self) -> bool:
+        return self.planner is not None
+
+
+_SPECS = (
+    ActionSpec("request_promotion", "Promote version", "promote", ("requester", "operator"),
+               planners.request_promotion, "make a version stable at 100% and move @champion to it"),
+    ActionSpec("promote_canary", "Promote canary", "promote", ("operator",), planners.promote_canary,
+               "make the running canary stable at 100% and move @champion to it"),
+    ActionSpec("start_canary", "Start canary", "start_canary", ("operator",), planners.start_canary,
+               "send a share of the traffic to another version"),
+    ActionSpec("set_canary_weight", "Set canary weight", "set_canary_weight", ("operator",),
+               planners.set_canary_weight, "change the running canary's share of the traffic"),
+    ActionSpec("abort_canary", "Abort canary", "abort_canary", ("operator",), planners.abort_canary,
+               "send all traffic back to the stable version and remove the canary"),
+    ActionSpec("rollback", "Roll back", "rollback", ("operator",), planners.rollback,
+               "go back to a version that was stable on this endpoint before"),
+    ActionSpec("approve", "Approve request", None, ("approver",), None, "approve another person's request"),
+    ActionSpec("reject", "Reject request", None, ("approver",), None, "reject a request"),
+)
+
+ACTIONS: dict[str, ActionSpec] = {s.name: s for s in _SPECS}
+PLANNED: tuple[str, ...] = tuple(s.name for s in _SPECS if s.planned)
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(s.kind for s in _SPECS if s.kind))
+VOCABULARY = PolicyVocabulary(default_roles={s.name: s.default_roles for s in _SPECS}, kinds=KINDS)
+
+
+def label(action: str) -> str:
+    spec = ACTIONS.get(action)
+    return spec.label if spec else action.replace("_", " ")

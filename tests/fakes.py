@@ -1,0 +1,315 @@
+"""In-memory fakes of every port, for fast unit tests of the use cases (milliseconds, no I/O).
+
+Each keeps the semantics the use cases rely on: compare-and-set on endpoints and requests, a real hash
+chain in the audit trail, NotFound for unknown names. The integration tests use the real adapters.
+Each fake has ``fail`` (a dict of method name -> exception) to inject a broken source.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.approvals import ApprovalRepository, ApprovalRequest
+from services.audit import GENESIS, AuditEntry, AuditTrail, VerifyResult, canonical, entry_hash, entry_subjects
+from services.clock import iso
+from services.errors import Conflict, NotFound
+from services.history.serving import ServedState, ServingHistory
+from services.metrics import LiveMetrics
+from services.registry import ModelRegistry, ModelSummary, Signature, VersionDetail, VersionSummary
+from services.serving import Change, Condition, Endpoint, Revision, ServingBackend
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw) -> None:
+        self.now += timedelta(**kw)
+
+
+class _Failing:
+    fail: dict[str, Exception]
+
+    def _check(self, method: str) -> None:
+        exc = self.fail.get(method) or self.fail.get("*")
+        if exc is not None:
+            raise exc
+
+
+# -- registry ---------------------------------------------------------------------------------------------
+@dataclass
+class FakeVersion:
+    metrics: dict[str, float] = field(default_factory=dict)
+    inputs: tuple[tuple[str, str], ...] = (("x", "double"),)
+    files: bool = True
+
+
+class FakeRegistry(ModelRegistry, _Failing):
+    source = "fake registry"
+
+    def __init__(self):
+        self.models: dict[str, dict[str, FakeVersion]] = {}
+        self.alias_map: dict[str, dict[str, str]] = {}
+        self.fail = {}
+
+    def add(self, model: str, version: str, **kw) -> None:
+        self.models.setdefault(model, {})[str(version)] = FakeVersion(**kw)
+        self.alias_map.setdefault(model, {})
+
+    def _model(self, name: str) -> dict[str, FakeVersion]:
+        if name not in self.models:
+            raise NotFound(f"no registered model {name!r}", source=self.source)
+        return self.models[name]
+
+    def _summary(self, name: str, version: str) -> VersionSummary:
+        v = self._model(name).get(str(version))
+        if v is None:
+            raise NotFound(f"{name} has no version {version}", source=self.source)
+        aliases = tuple(a for a, ver in self.alias_map[name].items() if ver == str(version))
+        return VersionSummary(name, str(version), aliases=aliases, metrics=dict(v.metrics), run_id=f"run-{version}")
+
+    def list_models(self) -> list[ModelSummary]:
+        self._check("list_models")
+        return [self.get_model(n) for n in self.models]
+
+    def get_model(self, name: str) -> ModelSummary:
+        self._check("get_model")
+        versions = self._model(name)
+        return ModelSummary(name, aliases=dict(self.alias_map[name]), version_count=len(versions),
+                            latest_version=max(versions, key=int) if versions else None)
+
+    def list_versions(self, name: str, *, with_metrics: bool = True) -> list[VersionSummary]:
+        self._check("list_versions")
+        return [self._summary(name, v) for v in sorted(self._model(name), key=int, reverse=True)]
+
+    def get_version(self, name: str, version: str) -> VersionSummary:
+        self._check("get_version")
+        return self._summary(name, version)
+
+    def get_version_detail(self, name: str, version: str) -> VersionDetail:
+        self._check("get_version_detail")
+        s = self._summary(name, version)
+        sig = Signature(inputs=self._model(name)[str(version)].inputs, outputs=(("y", "long"),))
+        return VersionDetail(s, None, sig, (), f"memory://{name}/{version}")
+
+    def metric_history(self, run_id: str, key: str):
+        return []
+
+    def recent_versions(self, limit: int = 10) -> list[VersionSummary]:
+        return [s for n in self.models for s in self.list_versions(n)][:limit]
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._check("set_alias")
+        self._summary(name, version)
+        self.alias_map[name][alias] = str(version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._check("delete_alias")
+        self.alias_map[self._model(name) and name].pop(alias, None)
+
+    def artifact_available(self, name: str, version: str) -> bool:
+        self._check("artifact_available")
+        return self._model(name)[str(version)].files
+
+    def storage_uri(self, name: str, version: str) -> str:
+        self._summary(name, version)
+        return f"memory://{name}/{version}"
+
+
+# -- serving ----------------------------------------------------------------------------------------------
+class FakeServing(ServingBackend, _Failing):
+    """Endpoints in a dict; ``apply`` is a compare-and-set on an integer resource version. With
+    ``history`` set it records every change itself, as the local backend does (``records_history``)."""
+
+    name = "fake"
+    source = "fake serving"
+
+    def __init__(self, *, needs_storage_uri: bool = False, history: FakeServingHistory | None = None, clock=None):
+        self.endpoints: dict[str, Endpoint] = {}
+        self.needs_storage_uri = needs_storage_uri
+        self.records_history = history is not None
+        self.history = history
+        self.clock = clock or FakeClock()
+        self.applied: list[tuple[str, Change, str, str | None]] = []
+        self.fail = {}
+
+    def add(self, name: str, model: str, stable: str, canary: str | None = None, weight: int = 0,
+            revisions: tuple[Revision, ...] = ()) -> Endpoint:
+        ep = Endpoint(name, model, stable, canary, weight if canary else 0, ready=True, resource_version="1",
+                      backend=self.name, revisions=revisions,
+                      conditions=(Condition("Ready", "True"),))
+        self.endpoints[name] = ep
+        if self.history is not None:
+            self.history.record(ServedState(name, self.clock(), stable, canary, ep.canary_weight, "seed",
+                                            source="seed"))
+        return ep
+
+    def list_endpoints(self) -> list[Endpoint]:
+        self._check("list_endpoints")
+        return list(self.endpoints.values())
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        self._check("get_endpoint")
+        if name not in self.endpoints:
+            raise NotFound(f"no endpoint named {name!r}", source=self.source)
+        return self.endpoints[name]
+
+    def apply(self, name: str, change: Change, *, actor: str, note: str = "", approved_by: str | None = None
+              ) -> Endpoint:
+        self._check("apply")
+        ep = self.get_endpoint(name)
+        if ep.resource_version != str(change.expected_resource_version):
+            raise Conflict(f"endpoint {name!r} changed since it was read", source=self.source)
+        t = change.target_state(ep.state())
+        new = replace(ep, stable_version=t.stable_version, canary_version=t.canary_version,
+                      canary_weight=t.canary_weight, resource_version=str(int(ep.resource_version) + 1))
+        self.endpoints[name] = new
+        self.applied.append((name, change, actor, approved_by))
+        if self.history is not None:
+            self.history.record(ServedState(name, self.clock(), t.stable_version, t.canary_version,
+                                            t.canary_weight, actor, approved_by, note, "backend"))
+        return new
+
+    def preview(self, endpoint: Endpoint, change: Change) -> dict:
+        return {"op": change.op, "expected": change.expected_resource_version}
+
+
+# -- audit ------------------------------------------------------------------------------------------------
+class FakeAuditTrail(AuditTrail, _Failing):
+    """A real hash chain in a list."""
+
+    def __init__(self, clock=None):
+        self.rows: list[dict] = []
+        self.clock = clock or FakeClock()
+        self.fail = {}
+
+    def append(self, *, actor: str, action: str, target: str, result: str, reason: str = "", error: str = "",
+               before: Any = None, after: Any = None, gates: Any = None, details: Any = None) -> AuditEntry:
+        self._check("append")
+        prev = self.rows[-1]["hash"] if self.rows else GENESIS
+        row = {"seq": len(self.rows) + 1, "ts": iso(self.clock()), "actor": actor, "action": action,
+               "target": target, "result": result, "reason": reason or "", "error": error or "",
+               "before": canonical(before), "after": canonical(after), "gates": canonical(gates),
+               "details": canonical(details), "prev_hash": prev}
+        row["hash"] = entry_hash(prev, row)
+        self.rows.append(row)
+        return self._entry(row)
+
+    @staticmethod
+    def _entry(row: dict) -> AuditEntry:
+        import json
+
+        load = json.loads
+        return AuditEntry(row["seq"], row["ts"], row["actor"], row["action"], row["target"], row["result"],
+                          row["reason"], row["error"], load(row["before"]), load(row["after"]), load(row["gates"]),
+                          load(row["details"]), row["prev_hash"], row["hash"])
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def entries(self, *, limit: int | None = 500, actor=None, action=None, target_contains=None, result=None,
+                since=None, until=None, endpoint=None, model=None, version=None) -> list[AuditEntry]:
+        self._check("entries")
+        out = []
+        for row in reversed(self.rows):
+            e = self._entry(row)
+            m, versions = entry_subjects(e)
+            if ((actor and e.actor != actor) or (action and e.action != action) or (result and e.result != result)
+                    or (target_contains and target_contains not in e.target) or (endpoint and e.target != endpoint)
+                    or (since and e.ts < since) or (until and e.ts > until) or (model and m != model)
+                    or (version and version not in versions)):
+                continue
+            out.append(e)
+            if limit and len(out) >= limit:
+                break
+        return out
+
+    def targets(self) -> list[str]:
+        return sorted({r["target"] for r in self.rows})
+
+    def verify(self, *, start: VerifyResult | None = None) -> VerifyResult:
+        prev, n = GENESIS, 0
+        for row in self.rows:
+            n += 1
+            if row["seq"] != n or row["prev_hash"] != prev or entry_hash(prev, row) != row["hash"]:
+                return VerifyResult(False, n - 1, row["seq"], f"entry {row['seq']} is broken", prev)
+            prev = row["hash"]
+        return VerifyResult(True, n, None, "", prev)
+
+
+# -- approvals --------------------------------------------------------------------------------------------
+class FakeApprovals(ApprovalRepository, _Failing):
+    def __init__(self, clock=None):
+        self.rows: dict[int, ApprovalRequest] = {}
+        self.ids = itertools.count(1)
+        self.clock = clock or FakeClock()
+        self.fail = {}
+
+    def create(self, *, endpoint, model, action, params, requester, reason, plan_hash, plan, ttl) -> ApprovalRequest:
+        self._check("create")
+        now = self.clock()
+        rid = next(self.ids)
+        import json
+
+        self.rows[rid] = ApprovalRequest(rid, endpoint, model, action, dict(params), requester, reason, plan_hash,
+                                         json.loads(canonical(plan)), now, now + ttl, "pending", None, None, None, 1)
+        return self.rows[rid]
+
+    def get(self, request_id: int) -> ApprovalRequest:
+        self._check("get")
+        if request_id not in self.rows:
+            raise NotFound(f"no approval request #{request_id}", source=self.source)
+        return self.rows[request_id]
+
+    def list(self, *, status=None, endpoint=None, limit: int = 500) -> list[ApprovalRequest]:
+        self._check("list")
+        rows = [r for r in sorted(self.rows.values(), key=lambda r: -r.id)
+                if (not status or r.status == status) and (not endpoint or r.endpoint == endpoint)]
+        return rows[:limit]
+
+    def transition(self, request_id: int, *, from_status: str, to_status: str, row_version: int, by=None,
+                   reason=None) -> bool:
+        self._check("transition")
+        r = self.rows.get(request_id)
+        if r is None:
+            raise NotFound(f"no approval request #{request_id}", source=self.source)
+        if r.status != from_status or r.row_version != row_version:
+            return False
+        extra = {"decided_by": by, "decided_at": self.clock(), "decision_reason": reason or ""} if by else {}
+        self.rows[request_id] = replace(r, status=to_status, row_version=row_version + 1, **extra)
+        return True
+
+
+# -- serving history and live metrics -----------------------------------------------------------------------
+class FakeServingHistory(ServingHistory, _Failing):
+    def __init__(self):
+        self.by_endpoint: dict[str, list[ServedState]] = {}
+        self.fail = {}
+
+    def record(self, entry: ServedState) -> None:
+        self._check("record")
+        rows = self.by_endpoint.setdefault(entry.endpoint, [])
+        bisect.insort(rows, entry, key=lambda e: e.at)
+
+    def changes(self, endpoint: str, start: datetime | None = None, end: datetime | None = None
+                ) -> list[ServedState]:
+        self._check("changes")
+        return [e for e in self.by_endpoint.get(endpoint, [])
+                if (start is None or e.at >= start) and (end is None or e.at <= end)]
+
+
+class FakeLiveMetrics(LiveMetrics):
+    def __init__(self, values: dict[tuple[str, str, str], float] | None = None):
+        self.values = dict(values or {})
+        self.asked: list[tuple[str, str, str]] = []
+
+    def current(self, endpoint: str, version: str, metric: str) -> float | None:
+        self.asked.append((endpoint, version, metric))
+        return self.values.get((endpoint, version, metric))
