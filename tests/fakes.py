@@ -19,7 +19,7 @@ from services.clock import iso
 from services.errors import Conflict, NotFound
 from services.history.serving import ServedState, ServingHistory
 from services.metrics import LiveMetrics
-from services.registry import ModelRegistry, ModelSummary, Signature, VersionDetail, VersionSummary
+from services.registry import ModelRegistry, ModelSummary, RunDetail, Signature, VersionDetail, VersionSummary
 from services.serving import Change, Condition, Endpoint, Revision, ServingBackend
 
 
@@ -97,7 +97,8 @@ class FakeRegistry(ModelRegistry, _Failing):
         self._check("get_version_detail")
         s = self._summary(name, version)
         sig = Signature(inputs=self._model(name)[str(version)].inputs, outputs=(("y", "long"),))
-        return VersionDetail(s, None, sig, (), f"memory://{name}/{version}")
+        run = RunDetail(s.run_id or "", metrics=dict(s.metrics), params={"version": str(version)})
+        return VersionDetail(s, run, sig, (), f"memory://{name}/{version}")
 
     def metric_history(self, run_id: str, key: str):
         return []
