@@ -103,3 +103,81 @@ class PredictionLog(ABC):
     @abstractmethod
     def purge(self, before: datetime) -> int:
         """Drop raw rows older than ``before`` (retention); rollups stay. Returns rows dropped."""
+
+
+# -- shared rules of every adapter (pure): which minute, which bucket, what a label adds -------------------
+def minute_of(at: datetime) -> datetime:
+    """The rollup minute of a time (UTC, seconds and microseconds dropped)."""
+    from datetime import UTC
+
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def bucket_index(latency_ms: float) -> int:
+    """Index in :data:`LATENCY_BUCKETS_MS` of the first bucket whose upper bound is >= ``latency_ms``."""
+    for i, bound in enumerate(LATENCY_BUCKETS_MS):
+        if latency_ms <= bound:
+            return i
+    return len(LATENCY_BUCKETS_MS) - 1
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def label_contribution(prediction: Any, label: Any) -> tuple[int, int, float, float]:
+    """What one labelled row adds to its rollup: ``(labelled, correct, abs_error, sq_error)``.
+
+    ``correct`` counts ``prediction == label`` (classification: accuracy is correct / labelled); when both are
+    numbers the absolute and squared errors are added too (regression: MAE and RMSE from the sums). Readers
+    pick by model kind; a classifier's 0/1 errors are harmless, a regressor's exact hits rare."""
+    p, y = _number(prediction), _number(label)
+    correct = int(prediction == label if p is None or y is None else p == y)
+    if p is None or y is None:
+        return 1, correct, 0.0, 0.0
+    return 1, correct, abs(p - y), (p - y) ** 2
+
+
+@dataclass
+class RollupDelta:
+    """What a batch adds to one rollup (adapters add it with ``+``; never read-modify-write)."""
+
+    count: int = 0
+    errors: int = 0
+    latency_sum_ms: float = 0.0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
+    labelled: int = 0
+    correct: int = 0
+    abs_error_sum: float = 0.0
+    sq_error_sum: float = 0.0
+
+    def add_row(self, row: PredictionRow) -> None:
+        self.count += 1
+        self.errors += 0 if row.ok and not row.error else 1
+        if row.latency_ms is not None:
+            self.latency_sum_ms += float(row.latency_ms)
+            self.latency_buckets[bucket_index(float(row.latency_ms))] += 1
+
+    def add_label(self, contribution: tuple[int, int, float, float], sign: int = 1) -> None:
+        labelled, correct, abs_err, sq_err = contribution
+        self.labelled += sign * labelled
+        self.correct += sign * correct
+        self.abs_error_sum += sign * abs_err
+        self.sq_error_sum += sign * sq_err
+
+
+RollupKey = tuple[datetime, str, str | None, str]  # (minute, endpoint, version, role)
+
+
+def rollup_key(row: PredictionRow) -> RollupKey:
+    return minute_of(row.at), row.endpoint, row.version, row.role
+
+
+def rollup_deltas(rows: Sequence[PredictionRow]) -> dict[RollupKey, RollupDelta]:
+    """The rollup increments of newly stored rows, by rollup (sorted: writers lock rollups in one order)."""
+    out: dict[RollupKey, RollupDelta] = {}
+    for row in rows:
+        out.setdefault(rollup_key(row), RollupDelta()).add_row(row)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "", kv[0][3])))

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Double,
     Engine,
     Index,
     Integer,
@@ -42,7 +43,7 @@ from services.errors import PreconditionFailed, Unavailable
 
 SOURCE = "console database"
 UPGRADE_COMMAND = "python -m services db upgrade"
-REVISIONS = ("0001", "0002", "0003", "0004")  # oldest first; the files are services/store/migrations/versions/
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")  # oldest first; the files are services/store/migrations/versions/
 HEAD = REVISIONS[-1]
 WRITE = "mlops_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 
@@ -140,6 +141,50 @@ serving_changes = Table(  # 0004: the serving history (services.history.sql)
     Index("ix_serving_changes_endpoint_at", "endpoint", "at"),
 )
 
+# 0005: the prediction log (services.predictions.sql). Times are services.clock.iso text like serving_changes.
+# The primary key (request_id, row) is the "exactly once" key and, request_id leading, its lookup index.
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("request_id", String(255), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("model", String(255)),
+    Column("version", String(32)),
+    Column("role", String(16), nullable=False),
+    Column("features", Text, nullable=False),  # JSON
+    Column("prediction", Text, nullable=False),  # JSON
+    Column("latency_ms", Double),
+    Column("status", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("label", Text),  # JSON; NULL until ground truth arrives
+    Column("labelled_at", String(40)),
+    PrimaryKeyConstraint("request_id", "row", name="pk_predictions"),
+    Index("ix_predictions_endpoint_at", "endpoint", "at"),
+)
+
+LATENCY_BUCKET_COLUMNS = tuple(f"latency_le_{i:02d}" for i in range(13))  # one per LATENCY_BUCKETS_MS bucket
+
+prediction_rollups = Table(  # 0005: per minute × endpoint × version × role, every counter added with +
+    "prediction_rollups",
+    metadata,
+    Column("minute", String(40), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("version", String(32), nullable=False),  # "" for unknown (NULL never conflicts in a unique key)
+    Column("role", String(16), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("latency_sum_ms", Double, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in LATENCY_BUCKET_COLUMNS),
+    Column("labelled", Integer, nullable=False),
+    Column("correct", Integer, nullable=False),
+    Column("abs_error_sum", Double, nullable=False),
+    Column("sq_error_sum", Double, nullable=False),
+    # the upsert's conflict key; endpoint then minute leading, it is also the index of a window's query
+    PrimaryKeyConstraint("endpoint", "minute", "version", "role", name="pk_prediction_rollups"),
+)
+
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001
 
 _version_metadata = MetaData()
@@ -187,8 +232,8 @@ def _create(url: str) -> Engine:
         def _sqlite_connect(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=60000")
+            _set_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -202,6 +247,22 @@ def _create(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _set_wal(cur) -> None:
+    """``PRAGMA journal_mode=WAL``. Switching a new database's mode while another connection does the same can
+    answer SQLITE_BUSY at once (no busy handler for it): retried for up to ~10 s (once WAL, it is a no-op)."""
+    import sqlite3
+    import time
+
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.1)
 
 
 @contextmanager
@@ -259,7 +320,7 @@ def schema_status(conn: Connection) -> SchemaStatus:
             if len(rows) > 1:  # branches: not something this code writes
                 return SchemaStatus(",".join(sorted(rows)))
             return SchemaStatus(rows[0])
-    ours = tables & {*LEGACY_TABLES, "serving_changes"}
+    ours = tables & {*LEGACY_TABLES, "serving_changes", "predictions", "prediction_rollups"}
     if not ours:
         return SchemaStatus(None, empty=True, stamped=False)
     missing = [t for t in LEGACY_TABLES if t not in tables]
