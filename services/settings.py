@@ -23,6 +23,16 @@ DEFAULT_IDENTITIES: dict[str, tuple[str, ...]] = {
 }
 
 SERVING_BACKENDS = ("local", "kserve")
+METRICS_SOURCES = ("sql", "prometheus")
+# PromQL templates of the Prometheus metrics source: $endpoint and $window (a range like 3600s) are filled in;
+# each result must carry the labels named by MLOPS_PROMQL_VERSION_LABEL / MLOPS_PROMQL_ROLE_LABEL (use
+# label_replace for KServe/Knative names), the buckets query also "le" (in MLOPS_PROMQL_LATENCY_UNIT_MS ms).
+DEFAULT_PROMQL_REQUESTS = ('sum by (version, role) (increase(mlops_gateway_requests_total{endpoint="$endpoint"}'
+                           '[$window]))')
+DEFAULT_PROMQL_ERRORS = ('sum by (version, role) (increase(mlops_gateway_errors_total{endpoint="$endpoint"}'
+                         '[$window]))')
+DEFAULT_PROMQL_LATENCY_BUCKETS = ('sum by (version, role, le) (increase('
+                                  'mlops_gateway_request_duration_seconds_bucket{endpoint="$endpoint"}[$window]))')
 
 
 def _read_secrets(path: Path) -> dict:
@@ -71,6 +81,16 @@ class Settings:
     identities: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_IDENTITIES))
     auth_mode: str = "dev"
     approval_ttl_minutes: int = 24 * 60
+    metrics_source: str = "sql"  # MLOPS_METRICS_SOURCE: sql (prediction-log rollups) | prometheus
+    live_window_minutes: int = 60  # MLOPS_LIVE_WINDOW_MINUTES: the window live gates read (at most)
+    prometheus_url: str | None = None  # MLOPS_PROMETHEUS_URL
+    prometheus_timeout_seconds: int = 10  # MLOPS_PROMETHEUS_TIMEOUT_SECONDS
+    promql_requests: str = DEFAULT_PROMQL_REQUESTS  # MLOPS_PROMQL_REQUESTS
+    promql_errors: str = DEFAULT_PROMQL_ERRORS  # MLOPS_PROMQL_ERRORS
+    promql_latency_buckets: str = DEFAULT_PROMQL_LATENCY_BUCKETS  # MLOPS_PROMQL_LATENCY_BUCKETS
+    promql_latency_unit_ms: float = 1000.0  # MLOPS_PROMQL_LATENCY_UNIT_MS: milliseconds per unit of "le"
+    promql_version_label: str = "version"  # MLOPS_PROMQL_VERSION_LABEL
+    promql_role_label: str = "role"  # MLOPS_PROMQL_ROLE_LABEL
 
     @property
     def artifact_root(self) -> Path:
@@ -128,6 +148,19 @@ class Settings:
                           source="settings")
         policy = Path(get("MLOPS_POLICY_FILE", str(REPO_ROOT / "deploy" / "policy.yaml"))).expanduser()
         ui = get("MLOPS_MLFLOW_UI_URL")
+        metrics_source = get("MLOPS_METRICS_SOURCE", "sql").strip().lower()
+        if metrics_source not in METRICS_SOURCES:
+            raise Invalid(f"MLOPS_METRICS_SOURCE must be one of {', '.join(METRICS_SOURCES)}, got {metrics_source!r}",
+                          source="settings")
+        prom_url = get("MLOPS_PROMETHEUS_URL")
+        if metrics_source == "prometheus" and not prom_url:
+            raise Invalid("MLOPS_METRICS_SOURCE=prometheus needs MLOPS_PROMETHEUS_URL", source="settings")
+        unit_raw = get("MLOPS_PROMQL_LATENCY_UNIT_MS", "1000")
+        try:
+            unit_ms = float(unit_raw)
+        except ValueError as exc:
+            raise Invalid(f"MLOPS_PROMQL_LATENCY_UNIT_MS must be a number, got {unit_raw!r}",
+                          source="settings") from exc
         return cls(
             data_dir=data_dir,
             mlflow_tracking_uri=tracking,
@@ -141,4 +174,14 @@ class Settings:
             identities=identities,
             auth_mode=auth_mode,
             approval_ttl_minutes=int_setting("MLOPS_APPROVAL_TTL_MINUTES", 24 * 60, 1, 60 * 24 * 90),
+            metrics_source=metrics_source,
+            live_window_minutes=int_setting("MLOPS_LIVE_WINDOW_MINUTES", 60, 1, 60 * 24 * 7),
+            prometheus_url=prom_url.rstrip("/") if prom_url else None,
+            prometheus_timeout_seconds=int_setting("MLOPS_PROMETHEUS_TIMEOUT_SECONDS", 10, 1, 300),
+            promql_requests=get("MLOPS_PROMQL_REQUESTS", DEFAULT_PROMQL_REQUESTS),
+            promql_errors=get("MLOPS_PROMQL_ERRORS", DEFAULT_PROMQL_ERRORS),
+            promql_latency_buckets=get("MLOPS_PROMQL_LATENCY_BUCKETS", DEFAULT_PROMQL_LATENCY_BUCKETS),
+            promql_latency_unit_ms=unit_ms,
+            promql_version_label=get("MLOPS_PROMQL_VERSION_LABEL", "version"),
+            promql_role_label=get("MLOPS_PROMQL_ROLE_LABEL", "role"),
         )
