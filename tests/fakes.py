@@ -314,3 +314,102 @@ class FakeLiveMetrics(LiveMetrics):
     def current(self, endpoint: str, version: str, metric: str) -> float | None:
         self.asked.append((endpoint, version, metric))
         return self.values.get((endpoint, version, metric))
+
+
+# -- prediction log ---------------------------------------------------------------------------------------
+from services.predictions import (  # noqa: E402 - appended with the prediction log
+    LabelResult,
+    PredictionLog,
+    Rollup,
+    RollupDelta,
+    WriteResult,
+    label_contribution,
+    rollup_deltas,
+    rollup_key,
+)
+
+
+class FakePredictionLog(PredictionLog, _Failing):
+    """The prediction log in memory, with the SQL adapter's semantics: exactly once per (request_id, row),
+    rollups added only for rows really stored, labels that change nothing the second time (a corrected label
+    replaces the old one's contribution), unknown ids reported, ``start <= at < end`` windows, newest first."""
+
+    source = "fake prediction log"
+
+    def __init__(self, clock=None):
+        self.clock = clock or FakeClock()
+        self.stored: dict[tuple[str, int], Any] = {}
+        self.rollup_map: dict[tuple, Any] = {}
+        self.fail = {}
+
+    def _add(self, deltas) -> None:
+        for key, d in deltas.items():
+            acc = self.rollup_map.setdefault(key, RollupDelta())
+            acc.count += d.count
+            acc.errors += d.errors
+            acc.latency_sum_ms += d.latency_sum_ms
+            acc.latency_buckets = [a + b for a, b in zip(acc.latency_buckets, d.latency_buckets, strict=True)]
+            acc.add_label((d.labelled, d.correct, d.abs_error_sum, d.sq_error_sum))
+
+    def write(self, rows):
+        self._check("write")
+        new = []
+        for r in rows:
+            key = (str(r.request_id), int(r.row))
+            if key not in self.stored:
+                self.stored[key] = r
+                new.append(r)
+        self._add(rollup_deltas(new))
+        return WriteResult(stored=len(new), duplicates=len(rows) - len(new))
+
+    def add_labels(self, labels):
+        from services.errors import Invalid
+
+        self._check("add_labels")
+        if any(label is None for _, _, label in labels):
+            raise Invalid("a label is null: send the ground truth", source=self.source)
+        unknown: list[str] = []
+        changed: set[tuple[str, int]] = set()
+        deltas: dict = {}
+        now = self.clock()
+        for rid, row, label in labels:
+            keys = sorted(k for k in self.stored if k[0] == str(rid) and (row is None or k[1] == int(row)))
+            if not keys and str(rid) not in unknown:
+                unknown.append(str(rid))
+            for key in keys:
+                r = self.stored[key]
+                if r.label is not None and r.label == label:
+                    continue
+                d = deltas.setdefault(rollup_key(r), RollupDelta())
+                if r.label is not None:
+                    d.add_label(label_contribution(r.prediction, r.label), -1)
+                d.add_label(label_contribution(r.prediction, label))
+                self.stored[key] = replace(r, label=label, labelled_at=now)
+                changed.add(key)
+        self._add(deltas)
+        return LabelResult(stored=len(changed), unknown=unknown)
+
+    def rows(self, endpoint, *, start=None, end=None, request_id=None, limit=1000):
+        self._check("rows")
+        out = [r for r in self.stored.values() if r.endpoint == endpoint
+               and (start is None or r.at >= start) and (end is None or r.at < end)
+               and (request_id is None or r.request_id == request_id)]
+        out.sort(key=lambda r: (r.request_id, r.row))
+        out.sort(key=lambda r: r.at, reverse=True)
+        return out[:limit] if limit else out
+
+    def rollups(self, endpoint, start, end):
+        self._check("rollups")
+        out = [Rollup(minute=m, endpoint=ep, version=v, role=role, count=d.count, errors=d.errors,
+                      latency_sum_ms=d.latency_sum_ms, latency_buckets=tuple(d.latency_buckets),
+                      labelled=d.labelled, correct=d.correct, abs_error_sum=d.abs_error_sum,
+                      sq_error_sum=d.sq_error_sum)
+               for (m, ep, v, role), d in self.rollup_map.items() if ep == endpoint and start <= m < end]
+        return sorted(out, key=lambda r: (r.minute, r.version or "", r.role))
+
+    def purge(self, before):
+        self._check("purge")
+        old = [k for k, r in self.stored.items() if r.at < before]
+        for k in old:
+            del self.stored[k]
+        return len(old)

@@ -1,0 +1,216 @@
+"""The prediction log on SQLAlchemy (SQLite or PostgreSQL): tables ``predictions`` and ``prediction_rollups``.
+
+Exactly once: ``(request_id, row)`` is the primary key and rows are inserted with ``ON CONFLICT DO NOTHING
+... RETURNING`` (both dialects), so what was really inserted is known inside the same writing transaction
+and only those rows are added to their rollups, by ``INSERT ... ON CONFLICT (endpoint, minute, version, role)
+DO UPDATE SET count = count + excluded.count, ...``: concurrent writers (several ingest replicas) never
+read-modify-write a counter. Writers insert rows and upsert rollups in key order, so two transactions wait
+for each other instead of deadlocking.
+
+Labels update their rows (locked ``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised by ``BEGIN
+IMMEDIATE``) and add the difference they make to their minute's rollup: the same label twice changes
+nothing, a corrected label replaces the old one's contribution; a label naming a request (or a row of it) that is
+not logged reports the request id in ``unknown``. Times are :func:`services.clock.iso` text
+(fixed width, sorts as time); an unknown version is ``""`` in the rollup key (NULL never conflicts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.clock import Clock, iso, parse_iso, utcnow
+from services.errors import Invalid
+from services.predictions import (
+    LATENCY_BUCKETS_MS,
+    LabelResult,
+    PredictionLog,
+    PredictionRow,
+    Rollup,
+    RollupDelta,
+    RollupKey,
+    WriteResult,
+    in_lock_order,
+    label_contribution,
+    minute_of,
+    rollup_deltas,
+)
+from services.store.db import LATENCY_BUCKET_COLUMNS, guarded, prediction_rollups, predictions, writing
+
+SOURCE = "prediction log"
+CHUNK = 500  # rows per INSERT statement (14 parameters each: far below SQLite's variable limit)
+COUNTERS = ("count", "errors", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS, "labelled", "correct", "abs_error_sum",
+            "sq_error_sum")
+assert len(LATENCY_BUCKET_COLUMNS) == len(LATENCY_BUCKETS_MS), "one rollup column per latency bucket"
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a feature dict, prediction or label (key order kept: features stay in signature order)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class SqlPredictionLog(PredictionLog):
+    source = SOURCE
+
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow):
+        self.engine = engine
+        self.clock = clock
+
+    def _insert(self, table):
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    # -- write ---------------------------------------------------------------------------------------------
+    def write(self, rows: Sequence[PredictionRow]) -> WriteResult:
+        if not rows:
+            return WriteResult(0, 0)
+        unique: dict[tuple[str, int], PredictionRow] = {}
+        for r in rows:
+            unique.setdefault((str(r.request_id), int(r.row)), r)
+        keys = sorted(unique)
+        with guarded("writing predictions", SOURCE), writing(self.engine) as conn:
+            inserted: set[tuple[str, int]] = set()
+            for i in range(0, len(keys), CHUNK):
+                values = [_row_values(unique[k]) for k in keys[i:i + CHUNK]]
+                stmt = (self._insert(predictions).values(values)
+                        .on_conflict_do_nothing(index_elements=["request_id", "row"])
+                        .returning(predictions.c.request_id, predictions.c.row))
+                inserted.update((rid, int(n)) for rid, n in conn.execute(stmt))
+            new = [unique[k] for k in sorted(inserted)]
+            self._add_to_rollups(conn, rollup_deltas(new))
+        return WriteResult(stored=len(new), duplicates=len(rows) - len(new))
+
+    def _add_to_rollups(self, conn: Connection, deltas: dict[RollupKey, RollupDelta]) -> None:
+        if not deltas:
+            return
+        values = [_rollup_values(key, d) for key, d in deltas.items()]
+        stmt = self._insert(prediction_rollups).values(values)
+        c, ex = prediction_rollups.c, stmt.excluded
+        conn.execute(stmt.on_conflict_do_update(index_elements=["endpoint", "minute", "version", "role"],
+                                                set_={name: c[name] + ex[name] for name in COUNTERS}))
+
+    # -- labels --------------------------------------------------------------------------------------------
+    def add_labels(self, labels: Sequence[tuple[str, int | None, Any]]) -> LabelResult:
+        for rid, _row, label in labels:
+            if label is None:
+                raise Invalid(f"the label of request {rid!r} is null: send the ground truth", source=SOURCE)
+        ids = sorted({str(rid) for rid, _, _ in labels})
+        if not ids:
+            return LabelResult(0, [])
+        t = predictions.c
+        with guarded("storing labels", SOURCE), writing(self.engine) as conn:
+            found: dict[str, list] = {}
+            for i in range(0, len(ids), CHUNK):
+                q = (select(t.request_id, t.row, t.endpoint, t.at, t.version, t.role, t.prediction, t.label)
+                     .where(t.request_id.in_(ids[i:i + CHUNK])).order_by(t.request_id, t.row))
+                if conn.dialect.name == "postgresql":
+                    q = q.with_for_update()
+                for r in conn.execute(q).mappings():
+                    found.setdefault(r["request_id"], []).append(dict(r))
+            current = {(r["request_id"], r["row"]): r["label"] for rs in found.values() for r in rs}
+            unknown: list[str] = []
+            changed: dict[tuple[str, int], str] = {}
+            deltas: dict[RollupKey, RollupDelta] = {}
+            for rid, row, label in labels:
+                targets = [r for r in found.get(str(rid), []) if row is None or r["row"] == int(row)]
+                if not targets:
+                    if str(rid) not in unknown:
+                        unknown.append(str(rid))
+                    continue
+                text = _canonical(label)
+                for r in targets:
+                    key = (r["request_id"], r["row"])
+                    old = current[key]
+                    if old is not None and _canonical(json.loads(old)) == text:
+                        continue  # the same label again: nothing changes
+                    pred = json.loads(r["prediction"])
+                    d = deltas.setdefault((minute_of(parse_iso(r["at"])), r["endpoint"], r["version"], r["role"]),
+                                          RollupDelta())
+                    if old is not None:  # a corrected label: its old contribution goes
+                        d.add_label(label_contribution(pred, json.loads(old)), -1)
+                    d.add_label(label_contribution(pred, label))
+                    current[key] = changed[key] = dumps(label)
+            if changed:
+                conn.execute(update(predictions)
+                             .where(t.request_id == bindparam("rid"), t.row == bindparam("n"))
+                             .values(label=bindparam("lbl"), labelled_at=bindparam("when")),
+                             [{"rid": k[0], "n": k[1], "lbl": v, "when": iso(self.clock())}
+                              for k, v in sorted(changed.items())])
+                self._add_to_rollups(conn, in_lock_order(deltas))
+        return LabelResult(stored=len(changed), unknown=unknown)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def rows(self, endpoint: str, *, start: datetime | None = None, end: datetime | None = None,
+             request_id: str | None = None, limit: int = 1000) -> list[PredictionRow]:
+        t = predictions.c
+        q = select(predictions).where(t.endpoint == endpoint)
+        if start is not None:
+            q = q.where(t.at >= iso(start))
+        if end is not None:
+            q = q.where(t.at < iso(end))
+        if request_id is not None:
+            q = q.where(t.request_id == request_id)
+        q = q.order_by(t.at.desc(), t.request_id, t.row)
+        if limit:
+            q = q.limit(limit)
+        with guarded(f"reading the predictions of {endpoint!r}", SOURCE), self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q).mappings()]
+
+    def rollups(self, endpoint: str, start: datetime, end: datetime) -> list[Rollup]:
+        c = prediction_rollups.c
+        q = (select(prediction_rollups)
+             .where(c.endpoint == endpoint, c.minute >= iso(start), c.minute < iso(end))
+             .order_by(c.minute, c.version, c.role))
+        with guarded(f"reading the prediction rollups of {endpoint!r}", SOURCE), self.engine.connect() as conn:
+            return [_rollup(r) for r in conn.execute(q).mappings()]
+
+    def purge(self, before: datetime) -> int:
+        """Per endpoint (the rollups name them all), so each delete walks the ``(endpoint, at)`` index."""
+        t = predictions.c
+        with guarded("purging old predictions", SOURCE), writing(self.engine) as conn:
+            endpoints = conn.execute(select(prediction_rollups.c.endpoint).distinct()).scalars().all()
+            return sum(conn.execute(delete(predictions).where(t.endpoint == ep, t.at < iso(before))).rowcount or 0
+                       for ep in sorted(endpoints))
+
+
+def _row_values(r: PredictionRow) -> dict:
+    return {"request_id": str(r.request_id), "row": int(r.row), "endpoint": r.endpoint, "at": iso(r.at),
+            "model": r.model, "version": None if r.version is None else str(r.version), "role": r.role,
+            "features": dumps(r.features), "prediction": dumps(r.prediction),
+            "latency_ms": None if r.latency_ms is None else float(r.latency_ms), "status": int(r.status),
+            "error": r.error or "", "label": None if r.label is None else dumps(r.label),
+            "labelled_at": None if r.labelled_at is None else iso(r.labelled_at)}
+
+
+def _rollup_values(key: RollupKey, d: RollupDelta) -> dict:
+    minute, endpoint, version, role = key
+    return {"minute": iso(minute), "endpoint": endpoint, "version": "" if version is None else str(version),
+            "role": role, "count": d.count, "errors": d.errors, "latency_sum_ms": d.latency_sum_ms,
+            **dict(zip(LATENCY_BUCKET_COLUMNS, d.latency_buckets, strict=True)), "labelled": d.labelled,
+            "correct": d.correct, "abs_error_sum": d.abs_error_sum, "sq_error_sum": d.sq_error_sum}
+
+
+def _row(r) -> PredictionRow:
+    return PredictionRow(
+        request_id=r["request_id"], row=int(r["row"]), endpoint=r["endpoint"], at=parse_iso(r["at"]),
+        version=r["version"], role=r["role"], model=r["model"], features=json.loads(r["features"]),
+        prediction=json.loads(r["prediction"]), latency_ms=r["latency_ms"], status=int(r["status"]),
+        error=r["error"] or "", label=None if r["label"] is None else json.loads(r["label"]),
+        labelled_at=None if r["labelled_at"] is None else parse_iso(r["labelled_at"]))
+
+
+def _rollup(r) -> Rollup:
+    return Rollup(minute=parse_iso(r["minute"]), endpoint=r["endpoint"], version=r["version"] or None,
+                  role=r["role"], count=int(r["count"]), errors=int(r["errors"]),
+                  latency_sum_ms=float(r["latency_sum_ms"]),
+                  latency_buckets=tuple(int(r[c]) for c in LATENCY_BUCKET_COLUMNS), labelled=int(r["labelled"]),
+                  correct=int(r["correct"]), abs_error_sum=float(r["abs_error_sum"]),
+                  sq_error_sum=float(r["sq_error_sum"]))
