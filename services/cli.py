@@ -288,6 +288,12 @@ def cmd_db_upgrade(c, args) -> int:
     return 0
 
 
+def cmd_serve(c, args) -> int:
+    from services.gateway.server import serve
+
+    return serve(c, args.host, args.port)
+
+
 def _add_db_commands(sub, common) -> None:
     sp = sub.add_parser("db", help="the console database schema: current, upgrade")
     db = sp.add_subparsers(dest="db_command", required=True)
@@ -361,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
         fn=cmd_verify_audit)
     _add_db_commands(sub, common)
+    sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2 protocols, docs/gateway.md)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.set_defaults(fn=cmd_serve)
     return p
 
 
