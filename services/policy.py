@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -46,15 +47,55 @@ class OfflineGate:
 
 @dataclass(frozen=True)
 class LiveGate:
-    """A live metric of the candidate on this endpoint (filled by the monitoring issues).
+    """A live metric of the candidate on this endpoint, read from the metrics source.
+
+    Absolute: ``max_value`` (a ceiling, e.g. a p95 latency SLO) and/or ``min_value`` (a floor, e.g.
+    ``minutes_at_weight``). Relative: ``compare: stable`` compares the candidate with the stable version on the
+    same window; it fails when the candidate is worse by more than ``max_increase`` (absolute) and, when
+    ``alpha`` is set, only if the difference is also significant (the test's p-value ≤ ``alpha``; with
+    ``alpha`` alone any significant worsening fails). ``min_samples``: fewer candidate requests than this
+    fail the gate (not enough evidence); no requests at all count as missing data (``on_missing``).
 
     ``applies_to`` names the actions it gates: by default promoting (a canary that has served, with live
     data), not starting a canary, which has no live data yet."""
 
-    metric: str  # e.g. error_rate, p95_latency_ms, drift_psi
-    max_value: float
+    metric: str  # error_rate, p95_latency_ms, requests, minutes_at_weight, accuracy, ...
+    max_value: float | None = None
     on_missing: str = "fail"  # fail | pass: what to do when no live data is available
     applies_to: tuple[str, ...] = DEFAULT_LIVE_GATE_ACTIONS
+    min_value: float | None = None
+    compare: str | None = None  # stable
+    max_increase: float | None = None  # with compare: tolerated worsening vs stable (absolute)
+    alpha: float | None = None  # with compare: significance level of the canary-vs-stable test
+    min_samples: int = 0
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.compare:
+            tol = f"+{self.max_increase:g}" if self.max_increase is not None else "no worse"
+            parts.append(f"vs {self.compare} {tol}" + (f" (α {self.alpha:g})" if self.alpha is not None else ""))
+        if self.max_value is not None:
+            parts.append(f"≤ {self.max_value:g}")
+        if self.min_value is not None:
+            parts.append(f"≥ {self.min_value:g}")
+        if self.min_samples:
+            parts.append(f"n ≥ {self.min_samples}")
+        return f"live {self.metric} " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """What the metrics source says about one metric: the candidate's value, the stable version's on the same
+    window (for ``compare``), the test's p-value, and the candidate's sample size (requests)."""
+
+    value: float | None
+    baseline: float | None = None
+    p_value: float | None = None
+    samples: float | None = None
+
+
+HIGHER_IS_BETTER = ("accuracy", "requests", "minutes_at_weight")
 
 
 @dataclass(frozen=True)
@@ -131,6 +172,10 @@ class Policy:
         return cls(defaults, eps, source_file)
 
 
+def _opt_float(raw: dict, key: str) -> float | None:
+    return None if raw.get(key) is None else float(raw[key])
+
+
 def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> EndpointPolicy:
     if not isinstance(raw, dict):
         raise Invalid(f"{where} must be a mapping", source=SOURCE)
@@ -161,11 +206,28 @@ def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> Endpoint
     for g in gates.get("live", []) or []:
         try:
             applies = g.get("applies_to", list(DEFAULT_LIVE_GATE_ACTIONS))
-            gate = LiveGate(metric=str(g["metric"]), max_value=float(g["max_value"]),
+            num = partial(_opt_float, g)
+            gate = LiveGate(metric=str(g["metric"]), max_value=num("max_value"),
                             on_missing=str(g.get("on_missing", "fail")),
-                            applies_to=tuple(str(a) for a in ([applies] if isinstance(applies, str) else applies)))
+                            applies_to=tuple(str(a) for a in ([applies] if isinstance(applies, str) else applies)),
+                            min_value=num("min_value"),
+                            compare=None if g.get("compare") is None else str(g["compare"]),
+                            max_increase=num("max_increase"), alpha=num("alpha"),
+                            min_samples=int(g.get("min_samples", 0) or 0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise Invalid(f"{where}.gates.live: bad gate {g!r}: {exc}", source=SOURCE) from exc
+        if gate.compare not in (None, "stable"):
+            raise Invalid(f"{where}.gates.live: {gate.metric}: compare must be stable", source=SOURCE)
+        if gate.compare and gate.max_increase is None and gate.alpha is None:
+            raise Invalid(f"{where}.gates.live: {gate.metric}: compare needs max_increase and/or alpha",
+                          source=SOURCE)
+        if gate.alpha is not None and not 0 < gate.alpha < 1:
+            raise Invalid(f"{where}.gates.live: {gate.metric}: alpha must be between 0 and 1", source=SOURCE)
+        if gate.max_value is None and gate.min_value is None and not gate.compare and not gate.min_samples:
+            raise Invalid(f"{where}.gates.live: {gate.metric}: say max_value, min_value, compare or min_samples",
+                          source=SOURCE)
+        if gate.min_samples < 0:
+            raise Invalid(f"{where}.gates.live: {gate.metric}: min_samples must be ≥ 0", source=SOURCE)
         unknown = [a for a in gate.applies_to if a not in vocab.actions]
         if unknown:
             raise Invalid(f"{where}.gates.live: {gate.metric} applies to unknown action(s) {', '.join(unknown)}",
@@ -230,17 +292,54 @@ def evaluate_offline(gates: tuple[OfflineGate, ...], candidate: dict[str, float]
     return out
 
 
-def evaluate_live(gates: tuple[LiveGate, ...], values: dict[str, float | None]) -> list[GateResult]:
-    """Pure: live metric values (None when the source has no data) against their ceilings."""
-    out = []
-    for g in gates:
-        v = values.get(g.metric)
-        name = f"live {g.metric} ≤ {g.max_value:g}"
-        if v is None:
-            passed = g.on_missing == "pass"
-            out.append(GateResult(name, "live", passed, None, None, g.max_value,
-                                  f"no live data for {g.metric} (on_missing: {g.on_missing})"))
-        else:
-            out.append(GateResult(name, "live", v <= g.max_value, v, None, g.max_value,
-                                  f"{v:.4g} {'≤' if v <= g.max_value else '>'} {g.max_value:g}"))
-    return out
+def evaluate_live(gates: tuple[LiveGate, ...], values: dict[str, float | LiveEvidence | None]
+                  ) -> list[GateResult]:
+    """Pure: live evidence per metric (a number, a :class:`LiveEvidence`, or None when the source has no data)
+    against each gate's bounds, the stable version's value and the test's p-value."""
+    return [_live(g, _evidence(values.get(g.metric))) for g in gates]
+
+
+def _evidence(v) -> LiveEvidence:
+    if isinstance(v, LiveEvidence):
+        return v
+    return LiveEvidence(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+
+
+def _live(g: LiveGate, ev: LiveEvidence) -> GateResult:
+    name, v = g.name, ev.value
+
+    def missing(why: str) -> GateResult:
+        return GateResult(name, "live", g.on_missing == "pass", v, ev.baseline, g.max_value,
+                          f"{why} (on_missing: {g.on_missing})")
+
+    if v is None or ev.samples == 0:
+        return missing(f"no live data for {g.metric}")
+    if g.min_samples and (ev.samples or 0) < g.min_samples:
+        return GateResult(name, "live", False, v, ev.baseline, g.max_value,
+                          f"only {ev.samples or 0:g} requests, needs ≥ {g.min_samples} before judging")
+    problems, notes, threshold = [], [f"{v:.4g}"], g.max_value
+    if g.max_value is not None:
+        bad = v > g.max_value
+        (problems if bad else notes).append(f"{v:.4g} {'>' if bad else '≤'} {g.max_value:g}")
+    if g.min_value is not None:
+        bad = v < g.min_value
+        (problems if bad else notes).append(f"{v:.4g} {'<' if bad else '≥'} {g.min_value:g}")
+    if g.compare:
+        if ev.baseline is None:
+            return missing(f"no live data for the {g.compare} version's {g.metric}")
+        if g.alpha is not None and ev.p_value is None and g.max_increase is None:
+            return missing(f"no significance test for {g.metric}")
+        worse = (ev.baseline - v) if g.metric in HIGHER_IS_BETTER else (v - ev.baseline)
+        sign = -1 if g.metric in HIGHER_IS_BETTER else 1
+        if g.max_increase is not None:
+            threshold = ev.baseline + sign * g.max_increase
+        over = g.max_increase is None or worse > g.max_increase
+        significant = g.alpha is None or (ev.p_value is not None and ev.p_value <= g.alpha and worse > 0)
+        p = f", p = {ev.p_value:.3g}" if ev.p_value is not None else ""
+        text = f"{v:.4g} vs {g.compare} {ev.baseline:.4g} ({'+' if worse >= 0 else '−'}{abs(worse):.4g} worse{p})"
+        (problems if over and significant and worse > 0 else notes).append(text)
+    if ev.samples is not None:
+        notes.append(f"n = {ev.samples:g}")
+    if problems:
+        return GateResult(name, "live", False, v, ev.baseline, threshold, "; ".join(problems))
+    return GateResult(name, "live", True, v, ev.baseline, threshold, "; ".join(notes[1:] or notes))

@@ -11,7 +11,7 @@ from services.errors import Invalid, NotFound, PermissionDenied, PreconditionFai
 from services.history.serving import ServingHistory
 from services.identity import Actor
 from services.metrics import LiveMetrics
-from services.policy import EndpointPolicy, GateResult, Policy, evaluate_live, evaluate_offline
+from services.policy import EndpointPolicy, GateResult, LiveEvidence, Policy, evaluate_live, evaluate_offline
 from services.registry import CHAMPION, ModelRegistry
 from services.serving import Change, Endpoint, ServingBackend, VersionRef
 
@@ -87,7 +87,20 @@ class Planning:
         live = tuple(g for g in pol.live_gates if action in g.applies_to)
         if live:
             source = self.live_metrics
-            values = {g.metric: source.current(ep.name, candidate, g.metric) if source else None for g in live}
+            values: dict[str, LiveEvidence | None] = {}
+            baseline = ep.stable_version if ep.stable_version != candidate else None
+            samples = (source.current(ep.name, candidate, "requests")
+                       if source and any(g.min_samples for g in live) else None)
+            for metric in dict.fromkeys(g.metric for g in live):
+                if source is None:
+                    values[metric] = None
+                    continue
+                compare = baseline and any(g.compare == "stable" for g in live if g.metric == metric)
+                values[metric] = LiveEvidence(
+                    source.current(ep.name, candidate, metric),
+                    baseline=source.current(ep.name, baseline, metric) if compare else None,
+                    p_value=source.p_value(ep.name, candidate, baseline, metric) if compare else None,
+                    samples=samples)
             results += evaluate_live(live, values)
         return results
 

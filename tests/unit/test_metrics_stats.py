@@ -186,3 +186,86 @@ def test_significance_needs_both_sides_and_default_step():
     assert default_step(T0, T0 + timedelta(days=7)) == timedelta(minutes=84)
     assert default_step(T0, T0 + timedelta(minutes=5)) == timedelta(minutes=1)
     assert issubclass(SqlMetricsSource, MetricsSource)
+
+
+# -- live gates: the policy's rules (pure) and the planner reading a real metrics source ----------------------
+def test_live_gate_compare_with_stable_tolerance_and_significance():
+    from services.policy import LiveEvidence, LiveGate, evaluate_live
+
+    both = LiveGate("error_rate", compare="stable", max_increase=0.01, alpha=0.05, min_samples=100)
+    tol = LiveGate("error_rate", compare="stable", max_increase=0.01)
+    sig = LiveGate("error_rate", compare="stable", alpha=0.05)
+    worse_sig = LiveEvidence(0.05, baseline=0.01, p_value=0.001, samples=500)
+    worse_noise = LiveEvidence(0.05, baseline=0.01, p_value=0.2, samples=500)
+    slightly = LiveEvidence(0.015, baseline=0.01, p_value=0.01, samples=5000)
+    assert [r.passed for r in evaluate_live((both, tol, sig), {"error_rate": worse_sig})] == [False, False, False]
+    assert [r.passed for r in evaluate_live((both, tol, sig), {"error_rate": worse_noise})] == [True, False, True]
+    assert [r.passed for r in evaluate_live((both, tol, sig), {"error_rate": slightly})] == [True, True, False]
+    res = evaluate_live((both,), {"error_rate": worse_sig})[0]
+    assert (res.candidate, res.baseline, res.threshold) == (0.05, 0.01, pytest.approx(0.02))
+    assert "vs stable" in res.name and "p = 0.001" in res.detail
+    better = LiveEvidence(0.001, baseline=0.01, p_value=0.0001, samples=500)
+    assert evaluate_live((sig,), {"error_rate": better})[0].passed, "significantly better is not a failure"
+
+
+def test_live_gate_samples_missing_and_floors():
+    from services.policy import LiveEvidence, LiveGate, evaluate_live
+
+    gates = (LiveGate("p95_latency_ms", 300, min_samples=100), LiveGate("minutes_at_weight", min_value=30),
+             LiveGate("error_rate", compare="stable", max_increase=0.01, on_missing="pass"))
+    few = evaluate_live(gates, {"p95_latency_ms": LiveEvidence(120, samples=40), "minutes_at_weight": 45,
+                                "error_rate": LiveEvidence(0.02, baseline=None, samples=40)})
+    assert [r.passed for r in few] == [False, True, True]
+    assert "only 40 requests" in few[0].detail and "stable version" in few[2].detail
+    none = evaluate_live(gates, {"p95_latency_ms": LiveEvidence(120, samples=0), "minutes_at_weight": 10})
+    assert [r.passed for r in none] == [False, False, True] and "no live data" in none[0].detail
+    ok = evaluate_live(gates[:2], {"p95_latency_ms": LiveEvidence(350, samples=400), "minutes_at_weight": 31})
+    assert [r.passed for r in ok] == [False, True] and "350 > 300" in ok[0].detail
+
+
+@pytest.mark.parametrize("bad", [
+    {"metric": "error_rate"}, {"metric": "error_rate", "compare": "champion", "max_increase": 0.1},
+    {"metric": "error_rate", "compare": "stable"}, {"metric": "error_rate", "compare": "stable", "alpha": 2}])
+def test_bad_live_gates_are_refused(bad):
+    from services.actions.catalog import VOCABULARY
+    from services.errors import Invalid
+    from services.policy import Policy
+
+    with pytest.raises(Invalid):
+        Policy.from_dict({"defaults": {"gates": {"live": [bad]}}}, VOCABULARY)
+
+
+def test_the_demo_policy_has_live_gates_for_promoting_a_canary():
+    from services.actions.catalog import VOCABULARY
+    from services.policy import Policy
+    from services.settings import REPO_ROOT
+
+    p = Policy.load(REPO_ROOT / "deploy" / "policy.yaml", VOCABULARY)
+    for ep in ("cancer-screening", "diabetes-risk"):
+        gates = p.for_endpoint(ep).live_gates
+        assert {g.metric for g in gates} >= {"error_rate", "p95_latency_ms", "minutes_at_weight"}
+        assert all("promote_canary" in g.applies_to and "start_canary" not in g.applies_to for g in gates)
+        assert any(g.compare == "stable" for g in gates) and all(g.min_samples for g in gates)
+
+
+def test_planner_reads_stable_and_canary_from_the_metrics_source():
+    from tests.unit.test_actions_usecases import EP, World
+
+    policy = {"defaults": {"gates": {"live": [
+        {"metric": "error_rate", "compare": "stable", "max_increase": 0.01, "alpha": 0.05, "min_samples": 200},
+        {"metric": "p95_latency_ms", "max_value": 80, "min_samples": 200},
+        {"metric": "minutes_at_weight", "min_value": 30}]}}}
+    w = World(policy=policy)  # the endpoint: stable v1, canary v2 at 20 % since the clock's start
+    start = w.clock()
+    w.clock.advance(minutes=45)
+    rs = []
+    for m in range(45):
+        rs.append(Rollup(start + timedelta(minutes=m), EP, "1", "stable", 40, 0, 20.0, hist(b20=40)))
+        rs.append(Rollup(start + timedelta(minutes=m), EP, "2", "canary", 10, 1, 50.0, hist(b50=10)))
+    w.actions.planning.live_metrics = SqlMetricsSource(_Log(rs), history=w.history, clock=w.clock)
+    plan = w.actions.plan(w.who("alice"), "promote_canary", EP)
+    live = {g.name.split()[1]: g for g in plan.gates if g.kind == "live"}
+    assert live["error_rate"].passed is False and live["error_rate"].baseline == 0.0
+    assert live["error_rate"].candidate == pytest.approx(0.1) and "p = " in live["error_rate"].detail
+    assert live["p95_latency_ms"].passed and live["p95_latency_ms"].candidate == pytest.approx(48.5)
+    assert live["minutes_at_weight"].passed and live["minutes_at_weight"].candidate == pytest.approx(45)
