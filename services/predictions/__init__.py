@@ -175,9 +175,14 @@ def rollup_key(row: PredictionRow) -> RollupKey:
     return minute_of(row.at), row.endpoint, row.version, row.role
 
 
+def in_lock_order(deltas: dict[RollupKey, RollupDelta]) -> dict[RollupKey, RollupDelta]:
+    """Sorted by (endpoint, minute, version, role): every writer touches rollups in this one order."""
+    return dict(sorted(deltas.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3])))
+
+
 def rollup_deltas(rows: Sequence[PredictionRow]) -> dict[RollupKey, RollupDelta]:
-    """The rollup increments of newly stored rows, by rollup (sorted: writers lock rollups in one order)."""
+    """The rollup increments of newly stored rows, by rollup, in lock order."""
     out: dict[RollupKey, RollupDelta] = {}
     for row in rows:
         out.setdefault(rollup_key(row), RollupDelta()).add_row(row)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "", kv[0][3])))
+    return in_lock_order(out)
