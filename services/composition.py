@@ -95,10 +95,37 @@ class Container:
     def directory(self) -> Directory:
         return Directory(self.settings.identities)
 
+    @cached_property
+    def metrics(self):
+        """The monitoring picture (``MLOPS_METRICS_SOURCE``): the prediction log's rollups (sql, the default)
+        or Prometheus. Builds no connection: the first question does."""
+        if "metrics" in self.overrides:
+            return self.overrides["metrics"]
+        from datetime import timedelta
+
+        kw = {"history": self.history, "clock": self.clock,
+              "window": timedelta(minutes=self.settings.live_window_minutes)}
+        if self.settings.metrics_source == "prometheus":
+            from services.metrics.prometheus import PrometheusMetricsSource
+
+            return PrometheusMetricsSource.from_settings(self.settings, **kw)
+        from services.metrics.sql import SqlMetricsSource
+
+        def log():
+            if hasattr(type(self), "predictions"):
+                return self.predictions
+            from services.predictions.sql import SqlPredictionLog
+
+            return SqlPredictionLog(self.engine, clock=self.clock)
+
+        return SqlMetricsSource(log, **kw)
+
     @property
     def live_metrics(self):
-        """Live metrics source for live gates; None until monitoring is configured."""
-        return self.overrides.get("live_metrics")
+        """What live gates read: the metrics source (an override wins)."""
+        if "live_metrics" in self.overrides:
+            return self.overrides["live_metrics"]
+        return self.metrics
 
     @cached_property
     def actions(self):

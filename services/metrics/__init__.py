@@ -254,3 +254,40 @@ def default_step(start: datetime, end: datetime, points: int = 120) -> timedelta
     """A whole number of minutes giving about ``points`` steps (at least one minute: rollups are minutes)."""
     minutes = max(1, round((end - start).total_seconds() / 60 / points))
     return timedelta(minutes=minutes)
+
+
+def parse_time(text: str | None, *, now: datetime, end: bool = False, what: str = "time") -> datetime | None:
+    """``now``, a relative ``-90m`` / ``-24h`` / ``-7d``, or an ISO date (a whole day: its start, or with
+    ``end`` the next midnight) or datetime (UTC unless it names a zone); None for empty text."""
+    from datetime import UTC, date
+
+    from services.errors import Invalid
+
+    if text is None or not str(text).strip():
+        return None
+    t = str(text).strip()
+    try:
+        if t == "now":
+            return now
+        if t[0] == "-" and t[-1] in "mhd":
+            return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[t[-1]]: float(t[1:-1])})
+        if len(t) == 10:
+            d = datetime.combine(date.fromisoformat(t), datetime.min.time(), UTC)
+            return d + timedelta(days=1) if end else d
+        dt = datetime.fromisoformat(t)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise Invalid(f"{what} {t!r} is not now, -30m/-24h/-7d, an ISO date or datetime", source="metrics") from None
+
+
+def window_report(source: MetricsSource, endpoint: str, start: datetime, end: datetime) -> dict:
+    """Per version and role over the window, with the canary-vs-stable tests (CLI and page)."""
+    from services.errors import Invalid
+
+    if start >= end:
+        raise Invalid(f"the window starts ({start:%Y-%m-%d %H:%M}) after it ends ({end:%Y-%m-%d %H:%M})",
+                      source="metrics")
+    aggs = source.aggregates(endpoint, start, end)
+    return {"endpoint": endpoint, "from": start, "to": end, "source": source.source,
+            "versions": [VersionStats.of(a).as_dict() for a in sorted(aggs, key=_order)],
+            "tests": [t.as_dict() for t in compare(aggs)]}

@@ -18,8 +18,15 @@ class SqlMetricsSource(MetricsSource):
     source = "prediction log"
 
     def __init__(self, log, **kw):
+        """``log``: a PredictionLog, or a function returning one (opened on first use)."""
         super().__init__(**kw)
-        self.log = log
+        self._log = log
+
+    @property
+    def log(self):
+        if callable(self._log) and not hasattr(self._log, "rollups"):
+            self._log = self._log()
+        return self._log
 
     def aggregates(self, endpoint: str, start: datetime, end: datetime) -> list[Aggregate]:
         return list(merge(self.log.rollups(endpoint, _minute(start), end)).values())
