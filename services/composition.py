@@ -83,6 +83,12 @@ class Container:
         return SqlServingHistory(self.engine, backend=self.settings.serving_backend, clock=self.clock)
 
     @cached_property
+    def predictions(self):
+        from services.predictions.sql import SqlPredictionLog
+
+        return SqlPredictionLog(self.engine, clock=self.clock)
+
+    @cached_property
     def policy(self):
         if "policy" in self.overrides:
             return self.overrides["policy"]
