@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--from", dest="from_", metavar="WHEN", help="ISO date/datetime, or -30m/-24h/-7d (default: -1h)")
     sp.add_argument("--to", metavar="WHEN", help="ISO date (the whole day)/datetime, or now (default)")
     sp.set_defaults(fn=cmd_metrics)
-    sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2 protocols, docs/gateway.md)")
+    sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2, docs/gateway.md)",
+                        parents=[common])
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
     sp.set_defaults(fn=cmd_serve)

@@ -111,7 +111,7 @@ class Gateway:
         else:
             status, payload = await self._answer(route, version, body, protocol, rid)
         if self.logger.enabled and body is not None:
-            self._log(rid, arrival, name, role, version, raw, status, payload)
+            self._log(rid, arrival, name, route.model, role, version, raw, status, payload)
         self.metrics.observe(labels, status, time.perf_counter() - t0)
         return JSONResponse(payload, status_code=status, headers=headers)
 
@@ -145,9 +145,9 @@ class Gateway:
             return 200, v1_response(predictions)
         return 200, v2_response(route.endpoint, str(version), request_id_of(body, rid), predictions)
 
-    def _log(self, rid, arrival, endpoint, role, version, raw: bytes, status: int, payload: dict) -> None:
+    def _log(self, rid, arrival, endpoint, model, role, version, raw: bytes, status: int, payload: dict) -> None:
         common = {"request_id": rid, "source": self.config.source, "endpoint": endpoint, "role": role,
-                  "version": version}
+                  "version": version, "model": model}
         try:
             self.logger.submit(inference_event("request", at=arrival, body=raw, **common))
             self.logger.submit(inference_event("response", at=datetime.now(UTC), status=status,

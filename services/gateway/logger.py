@@ -26,7 +26,7 @@ _FORMAT = JSONFormat()
 
 
 def inference_event(kind: str, *, request_id: str, at: datetime, source: str, endpoint: str, role: str,
-                    version: str | None, body: bytes, status: int | None = None,
+                    version: str | None, body: bytes, status: int | None = None, model: str | None = None,
                     namespace: str = "default") -> HTTPMessage:
     """One CloudEvent as KServe's logger sends it (``kind``: request or response), in HTTP binary mode."""
     attributes = {
@@ -45,6 +45,8 @@ def inference_event(kind: str, *, request_id: str, at: datetime, source: str, en
         "modelversion": str(version or ""),
         "role": role,
     }
+    if model:
+        attributes["model"] = model  # the registered model's name
     if status is not None:
         attributes["status"] = str(status)  # the HTTP status of the answer (response events)
     return to_binary(CloudEvent(attributes, data=body), _FORMAT)

@@ -200,13 +200,13 @@ def test_inference_events_are_kserve_shaped_binary_cloudevents():
 
     at = datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC)
     msg = inference_event("response", request_id="r-1", at=at, source="http://localhost:8080/", endpoint="ep",
-                          role="canary", version="4", body=b'{"predictions": [1]}', status=200)
+                          role="canary", version="4", body=b'{"predictions": [1]}', status=200, model="m")
     h = {k.lower(): v for k, v in msg.headers.items()}
     assert h == {"ce-specversion": "1.0", "ce-id": "r-1", "ce-source": "http://localhost:8080/",
                  "ce-type": "org.kubeflow.serving.inference.response", "ce-time": "2026-11-27T10:00:00.123000Z",
                  "content-type": "application/json", "ce-namespace": "default", "ce-inferenceservicename": "ep",
                  "ce-component": "predictor", "ce-endpoint": "canary", "ce-modelversion": "4", "ce-role": "canary",
-                 "ce-status": "200"}
+                 "ce-status": "200", "ce-model": "m"}
     assert json.loads(msg.body) == {"predictions": [1]}
     req = inference_event("request", request_id="r-1", at=at, source="s", endpoint="ep", role="stable",
                           version="1", body=b'{"instances": []}')
