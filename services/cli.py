@@ -16,6 +16,7 @@ from typing import Any
 
 from services.actions.catalog import ACTIONS
 from services.errors import ConsoleError, Invalid
+from services.metrics.report import add_command as metrics_command
 
 
 def _print(args, data: Any, text: str) -> None:
@@ -217,38 +218,6 @@ def cmd_verify_audit(c, args) -> int:
     return 0 if res.ok else 9
 
 
-def cmd_metrics(c, args) -> int:
-    from datetime import timedelta
-
-    from services.metrics import parse_time, window_report
-
-    now = c.clock()
-    end = parse_time(args.to, now=now, end=True, what="--to") or now
-    start = parse_time(args.from_, now=now, what="--from") or end - timedelta(hours=1)
-    rep = window_report(c.metrics, args.endpoint, start, end)
-
-    def num(v, fmt="{:.1f}"):
-        return None if v is None else fmt.format(v)
-
-    rows = [[f"v{v['version']}" if v["version"] else "unknown", v["role"], num(v["requests"], "{:g}"),
-             num(v["errors"], "{:g}"), num(v["error_rate"], "{:.2%}"), num(v["latency_p50_ms"]),
-             num(v["latency_p95_ms"]), num(v["latency_p99_ms"]),
-             (f"acc {v['accuracy']:.3f}" if v["accuracy"] is not None else
-              f"MAE {v['mae']:.3g} RMSE {v['rmse']:.3g}" if v["mae"] is not None else None)]
-            for v in rep["versions"]]
-    text = (f"{args.endpoint} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({rep['source']}; latency "
-            "quantiles interpolated within histogram buckets)\n")
-    text += _table(["VERSION", "ROLE", "REQUESTS", "ERRORS", "ERROR RATE", "P50 MS", "P95 MS", "P99 MS", "QUALITY"],
-                   rows) if rows else "(no requests in this window)"
-    for t in rep["tests"]:
-        mde = (f"; smallest detectable increase {t['min_detectable_diff']:.2%}"
-               if t.get("min_detectable_diff") is not None else "")
-        p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}"
-        text += f"\ncanary v{t['candidate']} vs stable v{t['baseline']} {t['metric']}: {t['test']}: p-value {p}{mde}"
-    _print(args, rep, text)
-    return 0
-
-
 # command -> the catalog's actions it runs (set-canary starts a canary, or re-weights the running one)
 ACTION_COMMANDS = {"request-promotion": ("request_promotion",), "set-canary": ("start_canary", "set_canary_weight"),
                    "promote-canary": ("promote_canary",), "abort-canary": ("abort_canary",),
@@ -399,12 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
         fn=cmd_verify_audit)
     _add_db_commands(sub, common)
-    sp = sub.add_parser("metrics", help="live metrics of an endpoint per version and role, canary vs stable",
-                        parents=[common])
-    sp.add_argument("--endpoint", required=True)
-    sp.add_argument("--from", dest="from_", metavar="WHEN", help="ISO date/datetime, or -30m/-24h/-7d (default: -1h)")
-    sp.add_argument("--to", metavar="WHEN", help="ISO date (the whole day)/datetime, or now (default)")
-    sp.set_defaults(fn=cmd_metrics)
+    metrics_command(sub, common)
     sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2, docs/gateway.md)",
                         parents=[common])
     sp.add_argument("--host", default="127.0.0.1")

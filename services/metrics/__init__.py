@@ -279,15 +279,3 @@ def parse_time(text: str | None, *, now: datetime, end: bool = False, what: str 
     except (ValueError, OverflowError):
         raise Invalid(f"{what} {t!r} is not now, -30m/-24h/-7d, an ISO date or datetime", source="metrics") from None
 
-
-def window_report(source: MetricsSource, endpoint: str, start: datetime, end: datetime) -> dict:
-    """Per version and role over the window, with the canary-vs-stable tests (CLI and page)."""
-    from services.errors import Invalid
-
-    if start >= end:
-        raise Invalid(f"the window starts ({start:%Y-%m-%d %H:%M}) after it ends ({end:%Y-%m-%d %H:%M})",
-                      source="metrics")
-    aggs = source.aggregates(endpoint, start, end)
-    return {"endpoint": endpoint, "from": start, "to": end, "source": source.source,
-            "versions": [VersionStats.of(a).as_dict() for a in sorted(aggs, key=_order)],
-            "tests": [t.as_dict() for t in compare(aggs)]}
