@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.components import MISSING, fmt_time, table
+from dashboard.monitoring_view import live_caption
 from dashboard.nav import href, link
 
 STABLE_C, CANARY_C = "#0969da", "#bf8700"
@@ -109,6 +110,7 @@ def header(view, pending: list[dict]) -> None:
     c[2].metric("Champion (registry)", _v(view.champion))
     c[3].metric("Ready", "yes" if ep.ready else "no")
     c[4].metric("Replicas", ep.replicas if ep.replicas is not None else MISSING)
+    live_caption(ep.name)
     if ep.model:
         cols = st.columns(3)
         with cols[0]:

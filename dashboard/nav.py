@@ -22,6 +22,7 @@ PAGE_SPECS = MappingProxyType({
     "overview": ("overview.py", "Overview", ":material/dashboard:", "overview"),
     "models": ("models.py", "Models", ":material/history:", "models"),
     "deployments": ("deployments.py", "Deployments", ":material/rocket_launch:", "deployments"),
+    "monitoring": ("monitoring.py", "Monitoring", ":material/monitoring:", "monitoring"),
     "approvals": ("approvals.py", "Approvals", ":material/how_to_reg:", "approvals"),
     "audit": ("audit.py", "Audit trail", ":material/receipt_long:", "audit"),
 })

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.bootstrap import container
 from dashboard.components import clean_frame, flash, fmt_time, guard, table
+from dashboard.monitoring_view import live_line
 from dashboard.nav import href, link
 from services.history import activity_feed
 
@@ -77,6 +78,10 @@ def main() -> None:
                   column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
         else:
             st.info("No registered models yet.")
+        if views:
+            st.subheader("Live traffic", anchor=False)
+            for v in views:
+                st.markdown(f"**{v.endpoint.name}** — {live_line(v.endpoint.name)}")
         attention = [v for v in views if not v.agrees]
         if attention:
             st.subheader("Needs attention", anchor=False)

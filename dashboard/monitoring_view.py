@@ -1,0 +1,220 @@
+"""Views of the Monitoring page: the time range in the URL, stable and canary side by side with the
+significance tests, Plotly charts over time (request rate, error rate, latency p50/p95/p99, live quality)
+with the policy's SLO lines, each chart's data as CSV; and the one-line live summary other pages show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.bootstrap import container
+from dashboard.components import MISSING, fmt_time, show_error
+from dashboard.nav import link
+from services.errors import ConsoleError
+from services.metrics import parse_time
+from services.metrics.report import window_report
+
+PRESETS = {"-15m": "15 minutes", "-1h": "1 hour", "-6h": "6 hours", "-24h": "24 hours", "-7d": "7 days"}
+CUSTOM = "custom"
+DEFAULT_FROM = "-1h"
+ROLE_COLOURS = {"stable": "#0969da", "canary": "#bf8700", "unknown": "#6e7781"}
+QUANTILE_DASH = {"p50": "dot", "p95": "solid", "p99": "dash"}
+LIVE_SUMMARY_MINUTES = 5
+
+
+# -- the time range, restored from and written to the URL ----------------------------------------------------
+def time_range(now: datetime) -> tuple[datetime, datetime]:
+    """``from``/``to`` of the URL (a preset like -1h, or ISO times) as a picker; changes go back to the URL."""
+    qp = st.query_params
+    frm, to = qp.get("from", DEFAULT_FROM), qp.get("to", "now")
+    preset = frm if frm in PRESETS and to == "now" else CUSTOM
+    options = [*PRESETS, CUSTOM]
+    choice = st.segmented_control("Time range", options, default=preset, key="mon-range",
+                                  format_func=lambda o: PRESETS.get(o, "Custom…")) or preset
+    if choice != CUSTOM:
+        if (qp.get("from"), qp.get("to")) != (choice, "now"):  # the URL says the range, also the default one
+            qp["from"], qp["to"] = choice, "now"
+        return parse_time(choice, now=now), now
+    cols = st.columns(2)
+    start_default = frm if preset == CUSTOM else (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    start_text = cols[0].text_input("From (UTC, ISO or -2h)", start_default, key="mon-from")
+    end_text = cols[1].text_input("To (UTC, ISO or now)", to if preset == CUSTOM else "now", key="mon-to")
+    start = parse_time(start_text, now=now, what="from") or now - timedelta(hours=1)
+    end = parse_time(end_text, now=now, end=True, what="to") or now
+    if (frm, to) != (start_text, end_text):
+        qp["from"], qp["to"] = start_text, end_text
+    return start, end
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+@st.cache_data(ttl=10, show_spinner=False)
+def _load(key: str, endpoint: str, start: datetime, end: datetime) -> dict:  # noqa: ARG001 - key: settings
+    src = container().metrics
+    rep = window_report(src, endpoint, start, end)
+    points = src.series(endpoint, start, end)
+    rep["series"] = pd.DataFrame([{**p.as_dict(), "series": _label(p.stats.role, p.stats.version)} for p in points])
+    return rep
+
+
+def _label(role: str, version) -> str:
+    return f"{role} v{version}" if version else role
+
+
+def slo_lines(endpoint: str) -> dict[str, float]:
+    """metric -> ceiling from the endpoint's live gates (max_value), for the charts' SLO lines."""
+    try:
+        gates = container().policy.for_endpoint(endpoint).live_gates
+    except ConsoleError:
+        return {}
+    return {g.metric: g.max_value for g in gates if g.max_value is not None}
+
+
+# -- the page body --------------------------------------------------------------------------------------------
+def render(endpoint: str, start: datetime, end: datetime) -> None:
+    from dashboard.bootstrap import settings_key
+
+    try:
+        rep = _load(settings_key(), endpoint, start, end)
+    except ConsoleError as exc:
+        show_error(exc)
+        return
+    st.caption(f"{fmt_time(start)} → {fmt_time(end)} · source: **{rep['source']}** · latency quantiles are "
+               "interpolated within histogram buckets · refreshed " + fmt_time(container().clock()))
+    if not rep["versions"]:
+        st.info(f"No requests on **{endpoint}** in this window. Traffic through the gateway "
+                "(`python -m services serve`) lands in the prediction log and shows here.")
+        return
+    side_by_side(rep)
+    series = rep["series"]
+    slo = slo_lines(endpoint)
+    charts = [("Request rate", "request_rate", "requests / s", None),
+              ("Error rate", "error_rate", "error rate", slo.get("error_rate"))]
+    for title, col, axis, line in charts:
+        chart(title, series, [(col, None)], axis, line, key=col, percent=col == "error_rate")
+    chart("Latency", series, [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")],
+          "ms", slo.get("p95_latency_ms"), key="latency", slo_name="p95 SLO")
+    quality = [(c, None) for c in ("accuracy", "mae", "rmse") if c in series and series[c].notna().any()]
+    if quality:
+        chart("Live quality (labelled requests)", series, quality, "quality", None, key="quality")
+    else:
+        st.caption("Live quality: no ground-truth labels in this window yet.")
+
+
+def side_by_side(rep: dict) -> None:
+    by_role = {}
+    for v in rep["versions"]:
+        by_role.setdefault(v["role"], v)
+    cols = st.columns(2)
+    for col, role in zip(cols, ("stable", "canary"), strict=True):
+        with col:
+            v = by_role.get(role)
+            st.subheader(_label(role, v["version"]) if v else f"{role}: none", anchor=False)
+            if not v:
+                st.caption(f"No {role} traffic in this window.")
+                continue
+            c = st.columns(3)
+            c[0].metric("Requests", f"{v['requests']:,.0f}")
+            c[1].metric("Error rate", _pct(v["error_rate"]))
+            c[2].metric("p95 latency", _ms(v["latency_p95_ms"]))
+            c = st.columns(3)
+            c[0].metric("p50", _ms(v["latency_p50_ms"]))
+            c[1].metric("p99", _ms(v["latency_p99_ms"]))
+            q = (f"{v['accuracy']:.3f}" if v["accuracy"] is not None else
+                 f"{v['mae']:.3g} / {v['rmse']:.3g}" if v["mae"] is not None else MISSING)
+            c[2].metric("Accuracy" if v["accuracy"] is not None else "MAE / RMSE" if v["mae"] is not None
+                        else "Quality", q, help=f"{v['labelled']:,.0f} labelled requests")
+    tests = rep["tests"]
+    if not tests:
+        st.caption("Significance: needs both stable and canary traffic in the window.")
+        return
+    st.subheader("Canary vs stable", anchor=False)
+    rows = []
+    for t in tests:
+        mde = t.get("min_detectable_diff")
+        rows.append({"Metric": "error rate" if t["metric"] == "error_rate" else "latency",
+                     "Canary": _pct(t["candidate_value"]) if t["metric"] == "error_rate" else
+                     _ms(t["candidate_value"]) + " (p50)",
+                     "Stable": _pct(t["baseline_value"]) if t["metric"] == "error_rate" else
+                     _ms(t["baseline_value"]) + " (p50)",
+                     "Test": t["test"], "p-value": MISSING if t["p_value"] is None else f"{t['p_value']:.3g}",
+                     "Significant (α 0.05)": "yes" if t["significant"] else "no",
+                     "Smallest detectable increase": _pct(mde) if mde is not None else MISSING,
+                     "n canary / stable": f"{t['n_candidate']:,.0f} / {t['n_baseline']:,.0f}"})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="mon-tests")
+    err = next((t for t in tests if t["metric"] == "error_rate"), None)
+    if err and err.get("min_detectable_diff") is not None:
+        st.caption(f"At these sample sizes a two-proportion test (α = 0.05, power 0.8) detects an error-rate "
+                   f"increase of {_pct(err['min_detectable_diff'])} or more over stable's {_pct(err['baseline_value'])}"
+                   "; smaller differences may go unseen.")
+
+
+def chart(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], axis: str, slo: float | None,
+          *, key: str, percent: bool = False, slo_name: str = "SLO") -> None:
+    fig = go.Figure()
+    for name, g in series.groupby("series", sort=False):
+        role = g["role"].iloc[0]
+        for col, q in cols:
+            if col not in g or g[col].isna().all():
+                continue
+            label = f"{name} {q or col}" if q or len(cols) > 1 else name
+            fig.add_trace(go.Scatter(
+                x=g["at"], y=g[col], mode="lines+markers", name=label, connectgaps=False,
+                line={"color": ROLE_COLOURS.get(role, "#6e7781"), "dash": QUANTILE_DASH.get(q, "solid")},
+                marker={"size": 4}, customdata=g[["requests"]],
+                hovertemplate=f"%{{x|%Y-%m-%d %H:%M}} UTC<br>{label}: %{{y:{'.2%' if percent else '.4g'}}}"
+                              "<br>requests in step: %{customdata[0]:,.0f}<extra></extra>"))
+    if slo is not None:
+        fig.add_hline(y=slo, line={"color": "#cf222e", "dash": "dash"}, annotation_text=f"{slo_name} {slo:g}",
+                      annotation_position="top left")
+    fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis_title=axis,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0.3}, hovermode="x unified")
+    if percent:
+        fig.update_yaxes(tickformat=".1%")
+    st.plotly_chart(fig, key=f"mon-chart-{key}", width="stretch")
+    keep = ["at", "version", "role"] + [c for c, _ in cols if c in series] + ["requests"]
+    data = series[list(dict.fromkeys(keep))]
+    st.download_button(f"Download {title.lower()} CSV", data.to_csv(index=False).encode("utf-8"),
+                       file_name=f"{key}.csv", mime="text/csv", key=f"mon-csv-{key}", icon=":material/download:")
+
+
+def _pct(x) -> str:
+    return MISSING if x is None else f"{x:.2%}"
+
+
+def _ms(x) -> str:
+    return MISSING if x is None else f"{x:,.1f} ms"
+
+
+# -- the live line of the Deployments and Overview pages ----------------------------------------------------
+@st.cache_data(ttl=15, show_spinner=False)
+def _live(key: str, endpoint: str, end: datetime) -> tuple[float, float | None]:  # noqa: ARG001
+    start = end - timedelta(minutes=LIVE_SUMMARY_MINUTES)
+    stats = container().metrics.summary(endpoint, start, end)
+    n = sum(s.requests for s in stats)
+    errors = sum(s.errors for s in stats)
+    return n / (LIVE_SUMMARY_MINUTES * 60), (errors / n if n else None)
+
+
+def live_line(endpoint: str) -> str:
+    """``"0.42 req/s · 1.20 % errors (last 5 min)"``; a short reason when the source cannot answer."""
+    from dashboard.bootstrap import settings_key
+
+    try:
+        now = container().clock().replace(second=0, microsecond=0) + timedelta(minutes=1)
+        rate, err = _live(settings_key(), endpoint, now)
+    except Exception as exc:  # noqa: BLE001 - a summary line never breaks the page that shows it
+        return f"live metrics unavailable ({getattr(exc, 'message', type(exc).__name__)})"
+    if rate == 0:
+        return f"no traffic in the last {LIVE_SUMMARY_MINUTES} min"
+    return f"{rate:.2f} req/s · {_pct(err)} errors (last {LIVE_SUMMARY_MINUTES} min)"
+
+
+def live_caption(endpoint: str) -> None:
+    """The live line with a link to the endpoint's Monitoring page."""
+    cols = st.columns([3, 1])
+    cols[0].caption(f":material/monitoring: Live: {live_line(endpoint)}")
+    with cols[1]:
+        link("monitoring", "Monitoring", icon=":material/monitoring:", endpoint=endpoint)

@@ -1,0 +1,51 @@
+"""Monitoring: how each version of an endpoint behaves live — request rate, errors, latency, live quality —
+stable and canary side by side with the significance tests. ``/monitoring?endpoint=E&from=-1h&to=now``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.bootstrap import container
+from dashboard.components import guard
+from dashboard.monitoring_view import render, time_range
+
+REFRESH_SECONDS = 15
+
+
+def main() -> None:
+    st.title("Monitoring")
+    names = []
+    with guard("serving"):
+        names = [v.endpoint.name for v in data.serving_overview()]
+    wanted = st.query_params.get("endpoint")
+    if wanted and wanted not in names:
+        names.append(wanted)
+    if not names:
+        st.info("No serving endpoint found: nothing to monitor yet.")
+        return
+    top = st.columns([2, 1])
+    picked = top[0].selectbox("Endpoint", names, index=names.index(wanted) if wanted in names else 0,
+                              key="mon-endpoint")
+    if picked != wanted:
+        st.query_params["endpoint"] = picked
+    auto = top[1].toggle(f"Auto-refresh every {REFRESH_SECONDS} s", key="mon-auto")
+    with guard("time range"):
+        start, end = time_range(container().clock())
+        live_to_now = st.query_params.get("to", "now") == "now"
+
+        @st.fragment(run_every=timedelta(seconds=REFRESH_SECONDS) if auto else None)
+        def body() -> None:
+            now = container().clock()
+            # a range ending now slides with the refresh; a fixed range stays as it is
+            s, e = (start + (now - end), now) if live_to_now and auto else (start, end)
+            with guard("metrics"):
+                render(picked, s, e)
+
+        body()
+
+
+with guard("Monitoring"):
+    main()
