@@ -68,13 +68,20 @@ def to_frame(batch: Batch):
             rows = batch.raw_rows
             return pd.DataFrame(rows) if rows and isinstance(rows[0], dict) else pd.DataFrame(rows)
         return pd.DataFrame(batch.data)
+    import numpy as np
+
+    names = [n for n, _ in batch.columns]
+    dtypes = {_NUMPY_DTYPES.get(t, t) for _, t in batch.columns}
+    if len(dtypes) == 1 and next(iter(dtypes)) in _NUMPY_DTYPES.values():  # one numeric dtype: one 2-D block
+        block = np.array([batch.data[n] for n in names], dtype=next(iter(dtypes))).T
+        return pd.DataFrame(block, columns=names)
     out = {}
     for name, ctype in batch.columns:
         values = batch.data[name]
         if ctype == "datetime":
             out[name] = pd.to_datetime(pd.Series(values))
         else:
-            out[name] = pd.Series(values, dtype=_NUMPY_DTYPES.get(ctype, "object"))
+            out[name] = np.asarray(values, dtype=_NUMPY_DTYPES.get(ctype, "object"))
     return pd.DataFrame(out)
 
 

@@ -211,3 +211,16 @@ def test_inference_events_are_kserve_shaped_binary_cloudevents():
     req = inference_event("request", request_id="r-1", at=at, source="s", endpoint="ep", role="stable",
                           version="1", body=b'{"instances": []}')
     assert req.headers["ce-type"] == "org.kubeflow.serving.inference.request" and "ce-status" not in req.headers
+
+
+def test_frames_carry_the_signatures_dtypes_in_its_order():
+    from services.gateway.models import to_frame
+
+    mixed = to_frame(parse_v1({"instances": [ROW, [2, 4, False, "b"]]}, COLS, max_batch=10))
+    assert list(mixed.columns) == [c for c, _ in COLS]
+    assert [str(t) for t in mixed.dtypes][:3] == ["float64", "int64", "bool"]
+    assert str(mixed.dtypes.iloc[3]) in ("object", "str")  # pandas 3 infers its string dtype
+    assert mixed["count"].tolist() == [3, 4]
+    cols = (("a", "double"), ("b", "double"))
+    same = to_frame(parse_v1({"instances": [[1, 2], {"b": 4, "a": 3}]}, cols, max_batch=10))
+    assert same.to_dict("list") == {"a": [1.0, 3.0], "b": [2.0, 4.0]} and set(map(str, same.dtypes)) == {"float64"}
