@@ -27,12 +27,15 @@ METRICS_SOURCES = ("sql", "prometheus")
 # PromQL templates of the Prometheus metrics source: $endpoint and $window (a range like 3600s) are filled in;
 # each result must carry the labels named by MLOPS_PROMQL_VERSION_LABEL / MLOPS_PROMQL_ROLE_LABEL (use
 # label_replace for KServe/Knative names), the buckets query also "le" (in MLOPS_PROMQL_LATENCY_UNIT_MS ms).
-DEFAULT_PROMQL_REQUESTS = ('sum by (version, role) (increase(mlops_gateway_requests_total{endpoint="$endpoint"}'
-                           '[$window]))')
-DEFAULT_PROMQL_ERRORS = ('sum by (version, role) (increase(mlops_gateway_errors_total{endpoint="$endpoint"}'
-                         '[$window]))')
-DEFAULT_PROMQL_LATENCY_BUCKETS = ('sum by (version, role, le) (increase('
-                                  'mlops_gateway_request_duration_seconds_bucket{endpoint="$endpoint"}[$window]))')
+# The defaults count a window exactly as the counter at its end minus at its start (all of it when the series
+# began inside the window); increase(...[$window]) survives counter resets (pods that come and go: use it on
+# KServe) but misses a new series' first scrape and extrapolates to the window's edges.
+_PROMQL_WINDOW = ('(sum by ({by}) ({m}{{endpoint="$endpoint"}}) - sum by ({by}) ({m}{{endpoint="$endpoint"}} offset '
+                  '$window)) or sum by ({by}) ({m}{{endpoint="$endpoint"}})')
+DEFAULT_PROMQL_REQUESTS = _PROMQL_WINDOW.format(by="version, role", m="mlops_gateway_requests_total")
+DEFAULT_PROMQL_ERRORS = _PROMQL_WINDOW.format(by="version, role", m="mlops_gateway_errors_total")
+DEFAULT_PROMQL_LATENCY_BUCKETS = _PROMQL_WINDOW.format(by="version, role, le",
+                                                       m="mlops_gateway_request_duration_seconds_bucket")
 
 
 def _read_secrets(path: Path) -> dict:
