@@ -170,7 +170,8 @@ def chart(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], 
         fig.add_hline(y=slo, line={"color": "#cf222e", "dash": "dash"}, annotation_text=f"{slo_name} {slo:g}",
                       annotation_position="top left")
     fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis_title=axis,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0.3}, hovermode="x unified")
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+                      hovermode="x unified")
     if percent:
         fig.update_yaxes(tickformat=".1%")
     st.plotly_chart(fig, key=f"mon-chart-{key}", width="stretch")

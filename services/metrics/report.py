@@ -57,7 +57,8 @@ def add_command(sub, common) -> None:
     sp = sub.add_parser("metrics", help="live metrics of an endpoint per version and role, canary vs stable",
                         parents=[common])
     sp.add_argument("--endpoint", required=True)
-    sp.add_argument("--from", dest="from_", metavar="WHEN", help="ISO date/datetime, or -30m/-24h/-7d (default: -1h)")
+    sp.add_argument("--from", dest="from_", metavar="WHEN",
+                    help="ISO date/datetime, or relative: --from=-24h (default -1h)")
     sp.add_argument("--to", metavar="WHEN", help="ISO date (the whole day)/datetime, or now (default)")
     sp.set_defaults(fn=run)
 
