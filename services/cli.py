@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_serve)
     from services.ingest.commands import add_commands
     add_commands(sub, common, table=_table, emit=_print)  # ingest, predictions, labels
+    from services.runtime import add_commands as add_runtime
+
+    add_runtime(sub, common, emit=_print)  # up, traffic
     return p
 
 

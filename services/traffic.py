@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.errors import Invalid
+from services.errors import Invalid, Unavailable
 
 SOURCE = "traffic"
 TIMEOUT_S = 5.0
@@ -138,7 +138,10 @@ def run(plan: Plan, gateway_url: str, ingest_url: str | None = None, *, data=Non
         if not trouble_on and now - t0 >= plan.start_trouble_s and (plan.errors or plan.latency_ms):
             faults = [f"{v}=errors:{r}" for v, r in plan.errors.items()] + [
                 f"{v}=latency:{ms}" for v, ms in plan.latency_ms.items()]
-            _post(f"{gateway}/admin/faults", {"faults": ",".join(faults)})
+            status, _, answer = _post(f"{gateway}/admin/faults", {"spec": ",".join(faults)})
+            if status != 200:
+                raise Unavailable(f"the gateway refused the faults ({status}): {answer.get('error', '')}",
+                                  source=SOURCE)
             trouble_on = True
             say(f"trouble from now on: {', '.join(faults)}")
         k = i % len(rows)

@@ -115,14 +115,14 @@ def parse_v1(body: Any, columns: Columns, *, max_batch: int) -> Batch:
                                          f"{_names(columns)}")
             values = inst
         elif isinstance(inst, dict):
-            unknown = [k for k in inst if k not in known]
-            if unknown:
-                raise ProtocolError(400, f"{where}: unknown feature {unknown[0]!r} (the model takes "
-                                         f"{_names(columns)})")
+            # Features the model does not take are ignored (a shared feature pipeline may send more, as
+            # MLflow's own schema enforcement allows); a missing one is an error, naming a likely misspelling.
             missing = [n for n in names if n not in inst]
             if missing:
+                unknown = [k for k in inst if k not in known]
+                hint = f"; unknown feature {unknown[0]!r}: misspelt?" if unknown else ""
                 raise ProtocolError(400, f"{where}: missing feature {missing[0]!r} (the model takes "
-                                         f"{_names(columns)})")
+                                         f"{_names(columns)}){hint}")
             values = [inst[n] for n in names]
         else:
             raise ProtocolError(400, f"{where} must be a list in signature order or an object keyed by "
@@ -228,16 +228,20 @@ def _parse_tensor(inp: dict, columns: Columns, max_batch: int) -> Batch:
 def _parse_per_feature(inputs: list, columns: Columns, max_batch: int) -> Batch:
     types = dict(columns)
     seen: dict[str, dict] = {}
+    unknown = []
     for inp in inputs:
-        if inp["name"] not in types:
-            raise ProtocolError(400, f"unknown input {inp['name']!r}: send one input per feature "
-                                     f"({_names(columns)}) or one [n, {len(columns)}] tensor")
         if inp["name"] in seen:
             raise ProtocolError(400, f"input {inp['name']!r} is sent twice")
+        if inp["name"] not in types:
+            unknown.append(inp["name"])  # ignored, as MLflow's schema enforcement does, unless one is missing
+            continue
         seen[inp["name"]] = inp
     missing = [n for n, _ in columns if n not in seen]
     if missing:
-        raise ProtocolError(400, f"missing input for feature {missing[0]!r} (the model takes {_names(columns)})")
+        hint = (f"; unknown input {unknown[0]!r}: send one input per feature or one [n, {len(columns)}] tensor"
+                if unknown else "")
+        raise ProtocolError(400, f"missing input for feature {missing[0]!r} (the model takes {_names(columns)})"
+                                 + hint)
     n_rows = None
     data = {}
     for name, ctype in columns:

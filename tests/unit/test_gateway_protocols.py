@@ -31,7 +31,8 @@ def test_v1_lists_and_objects_become_columns_in_signature_order():
 
 
 @pytest.mark.parametrize("instance, words", [
-    ({**ROW, "mean radios": 1}, ["instance 0", "unknown feature 'mean radios'", "'mean radius'"]),
+    ({**{k: v for k, v in ROW.items() if k != "mean radius"}, "mean radios": 1},
+     ["instance 0", "missing feature 'mean radius'", "unknown feature 'mean radios'"]),
     ({k: v for k, v in ROW.items() if k != "count"}, ["missing feature 'count'"]),
     ({**ROW, "mean radius": "1.5"}, ["'mean radius'", "number (double)", "string '1.5'"]),
     ({**ROW, "mean radius": True}, ["'mean radius'", "boolean"]),
@@ -224,3 +225,10 @@ def test_frames_carry_the_signatures_dtypes_in_its_order():
     cols = (("a", "double"), ("b", "double"))
     same = to_frame(parse_v1({"instances": [[1, 2], {"b": 4, "a": 3}]}, cols, max_batch=10))
     assert same.to_dict("list") == {"a": [1.0, 3.0], "b": [2.0, 4.0]} and set(map(str, same.dtypes)) == {"float64"}
+
+
+def test_features_the_model_does_not_take_are_ignored():
+    b = parse_v1({"instances": [{**ROW, "engineered": 9.5}]}, COLS, max_batch=10)
+    assert b.records() == [ROW]
+    per_feature = parse_v2({"inputs": [*PER_FEATURE, _inp("extra", [1.0, 2.0], "FP64")]}, COLS, max_batch=10)
+    assert set(per_feature.data) == {n for n, _ in COLS}

@@ -1,0 +1,99 @@
+"""The live demo end to end with real processes: the seeded demo, ``python -m services up`` (gateway and
+ingest in one process), ``python -m services traffic`` with a canary that starts failing and labels that
+come late; the prediction log then holds every request attributed to the version that answered, the
+failures on the canary only, and the labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+ENDPOINT = "cancer-screening"
+START_TIMEOUT_S = 90  # the gateway preloads the demo's models
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("live-demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_TRACKING_URI", "KUBECONFIG"))}
+    env.update({"MLOPS_DATA_DIR": str(d), "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",
+                "MLOPS_DATABASE_URL": f"sqlite:///{d / 'console.db'}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "GIT_PYTHON_REFRESH": "quiet", "PYTHONUNBUFFERED": "1"})
+    subprocess.run([sys.executable, "-m", "services", "seed-demo"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    return env
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def running(demo, tmp_path_factory):
+    gw, ing = free_port(), free_port()
+    env = {**demo, "MLOPS_INGEST_URL": f"http://127.0.0.1:{ing}/"}
+    log = tmp_path_factory.mktemp("up") / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services", "up", "--no-traffic", "--port", str(gw),
+                                 "--ingest-port", str(ing)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (_get(f"http://127.0.0.1:{gw}/v2/models/{ENDPOINT}/ready") == 200
+                   and _get(f"http://127.0.0.1:{ing}/healthz") == 200):
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "up did not get ready:\n" + log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)  # polling a bounded start
+        yield env, gw, ing
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_traffic_through_the_gateway_lands_in_the_prediction_log(running):
+    env, gw, ing = running
+    proc = subprocess.run(
+        [sys.executable, "-m", "services", "traffic", "--endpoint", ENDPOINT, "--rps", "25", "--duration", "6",
+         "--from", "3", "--errors", "4=0.5", "--labels-delay", "1", "--gateway", f"http://127.0.0.1:{gw}",
+         "--ingest", f"http://127.0.0.1:{ing}/", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["requests"] == 150 and set(summary["by_version"]) == {"2", "4"}, summary
+    assert summary["statuses"].get("503", 0) > 0, "half of v4's answers fail from second 3 on"
+
+    from services.composition import build
+    from services.settings import Settings
+
+    c = build(Settings.from_env(env))
+    try:
+        deadline = time.monotonic() + 30
+        while len(rows := c.predictions.rows(ENDPOINT, limit=1000)) < 150:  # events are sent asynchronously
+            assert time.monotonic() < deadline, f"{len(rows)} of 150 rows logged"
+            time.sleep(0.2)
+        by_version = {}
+        for r in rows:
+            by_version.setdefault(r.version, []).append(r)
+        assert {v: len(rs) for v, rs in by_version.items()} == summary["by_version"]
+        assert all(r.role == "stable" for r in by_version["2"]) and all(r.role == "canary" for r in by_version["4"])
+        assert not any(r.status >= 500 for r in by_version["2"]), "only the canary was made to fail"
+        failed = [r for r in by_version["4"] if r.status == 503]
+        assert len(failed) == summary["statuses"]["503"]
+        assert all(r.features.get("worst to mean radius ratio") for r in rows), "clients send the canary's feature"
+        deadline = time.monotonic() + 30
+        while sum(1 for r in c.predictions.rows(ENDPOINT, limit=1000) if r.label is not None) < 150:
+            assert time.monotonic() < deadline, "labels did not all arrive"
+            time.sleep(0.2)
+    finally:
+        c.engine.dispose()
