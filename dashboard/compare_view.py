@@ -1,23 +1,28 @@
 """Side-by-side compare of 2–8 versions: metric deltas against a chosen baseline (``&baseline=V``), parameter,
-signature, dependency and tag diffs, and charts where each version keeps one distinct colour."""
+signature, dependency and tag diffs, and charts where each version keeps one distinct colour.
+
+The page opens on the metric table; the metric chart (Plotly, a 4.7 MB script for the browser) is drawn only
+when its expander is opened (``&chart=1`` in the URL), and the query parameters are written only when they
+change (each write is a message that makes the browser rewrite its URL)."""
 
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
 from dashboard import data, state
 from dashboard.components import MISSING, clean_frame, fmt_num, table
-from dashboard.models_view import KEY_METRICS, curves_chart, safe_name
+from dashboard.models_view import KEY_METRICS, safe_name, set_query_param
 from dashboard.nav import link
+from dashboard.version_view import curves_chart
 from services.history import pick_baseline
 
 GOOD, BAD = "#1a7f37", "#cf222e"
 PALETTE = qualitative.D3  # ten clearly distinct hues; a version keeps its colour on every chart of the page
 BASELINE_PICKER = "compare-baseline"
 METRICS_PICKER = "compare-metrics"
+CHART_OPEN = "compare-chart-open"
 TABS = ["Metrics", "Parameters", "Training curves", "Signature", "Dependencies", "Tags"]
 
 
@@ -27,7 +32,7 @@ def version_colors(versions: list[str]) -> dict[str, str]:
 
 
 def _baseline_changed() -> None:
-    st.query_params["baseline"] = st.session_state[BASELINE_PICKER]
+    set_query_param("baseline", st.session_state[BASELINE_PICKER])
 
 
 def baseline_picker(versions: list[str], champion: str | None) -> str:
@@ -39,7 +44,7 @@ def baseline_picker(versions: list[str], champion: str | None) -> str:
     base = st.selectbox("Baseline", versions, key=BASELINE_PICKER, on_change=_baseline_changed,
                         format_func=lambda v: f"v{v}" + (" (champion)" if v == champion else ""),
                         help="Deltas and added/removed/changed are relative to this version")
-    st.query_params["baseline"] = base
+    set_query_param("baseline", base)
     return base
 
 
@@ -66,9 +71,11 @@ def metric_table(rows: list[dict], versions: list[str], baseline: str):
     return df, df.style.apply(colour, axis=0)
 
 
-def metric_dots(rows: list[dict], versions: list[str], metrics: list[str], colors: dict[str, str]) -> go.Figure:
+def metric_dots(rows: list[dict], versions: list[str], metrics: list[str], colors: dict[str, str]):
     """Each version's value per metric as a dot in its colour, side by side; the axis fits the values (bars from
     zero would hide differences in the third decimal)."""
+    import plotly.graph_objects as go  # only a page that draws the chart pays for it
+
     by = {r["metric"]: r for r in rows}
     vals = [x for m in metrics for x in by[m]["values"].values() if x is not None]
     pad = (max(vals) - min(vals)) * 0.15 or abs(max(vals, default=1)) * 0.01 or 0.01
@@ -95,7 +102,7 @@ def compare_page(name: str, versions: list[str]) -> None:
         base = baseline_picker(versions, champion)
     with c2:
         diff_only = st.toggle("Differences only", value=st.query_params.get("diff") != "all", key=state.DIFF_ONLY)
-    st.query_params["diff"] = "only" if diff_only else "all"
+    set_query_param("diff", "only" if diff_only else "all")
     st.caption(f"Baseline: v{base} · deltas are against the baseline, green where better")
     colors = version_colors(versions)
     vcols = {v: f"v{v}" for v in versions}
@@ -148,11 +155,23 @@ def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str
     st.dataframe(styled, hide_index=True, key="metric-diff", column_config=right)
     st.download_button("Download CSV", df.to_csv(index=False).encode(), key="metric-diff-download",
                        file_name=f"{safe_name(name)}-metric-diff.csv", mime="text/csv", icon=":material/download:")
-    names = [r["metric"] for r in rows]
-    default = [m for m in KEY_METRICS if m in names] or names[:2]
-    picked = st.multiselect("Chart metrics", names, default=default, key=METRICS_PICKER)
-    if picked:
-        st.plotly_chart(metric_dots(rows, versions, picked, colors), key="compare-metric-bars")
+    wanted = st.query_params.get("chart") == "1"
+    if CHART_OPEN in st.session_state and st.session_state[CHART_OPEN] != wanted:
+        st.session_state[CHART_OPEN] = wanted  # the URL changed under the session (a link, back/forward)
+    box = st.expander("Chart of these metrics", expanded=wanted, key=CHART_OPEN, on_change=_chart_toggled,
+                      icon=":material/scatter_plot:")
+    if not box.open:
+        return
+    with box:
+        names = [r["metric"] for r in rows]
+        default = [m for m in KEY_METRICS if m in names] or names[:2]
+        picked = st.multiselect("Chart metrics", names, default=default, key=METRICS_PICKER)
+        if picked:
+            st.plotly_chart(metric_dots(rows, versions, picked, colors), key="compare-metric-bars")
+
+
+def _chart_toggled() -> None:
+    set_query_param("chart", "1" if st.session_state.get(CHART_OPEN) else None)
 
 
 def curves_tab(cmp, colors: dict[str, str]) -> None:

@@ -1,7 +1,13 @@
-"""Views of model history: the models list, a model (versions, where they serve, the policy's gates), a version.
+"""Views of model history: the models list and a model (versions, where they serve, the policy's gates).
 
-Pages route; these functions lay out. Pure decisions (where a version serves, which versions pass the
-policy's gates, readable dataset sources) live in :mod:`services.history`.
+Pages route; these functions lay out (a version: :mod:`dashboard.version_view`; compare:
+:mod:`dashboard.compare_view`). Pure decisions (where a version serves, which versions pass the policy's
+gates) live in :mod:`services.history`.
+
+A model page opens with what a person came for — the versions table, the gates, the pickers — and draws
+what costs the browser most only when asked: the metric chart (Plotly: a 4.7 MB script the browser must
+load and parse) and the table of every version against every gate sit in expanders that run their content
+only when opened (``on_change="rerun"``); ``&chart=1`` in the URL opens the chart (``bench/pages_browser.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data, state
@@ -18,8 +23,6 @@ from dashboard.components import MISSING, clean_frame, fmt_time, frame_config, g
 from dashboard.nav import href, link
 from services.history import (
     ServingSlot,
-    dataset_shape,
-    dataset_source,
     default_compare,
     gate_rule,
     gate_verdicts,
@@ -32,6 +35,24 @@ from services.policy import GateResult, OfflineGate
 
 KEY_METRICS = ("roc_auc", "accuracy", "f1", "r2")
 GATE_ACTIONS = {"promote": "promote", "start_canary": "start a canary"}
+CHART_OPEN = "metric-chart-open"  # the chart's expander (its state is also ?chart=1 in the URL)
+GATES_OPEN = "gates-details-open"  # the expander of every version against every gate
+
+
+def set_query_param(key: str, value: str | None) -> None:
+    """Write one query parameter (``None`` removes it) only when it changes: every write is a message to the
+    browser, which rewrites its URL."""
+    if value is None:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+
+
+def open_view(**params) -> None:
+    """Show another view of the Models page (``model=…, version=…``): the URL becomes exactly ``params``."""
+    st.query_params.from_dict({k: v for k, v in params.items() if v not in (None, "")})
+    st.rerun()
 
 
 def safe_name(name: str) -> str:
@@ -104,12 +125,16 @@ def gates_section(eg: list[EndpointGates], model: str, stated: list[str] = ()) -
 
 
 def gates_details(eg: list[EndpointGates], model: str) -> None:
+    """Every version against every gate, in an expander whose table is built only when it is open."""
     rows = [{"Version": int(v) if v.isdigit() else v, "Endpoint": e.endpoint, "Gate": r.name,
              "Result": {True: "pass", False: "FAIL"}.get(r.passed, MISSING), "Candidate": r.candidate,
              "Champion": r.baseline, "Threshold": r.threshold, "Detail": r.detail}
             for e in eg for v, rs in e.results.items() for r in rs]
     if rows:
-        with st.expander("Every version against every gate"):
+        box = st.expander("Every version against every gate", key=GATES_OPEN, on_change="rerun")
+        if not box.open:
+            return
+        with box:
             df = clean_frame(pd.DataFrame(rows))
             table(df, key="gates-table", file_name=f"{safe_name(model)}-gates.csv",
                   column_config=frame_config(df, ["Candidate", "Champion", "Threshold"]))
@@ -121,10 +146,7 @@ def models_list() -> None:
     st.caption("Every registered model in the registry. Search by name; open one to see its versions.")
     q = st.text_input("Search by name", value=st.query_params.get("q", ""), key=state.MODEL_SEARCH,
                       placeholder="e.g. classifier", icon=":material/search:")
-    if q:
-        st.query_params["q"] = q
-    elif "q" in st.query_params:
-        del st.query_params["q"]
+    set_query_param("q", q or None)
     with st.spinner("Reading the registry…"):
         models = data.models(data.key(), q)
     if not models:
@@ -149,13 +171,14 @@ def models_list() -> None:
                   })
     rows = event.selection.rows if event else []
     if rows:
-        st.query_params.clear()
-        st.query_params["model"] = models[rows[0]].name
-        st.rerun()
+        open_view(model=models[rows[0]].name)
 
 
 # -- a model -----------------------------------------------------------------------------------------------------------
-def metric_chart(view, metrics: list[str]) -> go.Figure:
+def metric_chart(view, metrics: list[str]):
+    """A Plotly figure of ``metrics`` across the versions, the champion starred."""
+    import plotly.graph_objects as go  # only a page that draws the chart pays for it
+
     versions = sorted(view.versions, key=lambda v: v.version_int)
     fig = go.Figure()
     for m in metrics:
@@ -215,7 +238,23 @@ def model_page(name: str) -> None:
     gates_details(eg, name)
     pickers(name, view)
     if view.metric_names:
-        st.subheader("Metrics across versions", anchor=False)
+        chart_section(view)
+
+
+def _chart_toggled() -> None:
+    set_query_param("chart", "1" if st.session_state.get(CHART_OPEN) else None)
+
+
+def chart_section(view) -> None:
+    """The metric chart in an expander that draws it only when open (``?chart=1`` opens it)."""
+    wanted = st.query_params.get("chart") == "1"
+    if CHART_OPEN in st.session_state and st.session_state[CHART_OPEN] != wanted:
+        st.session_state[CHART_OPEN] = wanted  # the URL changed under the session (a link, back/forward)
+    box = st.expander("Metrics across versions (chart)", expanded=wanted, key=CHART_OPEN, on_change=_chart_toggled,
+                      icon=":material/show_chart:")
+    if not box.open:
+        return
+    with box:
         default_metrics = [k for k in view.metric_names if k in KEY_METRICS][:2] or view.metric_names[:1]
         picked = st.multiselect("Metrics", view.metric_names, default=default_metrics, key=state.METRIC_PICKER)
         if picked:
@@ -261,9 +300,7 @@ def pickers(name: str, view) -> None:
         picked = st.selectbox("Open a version", [v.version for v in view.versions], key=state.VERSION_PICKER,
                               format_func=lambda x: f"v{x}" + (" (champion)" if x == view.champion else ""))
         if st.button("Open version", key=state.OPEN_VERSION, icon=":material/open_in_new:"):
-            st.query_params.clear()
-            st.query_params.update({"model": name, "version": picked})
-            st.rerun()
+            open_view(model=name, version=picked)
     with c2:
         chosen = st.multiselect("Compare versions", [v.version for v in view.versions],
                                 default=default_compare(view.versions, view.champion), key=state.COMPARE_PICKER,
@@ -271,166 +308,4 @@ def pickers(name: str, view) -> None:
                                 help="Starts with the champion (the baseline) and the newest version")
         if st.button("Compare", key=state.OPEN_COMPARE, icon=":material/compare_arrows:",
                      disabled=len(chosen) < 2):
-            st.query_params.clear()
-            st.query_params.update({"model": name, "compare": ",".join(chosen)})
-            st.rerun()
-
-
-# -- a version ---------------------------------------------------------------------------------------------------------
-def serving_line(name: str, version: str) -> None:
-    """Where this version serves (with links to the endpoints) and whether it passes their gates now."""
-    views, slots = serving_for(name)
-    mine = slots.get(version, [])
-    if mine:
-        cols = st.columns(min(len(mine), 4))
-        for i, s in enumerate(mine):
-            with cols[i % len(cols)]:
-                st.metric(f"Serving on {s.endpoint}", f"{s.role} {s.weight}%")
-                link("deployments", f"Open {s.endpoint}", icon=":material/rocket_launch:", endpoint=s.endpoint)
-    else:
-        st.caption("Not serving on any endpoint.")
-    view = data.model_view(data.key(), name)
-    eg = [e for e in endpoint_gates(views, {v.version: v.metrics for v in view.versions}) if e.gates]
-    def against(e):
-        if e.champion == version:
-            return "this is the champion: only absolute limits apply"
-        return f"against champion v{e.champion}" if e.champion else "no champion: only absolute limits apply"
-
-    lines = [f"- Gates of **{e.endpoint}** ({against(e)}): **{e.label(version)}** — "
-             + "; ".join(f"{r.name}: {r.detail}" for r in e.results.get(version, [])) for e in eg]
-    if lines:
-        st.markdown("\n".join(lines))
-
-
-def version_page(name: str, version: str) -> None:
-    with st.spinner(f"Reading {name} v{version}…"):
-        d = data.version_detail(data.key(), name, version)
-    s = d.summary
-    reg = container().registry
-    link("models", f"{name}", icon=":material/arrow_back:", model=name)
-    st.title(f"{name} · v{s.version}")
-    badges = " ".join(f":orange-badge[@{a}]" for a in s.aliases)
-    st.markdown(f"{badges} :gray-badge[{s.status or 'status unknown'}] created {fmt_time(s.created)}")
-    if s.description:
-        st.markdown(s.description)
-    for w in d.load_warnings:
-        st.warning(w, icon=":material/warning:")
-    run = d.run
-    serving_line(name, s.version)
-    tabs = st.tabs(["Overview", "Parameters", "Metrics", "Signature", "Dependencies", "Lineage"])
-    with tabs[0]:
-        overview_tab(name, d, reg)
-    with tabs[1]:
-        params = sorted((run.params if run else {}).items())
-        if params:
-            table(clean_frame(pd.DataFrame(params, columns=["parameter", "value"])), key="params-table",
-                  file_name=f"{safe_name(name)}-v{s.version}-params.csv")
-        else:
-            st.info("This version's run logged no parameters.")
-    with tabs[2]:
-        metrics_tab(name, s.version, run)
-    with tabs[3]:
-        signature_tab(d.signature)
-    with tabs[4]:
-        if d.requirements:
-            table(pd.DataFrame({"requirement": list(d.requirements)}), key="deps-table",
-                  file_name=f"{safe_name(name)}-v{s.version}-requirements.csv")
-        else:
-            st.info("No requirements.txt was logged with this model.")
-    with tabs[5]:
-        lineage_tab(name, d)
-
-
-def overview_tab(name: str, d, reg) -> None:
-    s, run = d.summary, d.run
-    rl = reg.run_link(run)
-    vl = reg.version_link(name, s.version)
-    info = {
-        "Run": f"[{run.run_id}]({rl})" if run and rl else (run.run_id if run else MISSING),
-        "Run name": (run.run_name or MISSING) if run else MISSING,
-        "Trained": f"{fmt_time(run.start_time)} → {fmt_time(run.end_time)}" if run and run.start_time else MISSING,
-        "Source commit": f"`{d.source_commit}`" if d.source_commit else MISSING,
-        "Artifact location": f"`{d.artifact_location}`" if d.artifact_location else MISSING,
-        "Registry source": f"`{s.source}`" if s.source else MISSING,
-        "Flavors": ", ".join(d.flavors) or MISSING,
-        "In MLflow UI": f"[open]({vl})" if vl else "set MLOPS_MLFLOW_UI_URL to link",
-    }
-    st.markdown("\n".join(f"- **{k}:** {v}" for k, v in info.items()))
-    user_tags = {k: v for k, v in s.tags.items() if not k.startswith("mlflow.")}
-    if user_tags:
-        st.markdown("**Version tags**")
-        st.dataframe(clean_frame(pd.DataFrame(sorted(user_tags.items()), columns=["tag", "value"])),
-                     hide_index=True)
-    if run and run.tags.get("mlflow.note.content"):
-        st.markdown("**Run description**")
-        st.markdown(run.tags["mlflow.note.content"])
-
-
-def curves_chart(series: dict[str, list], title: str, colors: dict[str, str] | None = None) -> go.Figure:
-    fig = go.Figure()
-    for label, points in series.items():
-        line = {"color": colors[label], "width": 2.5} if colors and label in colors else None
-        fig.add_trace(go.Scatter(x=[p.step for p in points], y=[p.value for p in points], mode="lines",
-                                 name=label, line=line,
-                                 hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4f}}<extra></extra>"))
-    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="step", hovermode="x unified", showlegend=bool(colors))
-    return fig
-
-
-def metrics_tab(name: str, version: str, run) -> None:
-    metrics = run.metrics if run else {}
-    if not metrics:
-        st.info("This version's run logged no metrics.")
-        return
-    table(clean_frame(pd.DataFrame([{"metric": k, "value": v, "better": metric_direction(k)}
-                                    for k, v in sorted(metrics.items())])), key="metrics-table",
-          file_name=f"{safe_name(name)}-v{version}-metrics.csv",
-          column_config={"value": st.column_config.NumberColumn(format="%.5f")})
-    curves = {}
-    for k in sorted(metrics):
-        hist = data.metric_history(data.key(), run.run_id, k)
-        if len(hist) > 1:
-            curves[k] = hist
-    if curves:
-        st.markdown("**Training curves**")
-        for k, pts in curves.items():
-            st.plotly_chart(curves_chart({k: pts}, k), key=f"curve-{k}")
-    else:
-        st.caption("No metric was logged over training steps for this version.")
-
-
-def signature_tab(sig) -> None:
-    if sig is None:
-        st.info("This version has no signature.")
-        return
-    a, b = st.columns(2)
-    a.markdown("**Inputs**")
-    a.dataframe(clean_frame(pd.DataFrame(sig.inputs, columns=["name", "type"])), hide_index=True)
-    b.markdown("**Outputs**")
-    b.dataframe(clean_frame(pd.DataFrame(sig.outputs, columns=["name", "type"])), hide_index=True)
-    if sig.params:
-        st.markdown("**Inference parameters**")
-        st.dataframe(clean_frame(pd.DataFrame(sig.params, columns=["name", "type"])), hide_index=True)
-
-
-def lineage_tab(name: str, d) -> None:
-    run = d.run
-    if run and run.datasets:
-        df = clean_frame(pd.DataFrame([{"dataset": ds.name, "context": ds.context, "digest": ds.digest,
-                                        "source type": ds.source_type,
-                                        "source": dataset_source(ds.source_type, ds.source),
-                                        "shape": dataset_shape(ds.schema, ds.profile)}
-                                       for ds in run.datasets]))
-        table(df, key="lineage-table", file_name=f"{safe_name(name)}-v{d.summary.version}-datasets.csv",
-              column_config={"source": st.column_config.TextColumn(width="large")})
-        st.markdown("\n".join(f"- **{r['dataset']}** ({r['context']}, digest `{r['digest']}`, {r['source type']}): "
-                               + (f"`{r['source']}`" if r["source"] != MISSING else MISSING)
-                               for r in df.to_dict("records")))
-    else:
-        st.info("No dataset was logged as this run's input.")
-    st.markdown(f"- **Source commit:** `{d.source_commit or 'not recorded'}`")
-    if run:
-        src = run.tags.get("mlflow.source.name")
-        if src:
-            st.markdown(f"- **Source:** `{src}`")
+            open_view(model=name, compare=",".join(chosen))

@@ -1,7 +1,8 @@
 """Model history: models → a model → a version → compare. The URL holds the view:
 ``/models``, ``?model=NAME``, ``?model=NAME&version=V``, ``?model=NAME&compare=3,5[&baseline=3]``.
 
-Routing only; the views are in :mod:`dashboard.models_view` and :mod:`dashboard.compare_view`."""
+Routing only; the views are in :mod:`dashboard.models_view`, :mod:`dashboard.version_view` and
+:mod:`dashboard.compare_view`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import streamlit as st
 
 from dashboard.compare_view import compare_page
 from dashboard.components import guard, show_error
-from dashboard.models_view import model_page, models_list, version_page
+from dashboard.models_view import model_page, models_list
 from dashboard.nav import link
+from dashboard.version_view import version_page
 from services.errors import ConsoleError, NotFound
 from services.history import parse_compare
 

@@ -73,6 +73,10 @@ def test_browse_model_version_and_compare(page):
     assert len(versions) >= 4, versions
     assert any("@champion" in v["Aliases"] for v in versions), versions
     expect(metric(page, "Champion")).to_contain_text(re.compile(r"v\d+"))
+    # the metric chart is drawn when its expander is opened (Plotly costs the browser a 4.7 MB script)
+    expect(page.locator(".st-key-metric-chart")).to_have_count(0)
+    page.locator(".st-key-metric-chart-open summary").click()
+    expect(page).to_have_url(re.compile(r"&chart=1$"))
     chart = page.locator(".st-key-metric-chart")
     chart.scroll_into_view_if_needed()
     expect(chart.locator('[data-testid="stPlotlyChart"], .js-plotly-plot').first).to_be_visible()
