@@ -17,11 +17,19 @@ $(BIN)/.dev: requirements-dev.txt $(BIN)/.runtime
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-## run: install, upgrade the console database, seed the demo if the (local) registry is empty, serve on :$(PORT)
+GATEWAY_PORT ?= 8080
+INGEST_PORT  ?= 8090
+
+## run: install, upgrade the console database, seed the demo if the (local) registry is empty, then serve the
+## dashboard on :$(PORT) beside the serving gateway (:$(GATEWAY_PORT)), the ingest (:$(INGEST_PORT)) and a
+## gentle demo traffic stream; Ctrl-C stops them all
 run: $(BIN)/.runtime
 	$(BIN)/python -m services db upgrade
 	$(BIN)/python -m services seed-demo --if-empty
-	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+	@bash -c 'trap "kill 0" EXIT; \
+	  MLOPS_INGEST_URL=http://127.0.0.1:$(INGEST_PORT)/ $(BIN)/python -m services up --port $(GATEWAY_PORT) \
+	    --ingest-port $(INGEST_PORT) & \
+	  $(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true'
 
 seed: $(BIN)/.runtime
 	$(BIN)/python -m services seed-demo
