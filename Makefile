@@ -26,6 +26,7 @@ INGEST_PORT  ?= 8090
 run: $(BIN)/.runtime
 	$(BIN)/python -m services db upgrade
 	$(BIN)/python -m services seed-demo --if-empty
+	$(BIN)/python -m services seed-history --if-empty
 	@bash -c 'trap "kill 0" EXIT; \
 	  MLOPS_INGEST_URL=http://127.0.0.1:$(INGEST_PORT)/ $(BIN)/python -m services up --port $(GATEWAY_PORT) \
 	    --ingest-port $(INGEST_PORT) & \

@@ -376,9 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_serve)
     from services.ingest.commands import add_commands
     add_commands(sub, common, table=_table, emit=_print)  # ingest, predictions, labels
+    from services.demo.history import add_command as add_history
     from services.runtime import add_commands as add_runtime
-
     add_runtime(sub, common, emit=_print)  # up, traffic
+    add_history(sub, common, emit=_print)  # seed-history
     return p
 
 

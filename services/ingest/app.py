@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from services.errors import ConsoleError, Invalid
 from services.history.serving import ServingHistory
 from services.ingest.events import Half, bad, check_pair, pair_rows, parse_half
 from services.ingest.pairing import PendingHalves
-from services.predictions import PredictionLog
+from services.predictions import PredictionLog, PredictionRow
 
 log = logging.getLogger("services.ingest")
 MAX_BODY = 20 * 1024 * 1024
@@ -126,14 +126,22 @@ class Ingest:
                 raise bad("the event body is not JSON") from None
         return parse_half(event.get_attributes(), data, backend=self.backend)
 
-    def write_pair(self, request: Half, response: Half) -> tuple[int, int]:
+    def rows_of(self, request: Half, response: Half) -> list[PredictionRow]:
+        """The rows of one pair, attributed (blocking: may read the serving history and the registry)."""
         check_pair(request, response)
         at = request.time or response.time or self.clock()
         version, role, model = self.attribution.resolve(request, response, at)
         columns = None
         if any(isinstance(i, list) for i in request.instances):
             columns = self.attribution.columns(model, version)
-        rows = pair_rows(request, response, at=at, version=version, role=role, model=model, columns=columns)
+        return pair_rows(request, response, at=at, version=version, role=role, model=model, columns=columns)
+
+    def write_pair(self, request: Half, response: Half) -> tuple[int, int]:
+        return self.write_pairs([(request, response)])
+
+    def write_pairs(self, pairs: Sequence[tuple[Half, Half]]) -> tuple[int, int]:
+        """Several pairs in one write of the prediction log (one transaction); a bad pair fails them all."""
+        rows = [r for request, response in pairs for r in self.rows_of(request, response)]
         res = self.predictions.write(rows)
         self.stored += res.stored
         self.duplicates += res.duplicates

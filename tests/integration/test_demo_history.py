@@ -1,0 +1,143 @@
+"""``python -m services seed-history``: backdated demo traffic through the ingest's own code, on a freshly
+seeded demo. Two days ending at a fixed time in the past (deterministic: fixed seed, fixed "now"); the
+aborted canary, the drift and the labels are checked through the same services the Monitoring page and the
+gates read (``Container.metrics``, the prediction log, the serving history)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.cli import main
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # before the seed's own "endpoint created" entry (real time)
+DAYS = 2
+EP = "cancer-screening"
+DRIFT = "mean texture"
+
+pytestmark = pytest.mark.slow  # a real demo seed, model loads and a few thousand requests
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    from services.composition import build
+    from services.demo import seed_demo
+    from services.settings import Settings
+
+    d = tmp_path_factory.mktemp("demo-history")
+    env = {"MLOPS_DATA_DIR": str(d), "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",
+           "MLOPS_DATABASE_URL": f"sqlite:///{d / 'console.db'}"}
+    c = build(Settings.from_env(env, secrets_path=d / "none.toml"))
+    seed_demo(c.settings, c.registry, c.serving)
+    yield c
+    c.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def history(seeded):
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["seed-history", "--days", str(DAYS), "--now", NOW.isoformat(), "--json"], container=seeded)
+    assert code == 0, out.getvalue()[-2000:]
+    return json.loads(out.getvalue())
+
+
+def _all_rows(c, endpoint: str, start=None, end=None):
+    return c.predictions.rows(endpoint, start=start, end=end, limit=0)
+
+
+def test_rows_for_every_day_on_both_endpoints(seeded, history):
+    assert not history["skipped"]
+    for ep in ("cancer-screening", "diabetes-risk"):
+        info = history["endpoints"][ep]
+        assert info["rows"] >= info["requests"] > 1000, info
+        for day in range(DAYS):
+            start = NOW - timedelta(days=DAYS - day)
+            rows = _all_rows(seeded, ep, start, start + timedelta(days=1))
+            assert len(rows) > 500, (ep, day, len(rows))
+        versions = {r.version for r in _all_rows(seeded, ep)}
+        assert versions == ({"2", "4", "5"} if ep == EP else {"2"}), (ep, versions)
+
+
+def _bad_canary(history) -> dict:
+    bad = history["endpoints"][EP]["canaries"][0]
+    assert bad["version"] == "5" and bad["weight"] == 20
+    return {**bad, "from": datetime.fromisoformat(bad["from"]), "to": datetime.fromisoformat(bad["to"])}
+
+
+def test_the_aborted_canary_fails_more_and_slower_than_stable(seeded, history):
+    bad = _bad_canary(history)
+    assert bad["to"] - bad["from"] == timedelta(hours=3)
+    stats = {(s.version, s.role): s for s in seeded.metrics.summary(EP, bad["from"], bad["to"])}
+    assert set(stats) == {("2", "stable"), ("5", "canary")}, stats
+    canary, stable = stats[("5", "canary")], stats[("2", "stable")]
+    assert canary.requests > 10 and stable.requests > 4 * canary.requests
+    assert canary.error_rate > 0.05 > stable.error_rate, (canary, stable)
+    assert canary.latency_p50_ms > 3 * stable.latency_p50_ms
+    # after the abort only stable answers, until the current canary starts
+    later = seeded.metrics.summary(EP, bad["to"], bad["to"] + timedelta(hours=3))
+    assert {(s.version, s.role) for s in later} == {("2", "stable")}
+
+
+def test_serving_history_agrees_with_the_traffic(seeded, history):
+    bad = _bad_canary(history)
+    mid = seeded.history.served_at(EP, bad["from"] + (bad["to"] - bad["from"]) / 2)
+    assert (mid.stable_version, mid.canary_version, mid.canary_weight) == ("2", "5", 20)
+    after = seeded.history.served_at(EP, bad["to"] + timedelta(minutes=1))
+    assert (after.stable_version, after.canary_version) == ("2", None) and "aborted" in after.note
+    current = history["endpoints"][EP]["canaries"][1]
+    end = seeded.history.served_at(EP, NOW - timedelta(minutes=1))
+    assert (end.canary_version, end.canary_weight) == (current["version"], current["weight"]) == ("4", 20)
+    first = seeded.history.served_at(EP, NOW - timedelta(days=DAYS) + timedelta(minutes=1))
+    assert (first.stable_version, first.canary_version) == ("2", None)
+    assert seeded.history.served_at("diabetes-risk", NOW).canary_version is None
+
+
+def test_the_drifting_feature_moves_after_its_start(seeded, history):
+    from services.traffic import demo_rows
+
+    drift = history["endpoints"][EP]["drift"]
+    assert drift["feature"] == DRIFT
+    since = datetime.fromisoformat(drift["from"])
+    before = [r.features[DRIFT] for r in _all_rows(seeded, EP, end=since)]
+    after = [r.features[DRIFT] for r in _all_rows(seeded, EP, start=since)]
+    sd = demo_rows(EP)[2][DRIFT]
+    shift = (statistics.fmean(after) - statistics.fmean(before)) / sd
+    assert 1.2 < shift < 1.8, shift
+    other = "mean radius"
+    moved = (statistics.fmean(r.features[other] for r in _all_rows(seeded, EP, start=since))
+             - statistics.fmean(r.features[other] for r in _all_rows(seeded, EP, end=since)))
+    assert abs(moved) < 0.3 * demo_rows(EP)[2][other]
+
+
+def test_labels_joined_for_most_rows_with_real_predictions(seeded, history):
+    for ep in ("cancer-screening", "diabetes-risk"):
+        rows = _all_rows(seeded, ep, end=NOW - timedelta(hours=6))  # old enough for the prompt labels
+        ok = [r for r in rows if r.ok]
+        labelled = [r for r in ok if r.label is not None]
+        assert len(labelled) > 0.7 * len(ok), (ep, len(labelled), len(ok))
+        assert all(r.labelled_at is not None and r.at < r.labelled_at <= NOW for r in labelled)
+        assert all(r.label is None and r.prediction is None for r in rows if not r.ok)
+        latest = _all_rows(seeded, ep, start=NOW - timedelta(minutes=5))
+        assert all(r.label is None for r in latest), "labels from the future"
+    stats = seeded.metrics.summary(EP, NOW - timedelta(days=DAYS), NOW)
+    stable = next(s for s in stats if s.role == "stable")
+    assert stable.labelled > 1000 and stable.accuracy > 0.85, stable  # v2's held-out accuracy is ~0.97
+    reg = seeded.metrics.summary("diabetes-risk", NOW - timedelta(days=DAYS), NOW)[0]
+    assert reg.mae is not None and 20 < reg.mae < 80, reg
+
+
+def test_if_empty_a_second_time_writes_nothing(seeded, history, capsys):
+    before = {ep: len(_all_rows(seeded, ep)) for ep in history["endpoints"]}
+    changes = len(seeded.history.changes(EP))
+    assert main(["seed-history", "--days", str(DAYS), "--now", NOW.isoformat(), "--if-empty"],
+                container=seeded) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert {ep: len(_all_rows(seeded, ep)) for ep in history["endpoints"]} == before
+    assert len(seeded.history.changes(EP)) == changes
