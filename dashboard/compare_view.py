@@ -153,8 +153,9 @@ def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str
     df, styled = metric_table(rows, versions, base)
     right = {c: st.column_config.TextColumn(c, alignment="right") for c in df.columns if c.startswith(("v", "Δ"))}
     st.dataframe(styled, hide_index=True, key="metric-diff", column_config=right)
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), key="metric-diff-download",
-                       file_name=f"{safe_name(name)}-metric-diff.csv", mime="text/csv", icon=":material/download:")
+    st.download_button("Download CSV", lambda: df.to_csv(index=False).encode(), key="metric-diff-download",
+                       file_name=f"{safe_name(name)}-metric-diff.csv", mime="text/csv", icon=":material/download:",
+                       on_click="ignore")
     wanted = st.query_params.get("chart") == "1"
     if CHART_OPEN in st.session_state and st.session_state[CHART_OPEN] != wanted:
         st.session_state[CHART_OPEN] = wanted  # the URL changed under the session (a link, back/forward)

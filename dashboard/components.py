@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -54,11 +54,15 @@ def flash() -> None:
         (st.success if kind == "ok" else st.info)(text, icon=icon)
 
 
-def table(df: pd.DataFrame, *, key: str, file_name: str, **kwargs) -> Any:
-    """A dataframe with a CSV download button under it."""
+def table(df: pd.DataFrame, *, key: str, file_name: str, csv: Callable[[], pd.DataFrame] | None = None,
+          **kwargs) -> Any:
+    """A dataframe with a CSV download button under it. The CSV (of ``df``, or of the frame ``csv()`` returns:
+    e.g. every row when the table shows some) is written when the button is clicked, not on every run, and
+    the click does not rerun the page."""
     out = st.dataframe(df, key=key, hide_index=True, **kwargs)
-    st.download_button("Download CSV", df.to_csv(index=False).encode("utf-8"), file_name=file_name,
-                       mime="text/csv", key=f"{key}-download", icon=":material/download:")
+    st.download_button("Download CSV", lambda: (csv() if csv else df).to_csv(index=False).encode("utf-8"),
+                       file_name=file_name, mime="text/csv", key=f"{key}-download", icon=":material/download:",
+                       on_click="ignore")
     return out
 
 

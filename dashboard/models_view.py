@@ -37,6 +37,8 @@ KEY_METRICS = ("roc_auc", "accuracy", "f1", "r2")
 GATE_ACTIONS = {"promote": "promote", "start_canary": "start a canary"}
 CHART_OPEN = "metric-chart-open"  # the chart's expander (its state is also ?chart=1 in the URL)
 GATES_OPEN = "gates-details-open"  # the expander of every version against every gate
+ALL_VERSIONS = "all-versions"  # the button under a long versions table (?versions=all shows every version)
+TABLE_ROWS = 50  # newest versions the table shows before "Show all"
 
 
 def set_query_param(key: str, value: str | None) -> None:
@@ -261,37 +263,61 @@ def chart_section(view) -> None:
             st.plotly_chart(metric_chart(view, picked), key="metric-chart")
 
 
+def shown_versions(view, slots: dict[str, list[ServingSlot]]) -> list:
+    """The versions the table shows: all with ``?versions=all`` (the button under the table), else the newest
+    ``TABLE_ROWS`` and every version that has an alias or serves (in the registry's order, newest first)."""
+    if len(view.versions) <= TABLE_ROWS or st.query_params.get("versions") == "all":
+        return list(view.versions)
+    return [v for i, v in enumerate(view.versions) if i < TABLE_ROWS or v.aliases or slots.get(v.version)]
+
+
 def versions_table(name: str, view, slots: dict[str, list[ServingSlot]], eg: list[EndpointGates]) -> None:
+    """The versions with where they serve, their gate marks and key metrics; a long history shows its newest
+    versions (and every aliased or serving one) until asked for all; the CSV always has every version."""
     coverage = {k: sum(1 for v in view.versions if k in v.metrics) for k in view.metric_names}
     key_metrics = sorted(view.metric_names, key=lambda k: (-coverage[k], k not in KEY_METRICS, k))[:5]
     reg = container().registry
-    rows = []
-    for v in view.versions:
-        row = {"Version": int(v.version) if v.version.isdigit() else v.version,
-               "Open": href("models", model=name, version=v.version),
-               "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Serving": slots_text(slots.get(v.version, []))}
-        for e in eg:
-            row[e.column] = e.mark(v.version)
-        row["Status"] = v.status
-        for k in key_metrics:
-            row[k] = v.metrics.get(k)
-        row["Created"] = v.created
-        row["Tags"] = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()) if not k.startswith("mlflow."))
-        row["Run"] = reg.run_link(run_stub(v)) or (v.run_id or "")
-        rows.append(row)
-    df = clean_frame(pd.DataFrame(rows))
+
+    def frame(versions) -> pd.DataFrame:
+        rows = []
+        for v in versions:
+            row = {"Version": int(v.version) if v.version.isdigit() else v.version,
+                   "Open": href("models", model=name, version=v.version),
+                   "Aliases": ", ".join(f"@{a}" for a in v.aliases), "Serving": slots_text(slots.get(v.version, []))}
+            for e in eg:
+                row[e.column] = e.mark(v.version)
+            row["Status"] = v.status
+            for k in key_metrics:
+                row[k] = v.metrics.get(k)
+            row["Created"] = v.created
+            row["Tags"] = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()) if not k.startswith("mlflow."))
+            row["Run"] = reg.run_link(run_stub(v)) or (v.run_id or "")
+            rows.append(row)
+        return clean_frame(pd.DataFrame(rows))
+
+    shown = shown_versions(view, slots)
+    df = frame(shown)
     st.subheader("Versions", anchor=False)
     if eg:
         st.caption("**Gates** columns: would this version pass the endpoint's offline gates against its champion "
                    "now (rules above)")
     run_col = (st.column_config.LinkColumn("Run") if container().settings.mlflow_ui_url else
                st.column_config.TextColumn("Run id"))
-    table(df, key="versions-table", file_name=f"{safe_name(name)}-versions.csv", column_config={
-        "Open": st.column_config.LinkColumn("Open", display_text="details ↗"),
-        "Run": run_col, **frame_config(df, key_metrics),
-        **{e.column: st.column_config.TextColumn(e.column, help=" and ".join(gate_rule(g) for g in e.gates)
-                                                  or "no offline gate") for e in eg},
-    })
+    table(df, key="versions-table", file_name=f"{safe_name(name)}-versions.csv",
+          csv=(lambda: frame(view.versions)) if len(shown) < len(view.versions) else None, column_config={
+              "Open": st.column_config.LinkColumn("Open", display_text="details ↗"),
+              "Run": run_col, **frame_config(df, key_metrics),
+              **{e.column: st.column_config.TextColumn(e.column, help=" and ".join(gate_rule(g) for g in e.gates)
+                                                        or "no offline gate") for e in eg},
+          })
+    n = len(view.versions)
+    if n > TABLE_ROWS:
+        every = len(shown) == n
+        st.caption(f"All {n} versions." if every else f"{len(shown)} of {n} versions: the newest {TABLE_ROWS} and "
+                   "every one with an alias or serving. The CSV has all of them.")
+        st.button(f"Show the newest {TABLE_ROWS}" if every else f"Show all {n} versions", key=ALL_VERSIONS,
+                  icon=":material/unfold_less:" if every else ":material/unfold_more:",
+                  on_click=set_query_param, args=("versions", None if every else "all"))
 
 
 def pickers(name: str, view) -> None:
