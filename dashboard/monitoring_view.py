@@ -23,6 +23,8 @@ DEFAULT_FROM = "-1h"
 ROLE_COLOURS = {"stable": "#0969da", "canary": "#bf8700", "unknown": "#6e7781"}
 QUANTILE_DASH = {"p50": "dot", "p95": "solid", "p99": "dash"}
 LIVE_SUMMARY_MINUTES = 5
+COLD_START = ("The first request to a version loads it (its model files are fetched and loaded), so in a quiet "
+              "window that one slow request can set the p99 on its own.")
 
 
 # -- the time range, restored from and written to the URL ----------------------------------------------------
@@ -96,6 +98,7 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
         chart(title, series, [(col, None)], axis, line, key=col, percent=col == "error_rate")
     chart("Latency", series, [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")],
           "ms", slo.get("p95_latency_ms"), key="latency", slo_name="p95 SLO")
+    st.caption(COLD_START)
     quality = [(c, None) for c in ("accuracy", "mae", "rmse") if c in series and series[c].notna().any()]
     if quality:
         chart("Live quality (labelled requests)", series, quality, "quality", None, key="quality")
@@ -121,7 +124,7 @@ def side_by_side(rep: dict) -> None:
             c[2].metric("p95 latency", _ms(v["latency_p95_ms"]))
             c = st.columns(3)
             c[0].metric("p50", _ms(v["latency_p50_ms"]))
-            c[1].metric("p99", _ms(v["latency_p99_ms"]))
+            c[1].metric("p99", _ms(v["latency_p99_ms"]), help=COLD_START)
             q = (f"{v['accuracy']:.3f}" if v["accuracy"] is not None else
                  f"{v['mae']:.3g} / {v['rmse']:.3g}" if v["mae"] is not None else MISSING)
             c[2].metric("Accuracy" if v["accuracy"] is not None else "MAE / RMSE" if v["mae"] is not None
@@ -172,8 +175,10 @@ def chart(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], 
     fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis_title=axis,
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
                       hovermode="x unified")
-    if percent:
-        fig.update_yaxes(tickformat=".1%")
+    if percent:  # a rate is never below 0: an empty series must not stretch the axis to −100 %
+        values = [series[c].max() for c, _ in cols if c in series and series[c].notna().any()]
+        top = max([float(v) for v in values] + ([slo] if slo is not None else []), default=0.0)
+        fig.update_yaxes(tickformat=".1%", range=[0, max(0.05, 1.1 * top)])
     st.plotly_chart(fig, key=f"mon-chart-{key}", width="stretch")
     keep = ["at", "version", "role"] + [c for c, _ in cols if c in series] + ["requests"]
     data = series[list(dict.fromkeys(keep))]
@@ -186,7 +191,12 @@ def _pct(x) -> str:
 
 
 def _ms(x) -> str:
-    return MISSING if x is None else f"{x:,.1f} ms"
+    """Compact, so a big-number metric never cuts it: ``7.1 ms``, ``128 ms``, ``1.28 s``, ``12.4 s``."""
+    if x is None:
+        return MISSING
+    if x >= 1000:
+        return f"{x / 1000:.2f} s" if x < 10_000 else f"{x / 1000:,.1f} s"
+    return f"{x:.1f} ms" if x < 100 else f"{x:.0f} ms"
 
 
 # -- the live line of the Deployments and Overview pages ----------------------------------------------------
