@@ -53,6 +53,7 @@ lint: $(BIN)/.dev
 bench: $(BIN)/.dev
 	$(BIN)/python bench/registry_pages.py
 	$(BIN)/python bench/actions.py
+	$(BIN)/python bench/monitoring.py
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache
