@@ -54,6 +54,7 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/registry_pages.py
 	$(BIN)/python bench/actions.py
 	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/pages_browser.py
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache
