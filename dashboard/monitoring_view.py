@@ -14,8 +14,9 @@ from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error
 from dashboard.nav import link
 from services.errors import ConsoleError
-from services.metrics import parse_time
+from services.metrics import SeriesPoint, VersionStats, default_step, parse_time
 from services.metrics.report import window_report
+from services.metrics.stats import merge
 
 PRESETS = {"-15m": "15 minutes", "-1h": "1 hour", "-6h": "6 hours", "-24h": "24 hours", "-7d": "7 days"}
 CUSTOM = "custom"
@@ -54,9 +55,26 @@ def time_range(now: datetime) -> tuple[datetime, datetime]:
 # -- data ---------------------------------------------------------------------------------------------------
 @st.cache_data(ttl=10, show_spinner=False)
 def _load(key: str, endpoint: str, start: datetime, end: datetime) -> dict:  # noqa: ARG001 - key: settings
-    src = container().metrics
-    rep = window_report(src, endpoint, start, end)
-    points = src.series(endpoint, start, end)
+    return page_data(container().metrics, endpoint, start, end)
+
+
+class _Steps:
+    """The window's aggregates as the sum of its steps' (the same rollups): one read of the source, not two."""
+
+    def __init__(self, src, steps):
+        self.source, self._steps = src.source, steps
+
+    def aggregates(self, *_window) -> list:
+        return list(merge(a for _, a in self._steps).values())
+
+
+def page_data(src, endpoint: str, start: datetime, end: datetime) -> dict:
+    """The page's data (no Streamlit): ``window_report`` (per version and role, canary vs stable) and the
+    series at the default step, from one ``aggregate_series`` read (bench/monitoring.py times this)."""
+    step = default_step(start, end)
+    steps = src.aggregate_series(endpoint, start, end, step)
+    rep = window_report(_Steps(src, steps), endpoint, start, end)
+    points = [SeriesPoint(t, VersionStats.of(a), step.total_seconds()) for t, a in steps]
     rep["series"] = pd.DataFrame([{**p.as_dict(), "series": _label(p.stats.role, p.stats.version)} for p in points])
     return rep
 
