@@ -125,17 +125,21 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
 
 
 def side_by_side(rep: dict) -> None:
-    by_role = {}
-    for v in rep["versions"]:
-        by_role.setdefault(v["role"], v)
+    in_role: dict[str, list[dict]] = {}
+    for v in sorted(rep["versions"], key=lambda v: -v["requests"]):  # the busiest version of a role first
+        in_role.setdefault(v["role"], []).append(v)
     cols = st.columns(2)
     for col, role in zip(cols, ("stable", "canary"), strict=True):
         with col:
-            v = by_role.get(role)
+            v, *others = in_role.get(role) or [None]
             st.subheader(_label(role, v["version"]) if v else f"{role}: none", anchor=False)
             if not v:
                 st.caption(f"No {role} traffic in this window.")
                 continue
+            if others:
+                st.caption(f"Also {role} in this window: " + ", ".join(
+                    f"v{o['version']} ({o['requests']:,.0f} requests, {_pct(o['error_rate'])} errors)" for o in others)
+                    + f". The tests below take every {role} version together.")
             c = st.columns(3)
             c[0].metric("Requests", f"{v['requests']:,.0f}")
             c[1].metric("Error rate", _pct(v["error_rate"]))
