@@ -172,7 +172,7 @@ def predict(c, model: str, requests: list[Request]) -> None:
             if r.status == 200:
                 by_version.setdefault(r.version, []).append(r)
         for version, reqs in by_version.items():
-            loaded = asyncio.run(cache.get(model, version))
+            loaded = _run(cache.get(model, version))
             flat = [(r, inst) for r in reqs for inst in r.instances]
             answers: list = []
             for i in range(0, len(flat), PREDICT_CHUNK):
@@ -331,3 +331,16 @@ def add_command(sub, common, *, emit: Callable) -> None:
     sp.add_argument("--now", default=None, metavar="ISO", help="end of the history (default: now)")
     sp.add_argument("--seed", type=int, default=8, help="random seed")
     sp.set_defaults(fn=cmd_seed_history)
+
+
+def _run(coro):
+    """Run a coroutine to its end from synchronous code, also when this thread already runs an event loop
+    (e.g. Playwright's sync API in the same test process): then in a worker thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
