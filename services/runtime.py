@@ -51,6 +51,7 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
         _wait_started(servers, threads)
         gateway_url = f"http://{host}:{gateway_port}"
         say(f"gateway http://{host}:{gateway_port}  ·  ingest {ingest_url}  ·  Ctrl-C stops both")
+        threading.Thread(target=_retention, args=(container, say), daemon=True, name="retention").start()
         if traffic:
             for name in _demo_endpoints(container):
                 threading.Thread(target=_gentle, args=(name, gateway_url, ingest_url), daemon=True,
@@ -66,6 +67,34 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
             s.should_exit = True
         for t in threads:
             t.join(timeout=10)
+
+
+def purge_expired(container) -> tuple[int, object]:
+    """Drop raw prediction rows older than the retention (``MLOPS_PREDICTION_RETENTION_DAYS``); rollups
+    stay, so charts keep their history. Returns the rows dropped and the cut-off."""
+    from datetime import timedelta
+
+    cutoff = container.clock() - timedelta(days=container.settings.prediction_retention_days)
+    return container.predictions.purge(cutoff), cutoff
+
+
+def _retention(container, say: Callable[[str], None], every_s: float = 3600.0) -> None:
+    while True:
+        try:
+            dropped, cutoff = purge_expired(container)
+            if dropped:
+                say(f"retention: dropped {dropped} raw prediction rows older than {cutoff:%Y-%m-%d %H:%M} UTC")
+        except Exception as exc:  # noqa: BLE001 - retention retries next hour; serving goes on
+            say(f"retention: purge failed ({exc}); will retry")
+        time.sleep(every_s)
+
+
+def cmd_purge(c, args) -> int:
+    dropped, cutoff = purge_expired(c)
+    _emit(args, {"dropped": dropped, "before": cutoff.isoformat()},
+          f"dropped {dropped} raw prediction rows older than {cutoff:%Y-%m-%d %H:%M} UTC "
+          f"(MLOPS_PREDICTION_RETENTION_DAYS={c.settings.prediction_retention_days}; rollups kept)")
+    return 0
 
 
 def _demo_endpoints(container) -> list[str]:
@@ -123,6 +152,8 @@ def add_commands(sub, common, *, emit: Callable) -> None:
     sp.add_argument("--no-traffic", action="store_true", help="no demo traffic stream")
     sp.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     sp.set_defaults(fn=cmd_up)
+    sub.add_parser("purge-predictions", help="drop raw prediction rows past the retention (rollups stay)",
+                   parents=[common]).set_defaults(fn=cmd_purge)
     sp = sub.add_parser("traffic", help="send demo traffic to the gateway, with injected trouble", parents=[common])
     sp.add_argument("--endpoint", required=True)
     sp.add_argument("--rps", type=float, default=5.0)

@@ -86,6 +86,7 @@ class Settings:
     approval_ttl_minutes: int = 24 * 60
     metrics_source: str = "sql"  # MLOPS_METRICS_SOURCE: sql (prediction-log rollups) | prometheus
     live_window_minutes: int = 60  # MLOPS_LIVE_WINDOW_MINUTES: the window live gates read (at most)
+    prediction_retention_days: int = 30  # MLOPS_PREDICTION_RETENTION_DAYS: raw rows kept; rollups stay
     prometheus_url: str | None = None  # MLOPS_PROMETHEUS_URL
     prometheus_timeout_seconds: int = 10  # MLOPS_PROMETHEUS_TIMEOUT_SECONDS
     promql_requests: str = DEFAULT_PROMQL_REQUESTS  # MLOPS_PROMQL_REQUESTS
@@ -179,6 +180,7 @@ class Settings:
             approval_ttl_minutes=int_setting("MLOPS_APPROVAL_TTL_MINUTES", 24 * 60, 1, 60 * 24 * 90),
             metrics_source=metrics_source,
             live_window_minutes=int_setting("MLOPS_LIVE_WINDOW_MINUTES", 60, 1, 60 * 24 * 7),
+            prediction_retention_days=int_setting("MLOPS_PREDICTION_RETENTION_DAYS", 30, 1, 3650),
             prometheus_url=prom_url.rstrip("/") if prom_url else None,
             prometheus_timeout_seconds=int_setting("MLOPS_PROMETHEUS_TIMEOUT_SECONDS", 10, 1, 300),
             promql_requests=get("MLOPS_PROMQL_REQUESTS", DEFAULT_PROMQL_REQUESTS),
