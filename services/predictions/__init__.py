@@ -52,6 +52,9 @@ class PredictionRow:
 class WriteResult:
     stored: int
     duplicates: int  # rows already stored (at-least-once delivery: a repeated event is stored once)
+    # the (request_id, row) keys this write really inserted (None: the adapter does not say); lets a caller that
+    # wrote several requests in one transaction tell each its own stored / duplicates
+    inserted: frozenset[tuple[str, int]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

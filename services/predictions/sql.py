@@ -5,7 +5,9 @@ Exactly once: ``(request_id, row)`` is the primary key and rows are inserted wit
 and only those rows are added to their rollups, by ``INSERT ... ON CONFLICT (endpoint, minute, version, role)
 DO UPDATE SET count = count + excluded.count, ...``: concurrent writers (several ingest replicas) never
 read-modify-write a counter. Writers insert rows and upsert rollups in key order, so two transactions wait
-for each other instead of deadlocking.
+for each other instead of deadlocking. Both statements are built once per log and executed with a list of
+parameter sets (SQLAlchemy's "insertmanyvalues" batches the rows into multi-row ``VALUES`` and still returns
+what was inserted), so a write compiles nothing after the first.
 
 Labels update their rows (locked ``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised by ``BEGIN
 IMMEDIATE``) and add the difference they make to their minute's rollup: the same label twice changes
@@ -43,7 +45,7 @@ from services.predictions import (
 from services.store.db import LATENCY_BUCKET_COLUMNS, guarded, prediction_rollups, predictions, writing
 
 SOURCE = "prediction log"
-CHUNK = 500  # rows per INSERT statement (14 parameters each: far below SQLite's variable limit)
+CHUNK = 500  # request ids per IN list of a labels read
 COUNTERS = ("count", "errors", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS, "labelled", "correct", "abs_error_sum",
             "sq_error_sum")
 assert len(LATENCY_BUCKET_COLUMNS) == len(LATENCY_BUCKETS_MS), "one rollup column per latency bucket"
@@ -64,38 +66,33 @@ class SqlPredictionLog(PredictionLog):
     def __init__(self, engine: Engine, *, clock: Clock = utcnow):
         self.engine = engine
         self.clock = clock
-
-    def _insert(self, table):
-        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # built once: executed with a list of parameter sets, they hit SQLAlchemy's compiled cache every time
+        self._insert_rows = (insert(predictions).on_conflict_do_nothing(index_elements=["request_id", "row"])
+                             .returning(predictions.c.request_id, predictions.c.row))
+        upsert = insert(prediction_rollups)
+        c, ex = prediction_rollups.c, upsert.excluded
+        self._upsert_rollups = upsert.on_conflict_do_update(index_elements=["endpoint", "minute", "version", "role"],
+                                                            set_={name: c[name] + ex[name] for name in COUNTERS})
 
     # -- write ---------------------------------------------------------------------------------------------
     def write(self, rows: Sequence[PredictionRow]) -> WriteResult:
         if not rows:
-            return WriteResult(0, 0)
+            return WriteResult(0, 0, frozenset())
         unique: dict[tuple[str, int], PredictionRow] = {}
         for r in rows:
             unique.setdefault((str(r.request_id), int(r.row)), r)
         keys = sorted(unique)
+        values = [_row_values(unique[k]) for k in keys]
         with guarded("writing predictions", SOURCE), writing(self.engine) as conn:
-            inserted: set[tuple[str, int]] = set()
-            for i in range(0, len(keys), CHUNK):
-                values = [_row_values(unique[k]) for k in keys[i:i + CHUNK]]
-                stmt = (self._insert(predictions).values(values)
-                        .on_conflict_do_nothing(index_elements=["request_id", "row"])
-                        .returning(predictions.c.request_id, predictions.c.row))
-                inserted.update((rid, int(n)) for rid, n in conn.execute(stmt))
+            inserted = {(rid, int(n)) for rid, n in conn.execute(self._insert_rows, values)}
             new = [unique[k] for k in sorted(inserted)]
             self._add_to_rollups(conn, rollup_deltas(new))
-        return WriteResult(stored=len(new), duplicates=len(rows) - len(new))
+        return WriteResult(stored=len(new), duplicates=len(rows) - len(new), inserted=frozenset(inserted))
 
     def _add_to_rollups(self, conn: Connection, deltas: dict[RollupKey, RollupDelta]) -> None:
-        if not deltas:
-            return
-        values = [_rollup_values(key, d) for key, d in deltas.items()]
-        stmt = self._insert(prediction_rollups).values(values)
-        c, ex = prediction_rollups.c, stmt.excluded
-        conn.execute(stmt.on_conflict_do_update(index_elements=["endpoint", "minute", "version", "role"],
-                                                set_={name: c[name] + ex[name] for name in COUNTERS}))
+        if deltas:  # in lock order: executemany keeps the parameter sets' order
+            conn.execute(self._upsert_rollups, [_rollup_values(key, d) for key, d in deltas.items()])
 
     # -- labels --------------------------------------------------------------------------------------------
     def add_labels(self, labels: Sequence[tuple[str, int | None, Any]]) -> LabelResult:
