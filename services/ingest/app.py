@@ -2,8 +2,10 @@
 
 ``POST /`` takes one CloudEvent (binary mode as KServe's logger and the console's gateway send it; structured
 mode works too). A half whose other half has not come yet is kept in memory (:mod:`services.ingest.pairing`)
-and answered 202; the half that completes a pair writes its rows (200 ``{"stored", "duplicates"}``). A
-malformed event is answered 400 ``{"error": ...}`` and writes nothing; a database that is down, 503.
+and answered 202; the half that completes a pair writes its rows (200 ``{"stored", "duplicates"}``). Pairs
+completed by concurrent requests at about the same moment are written in one transaction (group commit,
+:mod:`services.ingest.batching`), each answer still counting its own rows. A malformed event is answered
+400 ``{"error": ...}`` and writes nothing; a database that is down, 503 (every pair of the failed transaction).
 ``POST /v1/labels`` stores ground truth, ``GET /healthz`` says the process is up and how many halves wait.
 
 Attribution (who answered each row): ``ce-modelversion`` (the gateway sets it), else the V2 response's
@@ -32,9 +34,10 @@ from starlette.routing import Route
 from services.clock import Clock, utcnow
 from services.errors import ConsoleError, Invalid
 from services.history.serving import ServingHistory
+from services.ingest.batching import GroupCommit
 from services.ingest.events import Half, bad, check_pair, pair_rows, parse_half
 from services.ingest.pairing import PendingHalves
-from services.predictions import PredictionLog, PredictionRow
+from services.predictions import PredictionLog, PredictionRow, WriteResult
 
 log = logging.getLogger("services.ingest")
 MAX_BODY = 20 * 1024 * 1024
@@ -98,7 +101,8 @@ class Attribution:
 
 class Ingest:
     def __init__(self, predictions: PredictionLog, attribution: Attribution, *, backend: str = "local",
-                 pending: PendingHalves | None = None, clock: Clock = utcnow):
+                 pending: PendingHalves | None = None, clock: Clock = utcnow, group_window_s: float = 0.0,
+                 group_max_pairs: int = 256):
         self.predictions = predictions
         self.attribution = attribution
         self.backend = backend
@@ -106,6 +110,8 @@ class Ingest:
         self.clock = clock
         self.stored = 0
         self.duplicates = 0
+        self._keys_reported = False  # learnt from the log's first write: does WriteResult name inserted keys?
+        self.group = GroupCommit(self.write_group, window_s=group_window_s, max_items=group_max_pairs)
 
     def half_from_http(self, headers: dict[str, str], body: bytes) -> Half:
         headers = {k.lower(): v for k, v in headers.items()}
@@ -141,11 +147,50 @@ class Ingest:
 
     def write_pairs(self, pairs: Sequence[tuple[Half, Half]]) -> tuple[int, int]:
         """Several pairs in one write of the prediction log (one transaction); a bad pair fails them all."""
-        rows = [r for request, response in pairs for r in self.rows_of(request, response)]
-        res = self.predictions.write(rows)
+        return self._write_rows([r for request, response in pairs for r in self.rows_of(request, response)])
+
+    def write_group(self, pairs: Sequence[tuple[Half, Half]]) -> list[tuple[int, int] | ConsoleError]:
+        """Pairs of concurrent requests in one transaction; per pair ``(stored, duplicates)``, or the error of a
+        pair that cannot be written (a bad pair is refused alone). A failing write raises: nothing was written.
+        Each pair's counts come from the keys the write really inserted; a key two pairs share (the same event
+        delivered twice at once) counts as stored for the first. A log that does not report the inserted keys
+        (``WriteResult.inserted`` None) gets one transaction per pair, each answered on its own."""
+        out: list[Any] = []
+        for request, response in pairs:
+            try:
+                out.append(self.rows_of(request, response))
+            except ConsoleError as exc:
+                out.append(exc)
+        good = [i for i, rows in enumerate(out) if not isinstance(rows, ConsoleError)]
+        if len(good) > 1 and not self._keys_reported:
+            for i in good:
+                try:
+                    out[i] = self._write_rows(out[i])
+                except ConsoleError as exc:
+                    out[i] = exc
+            return out
+        res = self.predictions.write([r for i in good for r in out[i]]) if good else None
+        claimed: set[tuple[str, int]] = set()
+        for i in good:
+            if res.inserted is None:  # a single pair
+                out[i] = (res.stored, res.duplicates)
+                continue
+            mine = {(str(r.request_id), int(r.row)) for r in out[i]} & res.inserted - claimed
+            claimed |= mine
+            out[i] = (len(mine), len(out[i]) - len(mine))
+        if res is not None:
+            self._counted(res)
+        return out
+
+    def _write_rows(self, rows: list[PredictionRow]) -> tuple[int, int]:
+        res = self._counted(self.predictions.write(rows))
+        return res.stored, res.duplicates
+
+    def _counted(self, res: WriteResult) -> WriteResult:
         self.stored += res.stored
         self.duplicates += res.duplicates
-        return res.stored, res.duplicates
+        self._keys_reported = res.inserted is not None
+        return res
 
     # -- routes --------------------------------------------------------------------------------------------
     async def event(self, request: Request) -> JSONResponse:
@@ -163,7 +208,7 @@ class Ingest:
             return JSONResponse({"id": half.id, "status": "pending", "waiting_for":
                                  "response" if half.kind == "request" else "request"}, status_code=202)
         try:
-            stored, duplicates = await run_in_threadpool(self.write_pair, *pair)
+            stored, duplicates = await self.group.submit(pair)
         except Invalid as exc:
             return _error(exc, 400)
         except ConsoleError as exc:
