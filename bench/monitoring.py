@@ -12,11 +12,15 @@ database in a temporary folder (WAL, the same engine settings as production's em
       pair: what ``POST /`` does for each completed pair);
     * in-process, batched: the same, pairs written 500 at a time with ``Ingest.write_pairs`` (what
       ``seed-history`` does);
-    * over HTTP: ``python -m services ingest`` (the real app on uvicorn, its own process), 16 concurrent
-      aiohttp clients posting the same events (request, then response, of each pair);
+    * over HTTP: ``python -m services ingest`` (the real app on uvicorn, its own process), aiohttp clients
+      with keep-alive posting the same events (request, then response, of each pair): one client
+      (sequential) and 16 concurrent clients (how a fleet of loggers sends; the ingest commits pairs that
+      complete together in one transaction);
     * baseline, same run: ``SqlPredictionLog.write`` of ready-made rows, 5,000 per call (the write path's floor:
-      no parsing, no pairing, one transaction per 5,000 rows).
-    Target: >= 5,000 rows/s.
+      no parsing, no pairing, one transaction per 5,000 rows);
+    * ceiling, same run: a no-op Starlette app (reads the body, answers a small JSON) on the same uvicorn,
+      posted the same events by the same clients: what the HTTP stack alone allows on this machine.
+    Target: >= 5,000 rows/s (16 clients).
 (b) The Monitoring page's data (``dashboard/monitoring_view.page_data``, what its cached ``_load`` returns:
     ``metrics.aggregate_series`` at the page's step, the window's per-version stats and canary-vs-stable tests
     from the same steps; also timed as the two reads ``window_report`` + ``metrics.series``) for a 7-day window of one
@@ -138,15 +142,36 @@ def write_floor(tmp: Path, name: str, events) -> float:
     return len(rows) / seconds
 
 
-def ingest_over_http(tmp: Path, name: str, events, per_request: int, concurrency: int = 16) -> tuple[float, int]:
-    """Rows/s through ``python -m services ingest`` on uvicorn; returns (rows/s, non-2xx answers)."""
+NOOP_APP = '''
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def noop(request):
+    await request.body()
+    return JSONResponse({"id": "x", "status": "stored", "stored": 1, "duplicates": 0})
+
+app = Starlette(routes=[Route("/", noop, methods=["POST"]), Route("/healthz", noop, methods=["GET"])])
+'''
+
+
+def ingest_over_http(tmp: Path, name: str, events, per_request: int, concurrency: int = 16, *,
+                     noop: bool = False) -> tuple[float, int]:
+    """Rows/s through ``python -m services ingest`` on uvicorn (``noop``: the no-op app on the same uvicorn);
+    returns (rows/s, non-2xx answers)."""
     from tests.conftest import free_port
 
     _, env = container(tmp, name)
     port = free_port()
     full_env = {**os.environ, **env}
-    proc = subprocess.Popen([sys.executable, "-m", "services", "ingest", "--port", str(port)], cwd=ROOT,
-                            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if noop:
+        (tmp / name / "noop_app.py").write_text(NOOP_APP, encoding="utf-8")
+        cmd = ["-m", "uvicorn", "--app-dir", str(tmp / name), "noop_app:app", "--log-level", "warning",
+               "--no-access-log", "--port", str(port)]
+    else:
+        cmd = ["-m", "services", "ingest", "--port", str(port)]
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
         import urllib.request
 
@@ -297,6 +322,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=4000, help="pairs per in-process measurement")
     p.add_argument("--http-pairs", type=int, default=3000, help="pairs per HTTP measurement")
     p.add_argument("--raw-rows", type=int, default=200_000, help="raw rows for the scan baseline")
+    p.add_argument("--ingest-only", action="store_true", help="measure the ingest only, not the page's data")
     args = p.parse_args()
     rows = feature_rows()
     table = []
@@ -310,10 +336,19 @@ def main() -> None:
             batched = ingest_in_process(tmp, f"b{per_request}", events, batch=500)
             http_n = args.http_pairs if per_request == 1 else args.http_pairs // 5
             http_events = make_events(rows, http_n, per_request, f"h{per_request}")
-            http, bad = ingest_over_http(tmp, f"h{per_request}", http_events, per_request)
-            table.append((per_request, n, floor, per_pair, batched, http, bad))
+            seq, bad_seq = ingest_over_http(tmp, f"s{per_request}", http_events, per_request, concurrency=1)
+            http, bad = ingest_over_http(tmp, f"h{per_request}", http_events, per_request, concurrency=16)
+            ceiling, _ = ingest_over_http(tmp, f"n{per_request}", http_events, per_request, concurrency=16,
+                                          noop=True)
+            table.append((per_request, n, floor, per_pair, batched, seq, http, bad + bad_seq, ceiling))
             print(f"  ingest, {per_request}-row requests: floor {floor:,.0f}, per pair {per_pair:,.0f}, "
-                  f"batched {batched:,.0f}, HTTP {http:,.0f} rows/s", file=sys.stderr)
+                  f"batched {batched:,.0f}, HTTP 1 client {seq:,.0f}, 16 clients {http:,.0f} (no-op app "
+                  f"{ceiling:,.0f}) rows/s", file=sys.stderr)
+        if args.ingest_only:
+            _ingest_table(table)
+            met = min(r[6] for r in table) >= INGEST_TARGET
+            print("TARGET MET" if met else "TARGET MISSED")
+            return
 
         c, _ = container(tmp, "page")
         c.predictions  # noqa: B018 - creates the console database's tables
@@ -331,14 +366,7 @@ def main() -> None:
         scan_10m = scan_s * TOTAL / scanned
         c.engine.dispose()
 
-    print(f"\n## Monitoring data path ({os.cpu_count()} cores, SQLite WAL)\n")
-    print("| ingest (rows/s) | rows | write floor (`SqlPredictionLog.write`, 5,000/call) | in-process, per pair "
-          "| in-process, 500 pairs/transaction | HTTP, real app on uvicorn, 16 clients | target |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for per_request, n, floor, per_pair, batched, http, bad in table:
-        print(f"| {per_request}-row requests | {n * per_request:,} | {floor:,.0f} | {per_pair:,.0f} "
-              f"({per_pair / floor:.2f}× floor) | {batched:,.0f} ({batched / floor:.2f}×) | {http:,.0f} "
-              f"({http / floor:.2f}×){f', {bad} non-2xx' if bad else ''} | >= {INGEST_TARGET:,.0f} |")
+    _ingest_table(table)
     print(f"\n| Monitoring page data, 7 days, {TOTAL:,} predictions | time | baseline: raw scan | ratio | target |")
     print("|---|---:|---:|---:|---|")
     print(f"| `monitoring_view.page_data` (SqlMetricsSource), first read | {cold:.3f} s | {scan_10m:.1f} s "
@@ -349,8 +377,21 @@ def main() -> None:
           "faster | |")
     print(f"\n{rollups:,} rollup rows bulk-inserted in {made:.1f} s (4 endpoints × 7 days × 1,440 minutes × 2 "
           "versions); the page's endpoint reads a quarter of them.")
-    met = min(r[5] for r in table) >= INGEST_TARGET and cold < PAGE_TARGET_S
+    met = min(r[6] for r in table) >= INGEST_TARGET and cold < PAGE_TARGET_S
     print("TARGET MET" if met else "TARGET MISSED")
+
+
+def _ingest_table(table) -> None:
+    print(f"\n## Monitoring data path ({os.cpu_count()} cores, SQLite WAL)\n")
+    print("| ingest (rows/s) | rows | write floor (`SqlPredictionLog.write`, 5,000/call) | in-process, per pair "
+          "| in-process, 500 pairs/transaction | HTTP (uvicorn), 1 client | HTTP (uvicorn), 16 clients "
+          "| no-op app, same uvicorn, 16 clients | target |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for per_request, n, floor, per_pair, batched, seq, http, bad, ceiling in table:
+        print(f"| {per_request}-row requests | {n * per_request:,} | {floor:,.0f} | {per_pair:,.0f} "
+              f"({per_pair / floor:.2f}× floor) | {batched:,.0f} ({batched / floor:.2f}×) | {seq:,.0f} "
+              f"({seq / floor:.2f}×) | {http:,.0f} ({http / floor:.2f}×, {http / ceiling:.2f}× no-op)"
+              f"{f', {bad} non-2xx' if bad else ''} | {ceiling:,.0f} | >= {INGEST_TARGET:,.0f} (16 clients) |")
 
 
 if __name__ == "__main__":
