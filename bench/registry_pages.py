@@ -240,6 +240,7 @@ def run(args, store: Path, tmp: Path) -> None:
     at_model.run()
     at_model.switch_page("../pages/models.py")
     at_model.query_params["model"] = BIG
+    at_model.query_params["versions"] = "all"  # the whole table, as before the page showed the newest 50 first
     at_model.run()
     _check_page(at_model, n_big, f"/models?model={BIG}")
 
