@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 
 from dashboard import data, state
 from dashboard.components import MISSING, clean_frame, fmt_num, table
-from dashboard.models_view import KEY_METRICS, safe_name, set_query_param
+from dashboard.models_view import KEY_METRICS, chart_expander, safe_name, set_query_param
 from dashboard.nav import link
 from dashboard.version_view import curves_chart
 from services.history import pick_baseline
@@ -156,12 +156,8 @@ def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str
     st.download_button("Download CSV", lambda: df.to_csv(index=False).encode(), key="metric-diff-download",
                        file_name=f"{safe_name(name)}-metric-diff.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
-    wanted = st.query_params.get("chart") == "1"
-    if CHART_OPEN in st.session_state and st.session_state[CHART_OPEN] != wanted:
-        st.session_state[CHART_OPEN] = wanted  # the URL changed under the session (a link, back/forward)
-    box = st.expander("Chart of these metrics", expanded=wanted, key=CHART_OPEN, on_change=_chart_toggled,
-                      icon=":material/scatter_plot:")
-    if not box.open:
+    box = chart_expander("Chart of these metrics", CHART_OPEN, ":material/scatter_plot:")
+    if box is None:
         return
     with box:
         names = [r["metric"] for r in rows]
@@ -171,8 +167,6 @@ def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str
             st.plotly_chart(metric_dots(rows, versions, picked, colors), key="compare-metric-bars")
 
 
-def _chart_toggled() -> None:
-    set_query_param("chart", "1" if st.session_state.get(CHART_OPEN) else None)
 
 
 def curves_tab(cmp, colors: dict[str, str]) -> None:

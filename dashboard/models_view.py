@@ -243,18 +243,24 @@ def model_page(name: str) -> None:
         chart_section(view)
 
 
-def _chart_toggled() -> None:
-    set_query_param("chart", "1" if st.session_state.get(CHART_OPEN) else None)
+def chart_expander(label: str, key: str, icon: str):
+    """An expander for a chart that is drawn only when open; its state is ``?chart=1`` in the URL, so a shared
+    link opens it (and a link or back/forward that changes the URL wins over the session). None when closed."""
+    wanted = st.query_params.get("chart") == "1"
+    if key in st.session_state and st.session_state[key] != wanted:
+        st.session_state[key] = wanted
+
+    def toggled() -> None:
+        set_query_param("chart", "1" if st.session_state.get(key) else None)
+
+    box = st.expander(label, expanded=wanted, key=key, on_change=toggled, icon=icon)
+    return box if box.open else None
 
 
 def chart_section(view) -> None:
     """The metric chart in an expander that draws it only when open (``?chart=1`` opens it)."""
-    wanted = st.query_params.get("chart") == "1"
-    if CHART_OPEN in st.session_state and st.session_state[CHART_OPEN] != wanted:
-        st.session_state[CHART_OPEN] = wanted  # the URL changed under the session (a link, back/forward)
-    box = st.expander("Metrics across versions (chart)", expanded=wanted, key=CHART_OPEN, on_change=_chart_toggled,
-                      icon=":material/show_chart:")
-    if not box.open:
+    box = chart_expander("Metrics across versions (chart)", CHART_OPEN, ":material/show_chart:")
+    if box is None:
         return
     with box:
         default_metrics = [k for k in view.metric_names if k in KEY_METRICS][:2] or view.metric_names[:1]

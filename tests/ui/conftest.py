@@ -48,6 +48,35 @@ def app(demo_env, monkeypatch):
     return run
 
 
+@pytest.fixture
+def private_demo(demo_env, tmp_path, monkeypatch):
+    """A private copy of the seeded demo (its registry and console databases) for a test that changes it;
+    the app of the ``app`` fixture reads it. Returns a function building containers over the copy."""
+    import shutil
+    from pathlib import Path
+
+    from services.composition import build
+    from services.settings import Settings
+
+    src = Path(demo_env["MLOPS_DATA_DIR"])
+    for name in ("mlflow.db", "console.db"):
+        shutil.copy(src / name, tmp_path / name)
+    env = {**demo_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "MLOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    built = []
+
+    def container():
+        c = build(Settings.from_env(env, secrets_path=tmp_path / "none.toml"))
+        built.append(c)
+        return c
+
+    yield container
+    for c in built:
+        c.engine.dispose()
+
+
 def texts(at) -> str:
     """All text the page shows (markdown, titles, captions, alerts), for 'key content present' checks."""
     parts = []

@@ -4,8 +4,6 @@ the seeded demo (the registry and console databases), so none sees another's cha
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.ui.conftest import texts
@@ -15,31 +13,10 @@ CANCER, DIABETES = "cancer-screening", "diabetes-risk"
 
 
 @pytest.fixture
-def demo(app, demo_env, tmp_path, monkeypatch):
+def demo(app, private_demo):
     """``app`` over a private copy of the demo; ``demo.container()`` reaches the same databases."""
-    from pathlib import Path
-
-    from services.composition import build
-    from services.settings import Settings
-
-    src = Path(demo_env["MLOPS_DATA_DIR"])
-    for name in ("mlflow.db", "console.db"):
-        shutil.copy(src / name, tmp_path / name)
-    env = {**demo_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "MLOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    built = []
-
-    def container():
-        c = build(Settings.from_env(env, secrets_path=tmp_path / "none.toml"))
-        built.append(c)
-        return c
-
-    app.container = container
-    yield app
-    for c in built:
-        c.engine.dispose()
+    app.container = private_demo
+    return app
 
 
 def ack(at) -> None:

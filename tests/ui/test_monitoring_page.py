@@ -4,9 +4,7 @@ live line on the Deployments and Overview pages."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,20 +43,8 @@ def seed_traffic(c, endpoint: str, minutes: int = 50, now: datetime | None = Non
 
 
 @pytest.fixture
-def mon(app, demo_env, tmp_path, monkeypatch):
-    from services.composition import build
-    from services.settings import Settings
-
-    src = Path(demo_env["MLOPS_DATA_DIR"])
-    for name in ("mlflow.db", "console.db"):
-        shutil.copy(src / name, tmp_path / name)
-    env = {**demo_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "MLOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    c = build(Settings.from_env(env, secrets_path=tmp_path / "none.toml"))
-    app.rows = seed_traffic(c, CANCER)
-    c.engine.dispose()
+def mon(app, private_demo):
+    app.rows = seed_traffic(private_demo(), CANCER)
     return app
 
 
