@@ -169,8 +169,16 @@ def open_tab(page, name: str):
     from playwright.sync_api import expect
 
     tab = page.get_by_role("tab", name=name, exact=True)
-    tab.click()
-    expect(tab).to_have_attribute("aria-selected", "true")
+    wait_idle(page)
+    for attempt in range(3):  # on a loaded machine the first click can land before the tab list is live
+        tab.click()
+        try:
+            expect(tab).to_have_attribute("aria-selected", "true", timeout=4000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            wait_idle(page)
     panel = page.locator(f'[role="tabpanel"][aria-labelledby="{tab.get_attribute("id")}"]')
     expect(panel).to_be_visible()
     return panel
