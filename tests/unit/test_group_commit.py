@@ -12,7 +12,12 @@ from services.ingest.batching import GroupCommit
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """A fresh event loop in a thread of its own: this test process may already run one in the main thread
+    (Playwright's sync API, when the browser tests ran first)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=30)
 
 
 def test_concurrent_items_share_writes_and_get_their_own_outcomes():
