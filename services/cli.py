@@ -12,18 +12,15 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 from services.actions.catalog import ACTIONS
+from services.cli_output import cell as _cell
+from services.cli_output import emit as _print
+from services.cli_output import table as _table
 from services.errors import ConsoleError, Invalid
 from services.metrics.report import add_command as metrics_command
-
-
-def _print(args, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-    else:
-        print(text)
 
 
 def _actor(c, args, action: str, target: str):
@@ -115,28 +112,6 @@ def cmd_requests(c, args) -> int:
     text = _table(["ID", "STATUS", "ENDPOINT", "ACTION", "REQUESTER", "CREATED", "EXPIRES", "REASON"], rows)
     _print(args, reqs, text if reqs else "(no requests)")
     return 0
-
-
-def _table(headers: list[str], rows: list[list[Any]], notes: list[list[str]] | None = None) -> str:
-    """Columns padded to their widest cell (the last one is not padded); "—" for a missing value; each
-    row's ``notes`` are printed indented under it."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join([*(v.ljust(w) for v, w in zip(values[:-1], widths[:-1], strict=True)), values[-1]])
-
-    out = [line(list(headers))]
-    for i, row in enumerate(cells):
-        out.append(line(row))
-        out += [f"    {n}" for n in (notes[i] if notes else [])]
-    return "\n".join(out)
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return "—"
-    return " ".join(str(value).split())  # one line per row, whatever the text holds
 
 
 def _v(version: Any) -> str | None:
@@ -237,25 +212,28 @@ def _planner_params(*actions: str) -> dict[str, bool]:
     return out
 
 
+@contextmanager
 def _db_engine(c):
-    """The console database opened WITHOUT the schema check (an old database must be upgradable)."""
+    """The console database opened WITHOUT the schema check (an old database must be upgradable); closed
+    afterwards unless the container passed its own."""
     from services.store.db import make_engine
 
     if "engine" in c.overrides:
-        return c.overrides["engine"], False
-    return make_engine(c.settings.database_url, check_schema=False), True
+        yield c.overrides["engine"]
+        return
+    engine = make_engine(c.settings.database_url, check_schema=False)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def cmd_db_current(c, args) -> int:
     from services.store import migrations
     from services.store.db import UPGRADE_COMMAND
 
-    engine, owned = _db_engine(c)
-    try:
+    with _db_engine(c) as engine:
         st = migrations.status(engine)
-    finally:
-        if owned:
-            engine.dispose()
     if st.empty:
         text = f"no console tables yet: the database is created at {st.head} (head) on first use"
     elif st.at_head:
@@ -271,12 +249,8 @@ def cmd_db_current(c, args) -> int:
 def cmd_db_upgrade(c, args) -> int:
     from services.store import migrations
 
-    engine, owned = _db_engine(c)
-    try:
+    with _db_engine(c) as engine:
         res = migrations.upgrade(engine)
-    finally:
-        if owned:
-            engine.dispose()
     before = res.before
     if before.empty:
         text = f"created the console database at {res.after} (head)"
@@ -375,11 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8080)
     sp.set_defaults(fn=cmd_serve)
     from services.ingest.commands import add_commands
-    add_commands(sub, common, table=_table, emit=_print)  # ingest, predictions, labels
+    add_commands(sub, common)  # ingest, predictions, labels
     from services.demo.history import add_command as add_history
     from services.runtime import add_commands as add_runtime
-    add_runtime(sub, common, emit=_print)  # up, traffic
-    add_history(sub, common, emit=_print)  # seed-history
+    add_runtime(sub, common)  # up, traffic
+    add_history(sub, common)  # seed-history
     return p
 
 

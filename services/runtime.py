@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from services.cli_output import emit
+
 GENTLE = {"rps": 2.0, "chunk_s": 600.0, "labels_delay_s": 30.0}  # per demo endpoint
 
 
@@ -91,7 +93,7 @@ def _retention(container, say: Callable[[str], None], every_s: float = 3600.0) -
 
 def cmd_purge(c, args) -> int:
     dropped, cutoff = purge_expired(c)
-    _emit(args, {"dropped": dropped, "before": cutoff.isoformat()},
+    emit(args, {"dropped": dropped, "before": cutoff.isoformat()},
           f"dropped {dropped} raw prediction rows older than {cutoff:%Y-%m-%d %H:%M} UTC "
           f"(MLOPS_PREDICTION_RETENTION_DAYS={c.settings.prediction_retention_days}; rollups kept)")
     return 0
@@ -132,18 +134,13 @@ def cmd_traffic(c, args) -> int:
                 labels_delay_s=args.labels_delay)
     plan.validate()
     summary = run(plan, args.gateway, args.ingest, progress=None if args.json else print)
-    _emit(args, summary, f"{summary['requests']} requests in {summary['seconds']} s; by version "
+    emit(args, summary, f"{summary['requests']} requests in {summary['seconds']} s; by version "
                          + ", ".join(f"v{v}: {n}" for v, n in sorted(summary["by_version"].items()))
                          + "; statuses " + ", ".join(f"{k}: {n}" for k, n in sorted(summary["statuses"].items())))
     return 0
 
 
-_emit: Callable = print
-
-
-def add_commands(sub, common, *, emit: Callable) -> None:
-    global _emit
-    _emit = emit
+def add_commands(sub, common) -> None:
     sp = sub.add_parser("up", help="run the serving gateway and the ingest together (and demo traffic)",
                         parents=[common])
     sp.add_argument("--host", default="127.0.0.1")

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from services.cli_output import emit
 from services.errors import Invalid, PreconditionFailed
 
 SOURCE = "demo history"
@@ -313,17 +314,12 @@ def cmd_seed_history(c, args) -> int:
     summary = seed_history(c, days=args.days, now=now, seed=args.seed, if_empty=args.if_empty,
                            progress=None if args.json else print)
     if args.json:
-        _emit(args, summary, "")
+        emit(args, summary, "")
     return 0
 
 
-_emit: Callable = print
-
-
-def add_command(sub, common, *, emit: Callable) -> None:
-    """Registered by :mod:`services.cli` (its print helper passed in)."""
-    global _emit
-    _emit = emit
+def add_command(sub, common) -> None:
+    """Registered by :mod:`services.cli`."""
     sp = sub.add_parser("seed-history", help="backdated demo traffic, labels and serving history (Monitoring)",
                         parents=[common])
     sp.add_argument("--days", type=float, default=7.0)

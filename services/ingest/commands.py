@@ -1,22 +1,19 @@
 """``python -m services ingest | predictions | labels``: run the ingest, read the prediction log, load labels.
 
-:func:`add_commands` is called by :mod:`services.cli` with its table and print helpers (passed in, so this
-module does not import the CLI back).
+:func:`add_commands` is called by :mod:`services.cli`; output goes through :mod:`services.cli_output`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.cli_output import emit, table
 from services.clock import parse_iso
 from services.errors import Invalid
-
-_helpers: dict[str, Callable] = {}
 
 
 def cmd_ingest(c, args) -> int:
@@ -41,14 +38,14 @@ def cmd_predictions(c, args) -> int:
         raise Invalid(f"--from {args.from_} is after --to {args.to}", source="cli")
     rows = c.predictions.rows(args.endpoint, start=start, end=end, request_id=args.request_id, limit=args.limit)
     data = [r.as_dict() for r in rows]
-    table = [[r.request_id, r.row, r.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], r.endpoint,
+    cells = [[r.request_id, r.row, r.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], r.endpoint,
               f"v{r.version}" if r.version else None, r.role, _json(r.features), _json(r.prediction),
               _json(r.label) if r.label is not None else None,
               f"{r.latency_ms:.1f} ms" if r.latency_ms is not None else None,
               r.status if not r.error else f"{r.status} {r.error}"] for r in rows]
-    text = _helpers["table"](["REQUEST ID", "ROW", "TIME (UTC)", "ENDPOINT", "VERSION", "ROLE", "FEATURES",
-                              "PREDICTION", "LABEL", "LATENCY", "STATUS"], table)
-    _helpers["print"](args, data, text if rows else "(no predictions match)")
+    text = table(["REQUEST ID", "ROW", "TIME (UTC)", "ENDPOINT", "VERSION", "ROLE", "FEATURES",
+                  "PREDICTION", "LABEL", "LATENCY", "STATUS"], cells)
+    emit(args, data, text if rows else "(no predictions match)")
     return 0
 
 
@@ -90,12 +87,11 @@ def cmd_labels(c, args) -> int:
     if res.unknown:
         text += f"; no logged prediction for {len(res.unknown)} request id(s): {', '.join(res.unknown[:20])}"
         text += " …" if len(res.unknown) > 20 else ""
-    _helpers["print"](args, {"stored": res.stored, "lines": len(labels), "unknown": res.unknown}, text)
+    emit(args, {"stored": res.stored, "lines": len(labels), "unknown": res.unknown}, text)
     return 0
 
 
-def add_commands(sub, common, *, table: Callable, emit: Callable) -> None:
-    _helpers.update(table=table, print=emit)
+def add_commands(sub, common) -> None:
     sp = sub.add_parser("ingest", help="receive KServe inference-logger CloudEvents into the prediction log",
                         parents=[common])
     sp.add_argument("--host", default="127.0.0.1")
