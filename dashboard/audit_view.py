@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import state
+from dashboard.components import MISSING, fmt_missing
 from services.actions.catalog import ACTIONS
 from services.audit import AuditEntry, entry_subjects, time_bound
 from services.clock import parse_iso
@@ -22,11 +23,6 @@ KEYS = {"actor": state.AUDIT_FILTER_ACTOR, "action": state.AUDIT_FILTER_ACTION,
         "result": state.AUDIT_FILTER_RESULT, "endpoint": state.AUDIT_FILTER_TARGET, "model": "audit-model",
         "version": "audit-version", "from": "audit-from", "to": "audit-to"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-MISSING = "—"
-
-
-def fmt_missing(x: Any) -> Any:
-    return MISSING if x is None or (isinstance(x, str) and not x.strip()) else x
 
 
 @dataclass(frozen=True)
@@ -151,8 +147,9 @@ def _mark(passed) -> str:
 def describe_change(before, after) -> str:
     if not isinstance(before, dict) or not isinstance(after, dict):
         return MISSING
-    parts = [f"{k}: {before.get(k)} → {after.get(k)}" for k in ("stable_version", "canary_version", "canary_weight",
-                                                                "champion") if before.get(k) != after.get(k)]
+    keys = ("stable_version", "canary_version", "canary_weight", "champion")
+    parts = [f"{k}: {fmt_missing(before.get(k))} → {fmt_missing(after.get(k))}" for k in keys
+             if before.get(k) != after.get(k)]
     return "; ".join(parts) or MISSING
 
 

@@ -77,7 +77,7 @@ def test_filters_come_from_the_url(audit_app):
     row = at.dataframe[0].value.iloc[0]
     assert row["time"] == "2026-11-02 09:15:07 UTC"
     assert row["details"] == "request #3 · requester alice · for request_promotion · plan 1a2b3c4d…"
-    assert row["change"] == "stable_version: 2 → 4; canary_version: 4 → None; canary_weight: 20 → 0; champion: 2 → 4"
+    assert row["change"] == "stable_version: 2 → 4; canary_version: 4 → —; canary_weight: 20 → 0; champion: 2 → 4"
     assert (row["model"], row["versions"], row["error"], row["gates"]) == ("—", "2, 4", "—", "—")
     assert at.get_by_key("audit-json-download").label == "Download JSON (full entries)"
     # the URL keeps exactly the filters
