@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     from services.ingest.commands import add_commands
     add_commands(sub, common)  # ingest, predictions, labels
     from services.demo.history import add_command as add_history
+    from services.drift.profiles import add_command as add_profile
+    add_profile(sub, common)
     from services.runtime import add_commands as add_runtime
     add_runtime(sub, common)  # up, traffic
     add_history(sub, common)  # seed-history

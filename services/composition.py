@@ -84,9 +84,14 @@ class Container:
 
     @cached_property
     def predictions(self):
+        """The prediction log; a version written without a reference profile gets one derived from its
+        training data in the registry (services.drift.profiles), so its histograms start with its traffic."""
+        from services.drift.profiles import ensure_profile
         from services.predictions.sql import SqlPredictionLog
 
-        return SqlPredictionLog(self.engine, clock=self.clock)
+        log = SqlPredictionLog(self.engine, clock=self.clock)
+        log.build_profile = lambda model, version: ensure_profile(log, self.registry, model, version)
+        return log
 
     @cached_property
     def policy(self):

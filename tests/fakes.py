@@ -327,6 +327,7 @@ from services.predictions import (  # noqa: E402 - appended with the prediction 
     rollup_deltas,
     rollup_key,
 )
+from services.predictions.histograms import Cell, HistogramCell, histogram_deltas, period_of  # noqa: E402
 
 
 class FakePredictionLog(PredictionLog, _Failing):
@@ -340,7 +341,12 @@ class FakePredictionLog(PredictionLog, _Failing):
         self.clock = clock or FakeClock()
         self.stored: dict[tuple[str, int], Any] = {}
         self.rollup_map: dict[tuple, Any] = {}
+        self.profiles: dict[tuple[str, str], Any] = {}
+        self.hist_map: dict[tuple, Any] = {}
         self.fail = {}
+
+    def _profile_of(self, model, version):
+        return self.profiles.get((model, None if version is None else str(version)))
 
     def _add(self, deltas) -> None:
         for key, d in deltas.items():
@@ -350,6 +356,7 @@ class FakePredictionLog(PredictionLog, _Failing):
             acc.latency_sum_ms += d.latency_sum_ms
             acc.latency_buckets = [a + b for a, b in zip(acc.latency_buckets, d.latency_buckets, strict=True)]
             acc.add_label((d.labelled, d.correct, d.abs_error_sum, d.sq_error_sum))
+            acc.prediction_bins = [a + b for a, b in zip(acc.prediction_bins, d.prediction_bins, strict=True)]
 
     def write(self, rows):
         self._check("write")
@@ -359,7 +366,12 @@ class FakePredictionLog(PredictionLog, _Failing):
             if key not in self.stored:
                 self.stored[key] = r
                 new.append(r)
-        self._add(rollup_deltas(new))
+        self._add(rollup_deltas(new, self._profile_of))
+        for key, cell in histogram_deltas(new, self._profile_of).items():
+            acc = self.hist_map.setdefault(key, Cell())
+            acc.count += cell.count
+            acc.total += cell.total
+            acc.total_sq += cell.total_sq
         return WriteResult(stored=len(new), duplicates=len(rows) - len(new))
 
     def add_labels(self, labels):
@@ -403,7 +415,7 @@ class FakePredictionLog(PredictionLog, _Failing):
         out = [Rollup(minute=m, endpoint=ep, version=v, role=role, count=d.count, errors=d.errors,
                       latency_sum_ms=d.latency_sum_ms, latency_buckets=tuple(d.latency_buckets),
                       labelled=d.labelled, correct=d.correct, abs_error_sum=d.abs_error_sum,
-                      sq_error_sum=d.sq_error_sum)
+                      sq_error_sum=d.sq_error_sum, prediction_bins=tuple(d.prediction_bins))
                for (m, ep, v, role), d in self.rollup_map.items() if ep == endpoint and start <= m < end]
         return sorted(out, key=lambda r: (r.minute, r.version or "", r.role))
 
@@ -413,3 +425,25 @@ class FakePredictionLog(PredictionLog, _Failing):
         for k in old:
             del self.stored[k]
         return len(old)
+
+    def save_profile(self, profile):
+        self._check("save_profile")
+        return self.profiles.setdefault((profile.model, str(profile.version)), profile)
+
+    def profile(self, model, version):
+        self._check("profile")
+        return self.profiles.get((model, str(version)))
+
+    def histograms(self, endpoint, start, end, *, version=None, granularity="hour"):
+        self._check("histograms")
+        period_of(start, granularity)  # validates the granularity
+        acc: dict[tuple, Any] = {}
+        for (hour, ep, v, role, feature, b), cell in self.hist_map.items():
+            if ep != endpoint or not (start <= hour < end) or (version is not None and v != str(version)):
+                continue
+            a = acc.setdefault((period_of(hour, granularity), v, role, feature, b), Cell())
+            a.count += cell.count
+            a.total += cell.total
+            a.total_sq += cell.total_sq
+        return [HistogramCell(p, v, role, f, b, c.count, c.total, c.total_sq)
+                for (p, v, role, f, b), c in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", *kv[0][2:]))]

@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.drift.bins import Profile
+from services.predictions.histograms import PREDICTION_SLOTS, HistogramCell, Profiles, prediction_slot
+
 ROLES = ("stable", "canary", "unknown")
 # Upper bounds (ms) of the latency histogram kept in every rollup; the last bucket is everything above.
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, math.inf)
@@ -79,6 +82,8 @@ class Rollup:
     correct: int = 0  # classification: labelled rows whose prediction equals the label
     abs_error_sum: float = 0.0  # regression: |prediction - label| summed over labelled rows
     sq_error_sum: float = 0.0
+    # the prediction histogram on the version's fixed bins (services.predictions.histograms): one count per slot
+    prediction_bins: tuple[int, ...] = ()
 
 
 class PredictionLog(ABC):
@@ -105,7 +110,23 @@ class PredictionLog(ABC):
 
     @abstractmethod
     def purge(self, before: datetime) -> int:
-        """Drop raw rows older than ``before`` (retention); rollups stay. Returns rows dropped."""
+        """Drop raw rows older than ``before`` (retention); rollups and histograms stay. Returns rows dropped."""
+
+    # -- reference profiles and the histograms kept on them ------------------------------------------------
+    @abstractmethod
+    def save_profile(self, profile: Profile) -> Profile:
+        """Store a version's reference profile. Derived once: if one is stored already, it stays and is
+        returned (so every writer bins a version on the same edges)."""
+
+    @abstractmethod
+    def profile(self, model: str, version: str) -> Profile | None:
+        """The stored reference profile of a version, or None."""
+
+    @abstractmethod
+    def histograms(self, endpoint: str, start: datetime, end: datetime, *, version: str | None = None,
+                   granularity: str = "hour") -> list[HistogramCell]:
+        """Feature histograms of ``start <= hour < end`` summed per hour or day (periods whose hour lies in
+        the window), oldest first; the prediction's come from the rollups (:func:`prediction_cells`)."""
 
 
 # -- shared rules of every adapter (pure): which minute, which bucket, what a label adds -------------------
@@ -155,13 +176,18 @@ class RollupDelta:
     correct: int = 0
     abs_error_sum: float = 0.0
     sq_error_sum: float = 0.0
+    prediction_bins: list[int] = field(default_factory=lambda: [0] * PREDICTION_SLOTS)
 
-    def add_row(self, row: PredictionRow) -> None:
+    def add_row(self, row: PredictionRow, profile: Profile | None = None) -> None:
         self.count += 1
-        self.errors += 0 if row.ok and not row.error else 1
+        failed = not row.ok or bool(row.error)
+        self.errors += 1 if failed else 0
         if row.latency_ms is not None:
             self.latency_sum_ms += float(row.latency_ms)
             self.latency_buckets[bucket_index(float(row.latency_ms))] += 1
+        slot = None if failed else prediction_slot(profile, row.prediction)
+        if slot is not None:
+            self.prediction_bins[slot] += 1
 
     def add_label(self, contribution: tuple[int, int, float, float], sign: int = 1) -> None:
         labelled, correct, abs_err, sq_err = contribution
@@ -183,9 +209,13 @@ def in_lock_order(deltas: dict[RollupKey, RollupDelta]) -> dict[RollupKey, Rollu
     return dict(sorted(deltas.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3])))
 
 
-def rollup_deltas(rows: Sequence[PredictionRow]) -> dict[RollupKey, RollupDelta]:
+def no_profiles(model: str | None, version: str | None) -> Profile | None:
+    return None
+
+
+def rollup_deltas(rows: Sequence[PredictionRow], profiles: Profiles = no_profiles) -> dict[RollupKey, RollupDelta]:
     """The rollup increments of newly stored rows, by rollup, in lock order."""
     out: dict[RollupKey, RollupDelta] = {}
     for row in rows:
-        out.setdefault(rollup_key(row), RollupDelta()).add_row(row)
+        out.setdefault(rollup_key(row), RollupDelta()).add_row(row, profiles(row.model, row.version))
     return in_lock_order(out)

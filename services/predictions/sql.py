@@ -19,7 +19,9 @@ not logged reports the request id in ``unknown``. Times are :func:`services.cloc
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.clock import Clock, iso, parse_iso, utcnow
+from services.drift.bins import Profile
 from services.errors import Invalid
 from services.predictions import (
     LATENCY_BUCKETS_MS,
@@ -42,13 +45,26 @@ from services.predictions import (
     minute_of,
     rollup_deltas,
 )
-from services.store.db import LATENCY_BUCKET_COLUMNS, guarded, prediction_rollups, predictions, writing
+from services.predictions.histograms import PREDICTION_SLOTS, HistogramCell, histogram_deltas, period_of
+from services.store.db import (
+    LATENCY_BUCKET_COLUMNS,
+    PREDICTION_BIN_COLUMNS,
+    feature_histograms,
+    guarded,
+    prediction_rollups,
+    predictions,
+    reference_profiles,
+    writing,
+)
 
 SOURCE = "prediction log"
 CHUNK = 500  # request ids per IN list of a labels read
 COUNTERS = ("count", "errors", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS, "labelled", "correct", "abs_error_sum",
-            "sq_error_sum")
+            "sq_error_sum", *PREDICTION_BIN_COLUMNS)
 assert len(LATENCY_BUCKET_COLUMNS) == len(LATENCY_BUCKETS_MS), "one rollup column per latency bucket"
+assert len(PREDICTION_BIN_COLUMNS) == PREDICTION_SLOTS, "one rollup column per prediction slot"
+MISS_TTL = 60.0  # seconds a version without a profile is not looked up again
+ProfileBuilder = Callable[[str, str], Profile | None]
 
 
 def dumps(value: Any) -> str:
@@ -63,9 +79,14 @@ def _canonical(value: Any) -> str:
 class SqlPredictionLog(PredictionLog):
     source = SOURCE
 
-    def __init__(self, engine: Engine, *, clock: Clock = utcnow):
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow, build_profile: ProfileBuilder | None = None):
+        """``build_profile(model, version)``: called (outside any transaction) for a version that has no stored
+        profile when its rows are written (e.g. derive it from the registry's reference data and save it)."""
         self.engine = engine
         self.clock = clock
+        self.build_profile = build_profile
+        self._profiles: dict[tuple[str, str], tuple[Profile | None, float]] = {}
+        self._profiles_lock = threading.Lock()
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # built once: executed with a list of parameter sets, they hit SQLAlchemy's compiled cache every time
         self._insert_rows = (insert(predictions).on_conflict_do_nothing(index_elements=["request_id", "row"])
@@ -74,6 +95,11 @@ class SqlPredictionLog(PredictionLog):
         c, ex = prediction_rollups.c, upsert.excluded
         self._upsert_rollups = upsert.on_conflict_do_update(index_elements=["endpoint", "minute", "version", "role"],
                                                             set_={name: c[name] + ex[name] for name in COUNTERS})
+        hist = insert(feature_histograms)
+        h, hx = feature_histograms.c, hist.excluded
+        self._upsert_histograms = hist.on_conflict_do_update(
+            index_elements=["endpoint", "hour", "version", "role", "feature", "bin"],
+            set_={name: h[name] + hx[name] for name in ("count", "total", "total_sq")})
 
     # -- write ---------------------------------------------------------------------------------------------
     def write(self, rows: Sequence[PredictionRow]) -> WriteResult:
@@ -84,10 +110,18 @@ class SqlPredictionLog(PredictionLog):
             unique.setdefault((str(r.request_id), int(r.row)), r)
         keys = sorted(unique)
         values = [_row_values(unique[k]) for k in keys]
+        profiles = self._profiles_of(unique.values())
+        lookup = lambda model, version: profiles.get((model, version))  # noqa: E731
         with guarded("writing predictions", SOURCE), writing(self.engine) as conn:
             inserted = {(rid, int(n)) for rid, n in conn.execute(self._insert_rows, values)}
             new = [unique[k] for k in sorted(inserted)]
-            self._add_to_rollups(conn, rollup_deltas(new))
+            self._add_to_rollups(conn, rollup_deltas(new, lookup))
+            cells = histogram_deltas(new, lookup)
+            if cells:  # in lock order, after the rollups: every writer takes the same locks in the same order
+                conn.execute(self._upsert_histograms, [
+                    {"endpoint": ep, "hour": iso(hour), "version": "" if v is None else str(v), "role": role,
+                     "feature": f, "bin": b, "count": cell.count, "total": cell.total, "total_sq": cell.total_sq}
+                    for (hour, ep, v, role, f, b), cell in cells.items()])
         return WriteResult(stored=len(new), duplicates=len(rows) - len(new), inserted=frozenset(inserted))
 
     def _add_to_rollups(self, conn: Connection, deltas: dict[RollupKey, RollupDelta]) -> None:
@@ -169,6 +203,70 @@ class SqlPredictionLog(PredictionLog):
         with guarded(f"reading the prediction rollups of {endpoint!r}", SOURCE), self.engine.connect() as conn:
             return [_rollup(r) for r in conn.execute(q).mappings()]
 
+    # -- reference profiles and histograms ------------------------------------------------------------------
+    def save_profile(self, profile: Profile) -> Profile:
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(reference_profiles).values(
+            model=profile.model, version=str(profile.version), created_at=iso(self.clock()), source=profile.source,
+            profile=json.dumps(profile.as_dict(), separators=(",", ":"))).on_conflict_do_nothing()
+        with guarded(f"storing the reference profile of {profile.model!r} v{profile.version}", SOURCE), \
+                writing(self.engine) as conn:
+            conn.execute(stmt)
+        with self._profiles_lock:
+            self._profiles.pop((profile.model, str(profile.version)), None)
+        return self.profile(profile.model, str(profile.version)) or profile
+
+    def profile(self, model: str, version: str) -> Profile | None:
+        c = reference_profiles.c
+        q = select(c.profile).where(c.model == model, c.version == str(version))
+        with guarded(f"reading the reference profile of {model!r} v{version}", SOURCE), self.engine.connect() as conn:
+            text = conn.execute(q).scalar()
+        return None if text is None else Profile.from_dict(json.loads(text))
+
+    def _profiles_of(self, rows) -> dict[tuple[str, str], Profile]:
+        """The profiles of the rows' versions: stored ones are kept (they never change); a version without
+        one is built once if a builder is set, else looked up again after MISS_TTL seconds."""
+        wanted = {(r.model, str(r.version)) for r in rows if r.model and r.version is not None}
+        out: dict[tuple[str, str], Profile] = {}
+        now = time.monotonic()
+        for key in sorted(wanted):
+            with self._profiles_lock:
+                cached = self._profiles.get(key)
+            if cached is not None and (cached[0] is not None or cached[1] > now):
+                if cached[0] is not None:
+                    out[key] = cached[0]
+                continue
+            found = self.profile(*key)
+            if found is None and self.build_profile is not None:
+                try:
+                    found = self.build_profile(*key)
+                except Exception:  # noqa: BLE001 - a missing reference must not stop the log: rows still count
+                    found = None
+            with self._profiles_lock:
+                self._profiles[key] = (found, now + MISS_TTL)
+            if found is not None:
+                out[key] = found
+        return out
+
+    def histograms(self, endpoint: str, start: datetime, end: datetime, *, version: str | None = None,
+                   granularity: str = "hour") -> list[HistogramCell]:
+        from sqlalchemy import func
+
+        period_of(start, granularity)  # validates the granularity
+        h = feature_histograms.c
+        period = func.substr(h.hour, 1, 10) if granularity == "day" else h.hour
+        q = (select(period.label("period"), h.version, h.role, h.feature, h.bin, func.sum(h["count"]),
+                    func.sum(h.total), func.sum(h.total_sq))
+             .where(h.endpoint == endpoint, h.hour >= iso(start), h.hour < iso(end))
+             .group_by(period, h.version, h.role, h.feature, h.bin)
+             .order_by(period, h.version, h.role, h.feature, h.bin))
+        if version is not None:
+            q = q.where(h.version == str(version))
+        with guarded(f"reading the feature histograms of {endpoint!r}", SOURCE), self.engine.connect() as conn:
+            return [HistogramCell(period=_period(p), version=v or None, role=role, feature=f, bin=int(b),
+                                  count=int(n), total=float(t or 0.0), total_sq=float(t2 or 0.0))
+                    for p, v, role, f, b, n, t, t2 in conn.execute(q)]
+
     def purge(self, before: datetime) -> int:
         """Per endpoint (the rollups name them all), so each delete walks the ``(endpoint, at)`` index."""
         t = predictions.c
@@ -192,7 +290,12 @@ def _rollup_values(key: RollupKey, d: RollupDelta) -> dict:
     return {"minute": iso(minute), "endpoint": endpoint, "version": "" if version is None else str(version),
             "role": role, "count": d.count, "errors": d.errors, "latency_sum_ms": d.latency_sum_ms,
             **dict(zip(LATENCY_BUCKET_COLUMNS, d.latency_buckets, strict=True)), "labelled": d.labelled,
-            "correct": d.correct, "abs_error_sum": d.abs_error_sum, "sq_error_sum": d.sq_error_sum}
+            "correct": d.correct, "abs_error_sum": d.abs_error_sum, "sq_error_sum": d.sq_error_sum,
+            **dict(zip(PREDICTION_BIN_COLUMNS, d.prediction_bins, strict=True))}
+
+
+def _period(text: str) -> datetime:
+    return parse_iso(text if len(text) > 10 else text + "T00:00:00.000000Z")
 
 
 def _row(r) -> PredictionRow:
@@ -210,4 +313,5 @@ def _rollup(r) -> Rollup:
                   latency_sum_ms=float(r["latency_sum_ms"]),
                   latency_buckets=tuple(int(r[c]) for c in LATENCY_BUCKET_COLUMNS), labelled=int(r["labelled"]),
                   correct=int(r["correct"]), abs_error_sum=float(r["abs_error_sum"]),
-                  sq_error_sum=float(r["sq_error_sum"]))
+                  sq_error_sum=float(r["sq_error_sum"]),
+                  prediction_bins=tuple(int(r[c]) for c in PREDICTION_BIN_COLUMNS))

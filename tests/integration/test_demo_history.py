@@ -141,3 +141,43 @@ def test_if_empty_a_second_time_writes_nothing(seeded, history, capsys):
     assert "skipped" in capsys.readouterr().out
     assert {ep: len(_all_rows(seeded, ep)) for ep in history["endpoints"]} == before
     assert len(seeded.history.changes(EP)) == changes
+
+
+def test_histograms_kept_on_profiles_derived_from_training_data(seeded, history):
+    """Each served version got its reference profile from its run's training frame on its first write; the
+    hourly feature histograms count every logged row and their means show the drift."""
+    drift = history["endpoints"][EP]["drift"]
+    since = datetime.fromisoformat(drift["from"])
+    rows = _all_rows(seeded, EP)
+    served = {(r.model, r.version) for r in rows if r.version}
+    for model, version in served:
+        p = seeded.predictions.profile(model, version)
+        assert p is not None and p.source.startswith("training data"), (model, version)
+        assert DRIFT in p.columns and p.columns[DRIFT].kind == "numeric"
+    cells = seeded.predictions.histograms(EP, NOW - timedelta(days=DAYS + 1), NOW + timedelta(hours=1))
+    assert sum(c.count for c in cells if c.feature == DRIFT) == len(rows)
+
+    def mean(cs):
+        n = sum(c.count for c in cs if c.bin >= 0)
+        return sum(c.total for c in cs if c.bin >= 0) / n
+
+    before = [c for c in cells if c.feature == DRIFT and c.period < since.replace(minute=0)]
+    after = [c for c in cells if c.feature == DRIFT and c.period > since]
+    raw_before = statistics.fmean(r.features[DRIFT] for r in rows if r.at < since.replace(minute=0))
+    assert mean(before) == pytest.approx(raw_before)  # the sums kept at ingest are the raw rows' sums
+    from services.traffic import demo_rows
+
+    assert (mean(after) - mean(before)) / demo_rows(EP)[2][DRIFT] == pytest.approx(1.5, abs=0.3)
+
+
+def test_profile_command_shows_the_stored_bins_and_refuses_unknown_versions(seeded, history, capsys):
+    (model, version) = next((r.model, r.version) for r in _all_rows(seeded, EP) if r.version)
+    assert main(["profile", "--model", model, "--version", version, "--json"], container=seeded) == 0
+    out = json.loads(capsys.readouterr().out)
+    stored = seeded.predictions.profile(model, version)
+    assert out["rows"] == stored.rows and [r["column"] for r in out["table"]][-1] == "prediction"
+    assert {r["column"]: r["reference"] for r in out["table"]}[DRIFT] == list(stored.columns[DRIFT].reference)
+    assert main(["profile", "--model", model, "--version", "999"], container=seeded) == 4
+    assert "999" in capsys.readouterr().err
+    assert main(["profile", "--model", model, "--version", "999", "--endpoint", EP], container=seeded) == 2
+    assert "--from" in capsys.readouterr().err

@@ -248,8 +248,7 @@ def test_an_empty_database_is_created_at_head_with_the_migrations_schema(databas
             assert _schema_diff(conn) == []
         # the same schema as running every migration from nothing
         with writing(engine) as conn:
-            for t in ("prediction_rollups", "predictions", "serving_changes", "audit_log", "approval_requests",
-                      "endpoint_revisions", "endpoints", "alembic_version"):
+            for t in [*(t.name for t in reversed(metadata.sorted_tables)), "alembic_version"]:
                 conn.exec_driver_sql(f"DROP TABLE {t}")
         assert migrations.status(engine).empty
         with writing(engine) as conn:

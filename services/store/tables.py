@@ -1,0 +1,198 @@
+"""The tables of the console database at :data:`~services.store.db.HEAD` (SQLAlchemy Core).
+
+The Alembic migrations (:mod:`services.store.migrations`) take an older database here; an empty one is
+created from these definitions. Times are :func:`services.clock.iso` text (fixed width, sorts as time).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("stable_version", String(32)),
+    Column("canary_version", String(32)),
+    Column("canary_weight", Integer, nullable=False, default=0),
+    Column("resource_version", Integer, nullable=False, default=1),
+    Column("replicas", Integer, nullable=False, default=1),
+    Column("url", String(1024)),
+    Column("ready", Boolean, nullable=False, default=True),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+endpoint_revisions = Table(  # the local serving backend's own revision list
+    "endpoint_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False, index=True),
+    Column("resource_version", Integer, nullable=False),
+    Column("stable_version", String(32)),
+    Column("canary_version", String(32)),
+    Column("canary_weight", Integer, nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(255)),
+    Column("note", Text, nullable=False, default=""),
+    Column("approved_by", String(255)),  # 0002
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False, index=True),
+    Column("model", String(255)),
+    Column("action", String(64), nullable=False),
+    Column("params", Text, nullable=False),  # canonical JSON
+    Column("requester", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("plan", Text, nullable=False),  # canonical JSON of the dry run it was made on
+    Column("created_at", String(40), nullable=False),
+    Column("expires_at", String(40), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("decided_by", String(255)),
+    Column("decided_at", String(40)),
+    Column("decision_reason", Text),
+    Column("row_version", Integer, nullable=False, default=1),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts", String(40), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("before", Text, nullable=False),
+    Column("after", Text, nullable=False),
+    Column("gates", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    # 0003: derived index columns (services.audit.sql.index_columns), NOT part of the hash chain
+    Column("endpoint", String(512), index=True),
+    Column("model", String(512), index=True),
+    Column("version", String(64), index=True),
+)
+
+serving_changes = Table(  # 0004: the serving history (services.history.sql)
+    "serving_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("at", String(40), nullable=False),  # services.clock.iso: fixed width, sorts as text
+    Column("stable_version", String(32)),
+    Column("canary_version", String(32)),
+    Column("canary_weight", Integer, nullable=False, default=0),
+    Column("actor", String(255)),
+    Column("approved_by", String(255)),
+    Column("note", Text, nullable=False, default=""),
+    Column("source", String(16), nullable=False),  # console | backend | seed | migration
+    Column("backend", String(32)),  # the serving backend it happened on (local, kserve)
+    Index("ix_serving_changes_endpoint_at", "endpoint", "at"),
+)
+
+# 0005: the prediction log (services.predictions.sql). Times are services.clock.iso text like serving_changes.
+# The primary key (request_id, row) is the "exactly once" key and, request_id leading, its lookup index.
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("request_id", String(255), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("model", String(255)),
+    Column("version", String(32)),
+    Column("role", String(16), nullable=False),
+    Column("features", Text, nullable=False),  # JSON
+    Column("prediction", Text, nullable=False),  # JSON
+    Column("latency_ms", Double),
+    Column("status", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("label", Text),  # JSON; NULL until ground truth arrives
+    Column("labelled_at", String(40)),
+    PrimaryKeyConstraint("request_id", "row", name="pk_predictions"),
+    Index("ix_predictions_endpoint_at", "endpoint", "at"),
+)
+
+LATENCY_BUCKET_COLUMNS = tuple(f"latency_le_{i:02d}" for i in range(13))  # one per LATENCY_BUCKETS_MS bucket
+PREDICTION_BIN_COLUMNS = tuple(f"pred_{i:02d}" for i in range(12))  # one per histograms.PREDICTION_SLOTS slot
+
+prediction_rollups = Table(  # 0005: per minute × endpoint × version × role, every counter added with +
+    "prediction_rollups",
+    metadata,
+    Column("minute", String(40), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("version", String(32), nullable=False),  # "" for unknown (NULL never conflicts in a unique key)
+    Column("role", String(16), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("latency_sum_ms", Double, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in LATENCY_BUCKET_COLUMNS),
+    Column("labelled", Integer, nullable=False),
+    Column("correct", Integer, nullable=False),
+    Column("abs_error_sum", Double, nullable=False),
+    Column("sq_error_sum", Double, nullable=False),
+    # 0006: the prediction histogram on the version's fixed bins (services.predictions.histograms)
+    *(Column(name, Integer, nullable=False, server_default="0") for name in PREDICTION_BIN_COLUMNS),
+    # the upsert's conflict key; endpoint then minute leading, it is also the index of a window's query
+    PrimaryKeyConstraint("endpoint", "minute", "version", "role", name="pk_prediction_rollups"),
+)
+
+# 0006: each version's reference profile (services.drift.bins), derived once: the first stored stays
+reference_profiles = Table(
+    "reference_profiles",
+    metadata,
+    Column("model", String(255), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("profile", Text, nullable=False),  # JSON: Profile.as_dict()
+    PrimaryKeyConstraint("model", "version", name="pk_reference_profiles"),
+)
+
+# 0006: per hour × endpoint × version × role × feature × bin on the version's fixed bins, added with +
+feature_histograms = Table(
+    "feature_histograms",
+    metadata,
+    Column("endpoint", String(255), nullable=False),
+    Column("hour", String(40), nullable=False),
+    Column("version", String(32), nullable=False),  # "" for unknown, as in prediction_rollups
+    Column("role", String(16), nullable=False),
+    Column("feature", String(255), nullable=False),
+    Column("bin", Integer, nullable=False),  # -1: missing values
+    Column("count", Integer, nullable=False),
+    Column("total", Double, nullable=False),  # sum of the bin's values (numeric features)
+    Column("total_sq", Double, nullable=False),
+    PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", "bin", name="pk_feature_histograms"),
+)
+
+LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001
+
+_version_metadata = MetaData()
+alembic_version = Table(  # Alembic's own bookkeeping, as Alembic creates it
+    "alembic_version", _version_metadata,
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
