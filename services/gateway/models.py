@@ -172,7 +172,7 @@ class ModelCache:
             pending = asyncio.get_running_loop().create_future()
             self._loading[key] = pending
             try:
-                loaded = await run_in_threadpool(self._load, *key)
+                loaded = await run_in_threadpool(self.load_blocking, *key)
             except BaseException as exc:  # noqa: BLE001 - waiters of the same load must hear of it too
                 err = exc if isinstance(exc, ModelLoadError) else ModelLoadError(
                     f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -189,7 +189,9 @@ class ModelCache:
             return loaded
         return await asyncio.shield(pending)
 
-    def _load(self, model: str, version: str) -> LoadedModel:
+    def load_blocking(self, model: str, version: str) -> LoadedModel:
+        """Fetch, check and load one version now, in this thread, without keeping it (``get`` keeps it; the
+        explanations load through here too). Its files stay under the cache's folder until ``close``."""
         import mlflow.artifacts
 
         from services.errors import ConsoleError
