@@ -368,10 +368,7 @@ class FakePredictionLog(PredictionLog, _Failing):
                 new.append(r)
         self._add(rollup_deltas(new, self._profile_of))
         for key, cell in histogram_deltas(new, self._profile_of).items():
-            acc = self.hist_map.setdefault(key, Cell())
-            acc.count += cell.count
-            acc.total += cell.total
-            acc.total_sq += cell.total_sq
+            self.hist_map.setdefault(key, Cell()).merge(cell)
         return WriteResult(stored=len(new), duplicates=len(rows) - len(new))
 
     def add_labels(self, labels):
@@ -438,12 +435,9 @@ class FakePredictionLog(PredictionLog, _Failing):
         self._check("histograms")
         period_of(start, granularity)  # validates the granularity
         acc: dict[tuple, Any] = {}
-        for (hour, ep, v, role, feature, b), cell in self.hist_map.items():
+        for (hour, ep, v, role, feature), cell in self.hist_map.items():
             if ep != endpoint or not (start <= hour < end) or (version is not None and v != str(version)):
                 continue
-            a = acc.setdefault((period_of(hour, granularity), v, role, feature, b), Cell())
-            a.count += cell.count
-            a.total += cell.total
-            a.total_sq += cell.total_sq
-        return [HistogramCell(p, v, role, f, b, c.count, c.total, c.total_sq)
-                for (p, v, role, f, b), c in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", *kv[0][2:]))]
+            acc.setdefault((period_of(hour, granularity), v, role, feature), Cell()).merge(cell)
+        return [HistogramCell(p, v, role, f, tuple(c.counts), c.total, c.total_sq)
+                for (p, v, role, f), c in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", *kv[0][2:]))]

@@ -2,9 +2,10 @@
 
 - the prediction histogram: per rollup minute, :data:`PREDICTION_SLOTS` counters added with ``+`` like the
   others (slot ``i`` is bin ``i`` of the version's prediction bins; the last slot counts missing answers);
-- feature histograms: per hour × endpoint × version × role × feature × bin, a count and the sum and sum of
-  squares of the values in the bin (so a window's feature mean and variance come from the same rows the drift
-  view reads, for the sequential alarms). Bin :data:`~services.drift.bins.MISSING` counts missing values.
+- feature histograms: per hour × endpoint × version × role × feature, one count per slot (the same slots) and
+  the sum and sum of squares of the feature's values (so a window's mean and variance come from the same rows
+  the drift view reads, for the sequential alarms). One row per feature, not per bin: a write upserts
+  ``features`` rows per hour × version × role, whatever the bins.
 
 A row whose version has no profile adds to no histogram (its rollup still counts it); the ``prediction``
 of a failed request (status ≥ 400 or an error) is not an answer and is not binned, its features are.
@@ -12,8 +13,9 @@ of a failed request (status ≥ 400 or an error) is not an answer and is not bin
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.drift.bins import MAX_BINS, MISSING, PREDICTION, Profile, number
@@ -23,80 +25,122 @@ MISSING_SLOT = PREDICTION_SLOTS - 1
 
 ProfileKey = tuple[str, str]  # (model, version)
 Profiles = Callable[[str | None, str | None], Profile | None]
-HistogramKey = tuple[datetime, str, str | None, str, str, int]  # (hour, endpoint, version, role, feature, bin)
+HistogramKey = tuple[datetime, str, str | None, str, str]  # (hour, endpoint, version, role, feature)
 
 
 def hour_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def slot_of(bin_index: int) -> int:
+    return MISSING_SLOT if bin_index == MISSING else min(bin_index, MISSING_SLOT - 1)
+
+
+def bin_of(slot: int) -> int:
+    return MISSING if slot == MISSING_SLOT else slot
+
+
 def prediction_slot(profile: Profile | None, prediction) -> int | None:
     """The rollup slot of an answer on its version's prediction bins (None: no bins to count it on)."""
     if profile is None or profile.prediction is None:
         return None
-    i = profile.prediction.index(prediction)
-    return MISSING_SLOT if i == MISSING else min(i, MISSING_SLOT - 1)
+    return slot_of(profile.prediction.index(prediction))
 
 
 @dataclass
 class Cell:
-    """What rows add to one histogram bin: how many, and the sum and sum of squares of their values."""
+    """What rows add to one feature's histogram: a count per slot, and the sum and sum of squares of the
+    values that are not missing."""
 
-    count: int = 0
+    counts: list[int] = field(default_factory=lambda: [0] * PREDICTION_SLOTS)
     total: float = 0.0
     total_sq: float = 0.0
 
-    def add(self, x: float | None) -> None:
-        self.count += 1
+    def add(self, slot: int, x: float | None) -> None:
+        self.counts[slot] += 1
         if x is not None:
             self.total += x
             self.total_sq += x * x
 
+    def merge(self, other: Cell) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+        self.total_sq += other.total_sq
+
 
 def histogram_deltas(rows: Sequence, profiles: Profiles) -> dict[HistogramKey, Cell]:
     """The feature-histogram increments of newly stored rows, in lock order (every writer upserts in it)."""
-    out: dict[HistogramKey, Cell] = {}
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
         profile = profiles(row.model, row.version)
-        if profile is None:
-            continue
-        hour = hour_of(row.at)
-        features = row.features if isinstance(row.features, dict) else {}
-        for name, bins in profile.columns.items():
-            value = features.get(name)
-            b = bins.index(value)
-            x = number(value) if bins.kind == "numeric" and b != MISSING else None
-            out.setdefault((hour, row.endpoint, row.version, row.role, name, b), Cell()).add(x)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3], kv[0][4],
-                                                    kv[0][5])))
+        if profile is not None:
+            groups.setdefault((hour_of(row.at), row.endpoint, row.version, row.role, id(profile)), []).append(
+                row.features if isinstance(row.features, dict) else {})
+    by_id = {id(p): p for p in (profiles(r.model, r.version) for r in rows) if p is not None}
+    out: dict[HistogramKey, Cell] = {}
+    for (hour, endpoint, version, role, pid), feature_dicts in groups.items():
+        for name, bins in by_id[pid].columns.items():
+            cell = out.setdefault((hour, endpoint, version, role, name), Cell())
+            counts = cell.counts
+            if bins.kind == "numeric":
+                edges, total, total_sq = bins.edges, 0.0, 0.0
+                for features in feature_dicts:
+                    x = number(features.get(name))
+                    if x is None:
+                        counts[MISSING_SLOT] += 1
+                    else:
+                        counts[bisect_left(edges, x)] += 1
+                        total += x
+                        total_sq += x * x
+                cell.total += total
+                cell.total_sq += total_sq
+            else:
+                for features in feature_dicts:
+                    counts[slot_of(bins.index(features.get(name)))] += 1
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3], kv[0][4])))
 
 
 @dataclass(frozen=True)
 class HistogramCell:
-    """One bin of one feature (or of the prediction: ``feature == PREDICTION``) over one period."""
+    """One feature's histogram (or the prediction's: ``feature == PREDICTION``) over one period."""
 
     period: datetime  # start of the hour or day
     version: str | None
     role: str
     feature: str
-    bin: int  # MISSING for missing values
-    count: int
-    total: float = 0.0
+    counts: tuple[int, ...]  # per slot: slot i is bin i; the last slot (MISSING_SLOT) counts missing values
+    total: float = 0.0  # sum and sum of squares of the values that are not missing (numeric features)
     total_sq: float = 0.0
+
+    @property
+    def missing(self) -> int:
+        return self.counts[MISSING_SLOT]
+
+    @property
+    def present(self) -> int:
+        return sum(self.counts) - self.counts[MISSING_SLOT]
+
+    def bins(self, size: int) -> list[int]:
+        """The counts of bins ``0 … size-1`` (missing values excluded)."""
+        return list(self.counts[:size])
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.present if self.present else None
 
 
 def prediction_cells(rollups, granularity: str = "hour") -> list[HistogramCell]:
-    """The prediction histogram of per-minute rollups, summed per hour or day (slot → bin; missing → MISSING)."""
-    acc: dict[tuple, int] = {}
+    """The prediction histogram of per-minute rollups, summed per hour or day."""
+    acc: dict[tuple, list[int]] = {}
     for r in rollups:
-        period = period_of(r.minute, granularity)
+        if not any(r.prediction_bins):
+            continue
+        key = (period_of(r.minute, granularity), r.version, r.role)
+        have = acc.setdefault(key, [0] * PREDICTION_SLOTS)
         for slot, n in enumerate(r.prediction_bins):
-            if n:
-                b = MISSING if slot == MISSING_SLOT else slot
-                key = (period, r.version, r.role, b)
-                acc[key] = acc.get(key, 0) + n
-    return [HistogramCell(p, v, role, PREDICTION, b, n) for (p, v, role, b), n in sorted(
-        acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2], kv[0][3]))]
+            have[slot] += n
+    return [HistogramCell(p, v, role, PREDICTION, tuple(c)) for (p, v, role), c in sorted(
+        acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))]
 
 
 def period_of(at: datetime, granularity: str) -> datetime:

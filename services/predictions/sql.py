@@ -47,6 +47,7 @@ from services.predictions import (
 )
 from services.predictions.histograms import PREDICTION_SLOTS, HistogramCell, histogram_deltas, period_of
 from services.store.db import (
+    HISTOGRAM_BIN_COLUMNS,
     LATENCY_BUCKET_COLUMNS,
     PREDICTION_BIN_COLUMNS,
     feature_histograms,
@@ -98,8 +99,8 @@ class SqlPredictionLog(PredictionLog):
         hist = insert(feature_histograms)
         h, hx = feature_histograms.c, hist.excluded
         self._upsert_histograms = hist.on_conflict_do_update(
-            index_elements=["endpoint", "hour", "version", "role", "feature", "bin"],
-            set_={name: h[name] + hx[name] for name in ("count", "total", "total_sq")})
+            index_elements=["endpoint", "hour", "version", "role", "feature"],
+            set_={name: h[name] + hx[name] for name in (*HISTOGRAM_BIN_COLUMNS, "total", "total_sq")})
 
     # -- write ---------------------------------------------------------------------------------------------
     def write(self, rows: Sequence[PredictionRow]) -> WriteResult:
@@ -120,8 +121,9 @@ class SqlPredictionLog(PredictionLog):
             if cells:  # in lock order, after the rollups: every writer takes the same locks in the same order
                 conn.execute(self._upsert_histograms, [
                     {"endpoint": ep, "hour": iso(hour), "version": "" if v is None else str(v), "role": role,
-                     "feature": f, "bin": b, "count": cell.count, "total": cell.total, "total_sq": cell.total_sq}
-                    for (hour, ep, v, role, f, b), cell in cells.items()])
+                     "feature": f, **dict(zip(HISTOGRAM_BIN_COLUMNS, cell.counts, strict=True)),
+                     "total": cell.total, "total_sq": cell.total_sq}
+                    for (hour, ep, v, role, f), cell in cells.items()])
         return WriteResult(stored=len(new), duplicates=len(rows) - len(new), inserted=frozenset(inserted))
 
     def _add_to_rollups(self, conn: Connection, deltas: dict[RollupKey, RollupDelta]) -> None:
@@ -255,17 +257,19 @@ class SqlPredictionLog(PredictionLog):
         period_of(start, granularity)  # validates the granularity
         h = feature_histograms.c
         period = func.substr(h.hour, 1, 10) if granularity == "day" else h.hour
-        q = (select(period.label("period"), h.version, h.role, h.feature, h.bin, func.sum(h["count"]),
-                    func.sum(h.total), func.sum(h.total_sq))
+        q = (select(period.label("period"), h.version, h.role, h.feature,
+                    *(func.sum(h[c]) for c in HISTOGRAM_BIN_COLUMNS), func.sum(h.total), func.sum(h.total_sq))
              .where(h.endpoint == endpoint, h.hour >= iso(start), h.hour < iso(end))
-             .group_by(period, h.version, h.role, h.feature, h.bin)
-             .order_by(period, h.version, h.role, h.feature, h.bin))
+             .group_by(period, h.version, h.role, h.feature)
+             .order_by(period, h.version, h.role, h.feature))
         if version is not None:
             q = q.where(h.version == str(version))
+        slots = len(HISTOGRAM_BIN_COLUMNS)
         with guarded(f"reading the feature histograms of {endpoint!r}", SOURCE), self.engine.connect() as conn:
-            return [HistogramCell(period=_period(p), version=v or None, role=role, feature=f, bin=int(b),
-                                  count=int(n), total=float(t or 0.0), total_sq=float(t2 or 0.0))
-                    for p, v, role, f, b, n, t, t2 in conn.execute(q)]
+            return [HistogramCell(period=_period(r[0]), version=r[1] or None, role=r[2], feature=r[3],
+                                  counts=tuple(int(n) for n in r[4:4 + slots]), total=float(r[4 + slots] or 0.0),
+                                  total_sq=float(r[5 + slots] or 0.0))
+                    for r in conn.execute(q)]
 
     def purge(self, before: datetime) -> int:
         """Per endpoint (the rollups name them all), so each delete walks the ``(endpoint, at)`` index."""

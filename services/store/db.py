@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.errors import PreconditionFailed, Unavailable
 from services.store.tables import (  # noqa: F401 - the schema, re-exported for its users
+    HISTOGRAM_BIN_COLUMNS,
     LATENCY_BUCKET_COLUMNS,
     LEGACY_TABLES,
     PREDICTION_BIN_COLUMNS,

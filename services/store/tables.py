@@ -138,6 +138,7 @@ predictions = Table(
 
 LATENCY_BUCKET_COLUMNS = tuple(f"latency_le_{i:02d}" for i in range(13))  # one per LATENCY_BUCKETS_MS bucket
 PREDICTION_BIN_COLUMNS = tuple(f"pred_{i:02d}" for i in range(12))  # one per histograms.PREDICTION_SLOTS slot
+HISTOGRAM_BIN_COLUMNS = tuple(f"bin_{i:02d}" for i in range(12))  # the same slots, in feature_histograms
 
 prediction_rollups = Table(  # 0005: per minute × endpoint × version × role, every counter added with +
     "prediction_rollups",
@@ -172,7 +173,7 @@ reference_profiles = Table(
     PrimaryKeyConstraint("model", "version", name="pk_reference_profiles"),
 )
 
-# 0006: per hour × endpoint × version × role × feature × bin on the version's fixed bins, added with +
+# 0006: per hour × endpoint × version × role × feature on the version's fixed bins, every counter added with +
 feature_histograms = Table(
     "feature_histograms",
     metadata,
@@ -181,11 +182,10 @@ feature_histograms = Table(
     Column("version", String(32), nullable=False),  # "" for unknown, as in prediction_rollups
     Column("role", String(16), nullable=False),
     Column("feature", String(255), nullable=False),
-    Column("bin", Integer, nullable=False),  # -1: missing values
-    Column("count", Integer, nullable=False),
-    Column("total", Double, nullable=False),  # sum of the bin's values (numeric features)
+    *(Column(name, Integer, nullable=False) for name in HISTOGRAM_BIN_COLUMNS),  # the last: missing values
+    Column("total", Double, nullable=False),  # sum of the values that are not missing (numeric features)
     Column("total_sq", Double, nullable=False),
-    PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", "bin", name="pk_feature_histograms"),
+    PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", name="pk_feature_histograms"),
 )
 
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001

@@ -155,11 +155,10 @@ def test_histograms_kept_on_profiles_derived_from_training_data(seeded, history)
         assert p is not None and p.source.startswith("training data"), (model, version)
         assert DRIFT in p.columns and p.columns[DRIFT].kind == "numeric"
     cells = seeded.predictions.histograms(EP, NOW - timedelta(days=DAYS + 1), NOW + timedelta(hours=1))
-    assert sum(c.count for c in cells if c.feature == DRIFT) == len(rows)
+    assert sum(sum(c.counts) for c in cells if c.feature == DRIFT) == len(rows)
 
     def mean(cs):
-        n = sum(c.count for c in cs if c.bin >= 0)
-        return sum(c.total for c in cs if c.bin >= 0) / n
+        return sum(c.total for c in cs) / sum(c.present for c in cs)
 
     before = [c for c in cells if c.feature == DRIFT and c.period < since.replace(minute=0)]
     after = [c for c in cells if c.feature == DRIFT and c.period > since]

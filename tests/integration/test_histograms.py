@@ -77,21 +77,21 @@ def test_the_fake_agrees_with_the_sql_adapter_on_histograms(log):
     for granularity in ("hour", "day"):
         a, b = log.histograms(EP, *window, granularity=granularity), fake.histograms(EP, *window,
                                                                                      granularity=granularity)
-        assert [(c.period, c.version, c.role, c.feature, c.bin, c.count) for c in a] == \
-               [(c.period, c.version, c.role, c.feature, c.bin, c.count) for c in b]
+        assert [(c.period, c.version, c.role, c.feature, c.counts) for c in a] == \
+               [(c.period, c.version, c.role, c.feature, c.counts) for c in b]
         assert [c.total for c in a] == pytest.approx([c.total for c in b])
     assert prediction_cells(log.rollups(EP, *window)) == prediction_cells(fake.rollups(EP, *window))
     # what was binned: every row of a profiled version once per feature; answers only when they succeeded
     hist = log.histograms(EP, *window, granularity="day")
     profiled = [r for r in batch if r.version in ("2", "3")]
-    assert sum(c.count for c in hist if c.feature == "radius") == len(profiled)
-    assert sum(c.count for c in hist if c.feature == "radius" and c.bin == MISSING) == \
+    assert sum(sum(c.counts) for c in hist if c.feature == "radius") == len(profiled)
+    assert sum(c.missing for c in hist if c.feature == "radius") == \
            sum(1 for r in profiled if "radius" not in r.features)
     answered = sum(1 for r in profiled if r.status == 200)
-    assert sum(c.count for c in prediction_cells(log.rollups(EP, *window))) == answered
+    assert sum(sum(c.counts) for c in prediction_cells(log.rollups(EP, *window))) == answered
     assert {c.version for c in hist} == {"2", "3"}, "v7 has no profile: counted in rollups, not binned"
     only3 = log.histograms(EP, *window, version="3")
-    assert {c.version for c in only3} == {"3"} and sum(c.count for c in only3 if c.feature == "grade") == 120
+    assert {c.version for c in only3} == {"3"} and sum(sum(c.counts) for c in only3 if c.feature == "grade") == 120
 
 
 def test_concurrent_writers_add_histograms_exactly(log):
@@ -120,13 +120,14 @@ def test_concurrent_writers_add_histograms_exactly(log):
     cells = log.histograms(EP, T0, T0 + timedelta(hours=4))
     for hour in {c.period for c in cells}:
         mine = [r for r in batch if r.at.replace(minute=0, second=0, microsecond=0) == hour]
-        want: dict[int, int] = {}
+        want = [0] * bins.size
         for r in mine:
             b = bins.index(r.features.get("radius"))
-            want[b] = want.get(b, 0) + 1
-        got = {c.bin: c.count for c in cells if c.period == hour and c.feature == "radius"}
-        assert got == want
-        total = sum(c.total for c in cells if c.period == hour and c.feature == "radius")
+            if b != MISSING:
+                want[b] += 1
+        (got,) = [c for c in cells if c.period == hour and c.feature == "radius"]
+        assert got.bins(bins.size) == want and got.missing == sum(1 for r in mine if "radius" not in r.features)
+        total = got.total
         assert total == pytest.approx(sum(r.features.get("radius", 0.0) for r in mine))
 
 
@@ -146,4 +147,4 @@ def test_the_builder_derives_a_missing_profile_once_and_a_failing_one_does_not_s
     assert res.stored == 20 and calls == [("cancer", "2"), ("cancer", "9")]
     assert log.profile("cancer", "2").source == "built" and log.profile("cancer", "9") is None
     cells = log.histograms(EP, T0, T0 + timedelta(hours=1))
-    assert sum(c.count for c in cells if c.feature == "grade") == 100 and {c.version for c in cells} == {"2"}
+    assert sum(sum(c.counts) for c in cells if c.feature == "grade") == 100 and {c.version for c in cells} == {"2"}

@@ -94,16 +94,21 @@ def test_rows_fill_the_prediction_histogram_and_the_feature_histograms_once(log)
     assert sum(sum(r.prediction_bins) for r in rollups) == 120
     assert all(len(r.prediction_bins) == PREDICTION_SLOTS for r in rollups)
     cells = log.histograms("ep", T0, T0 + timedelta(hours=3))
-    by_feature = {f: sum(c.count for c in cells if c.feature == f) for f in ("a", "b")}
+    by_feature = {f: sum(sum(c.counts) for c in cells if c.feature == f) for f in ("a", "b")}
     assert by_feature == {"a": 120, "b": 120}
     assert {c.period for c in cells} == {T0, T0 + timedelta(hours=1)}  # 120 minutes: two hours
     total = sum(c.total for c in cells if c.feature == "a")
     assert total == pytest.approx(sum(r.features["a"] for r in rows))
+    bins_a = log.profile("m", "1").columns["a"]
+    first = next(c for c in cells if c.feature == "a" and c.period == T0)
+    assert first.bins(bins_a.size) == [sum(1 for r in rows[:60] if bins_a.index(r.features["a"]) == i)
+                                       for i in range(bins_a.size)]
+    assert first.mean == pytest.approx(sum(r.features["a"] for r in rows[:60]) / 60)
     pred = prediction_cells(rollups)
-    assert {c.bin: c.count for c in pred if c.period == T0} == {
-        b: sum(1 for r in rows[:60] if (r.prediction > 0) == bool(b)) for b in (0, 1)}
+    assert [c.counts[:2] for c in pred if c.period == T0] == [
+        tuple(sum(1 for r in rows[:60] if (r.prediction > 0) == bool(b)) for b in (0, 1))]
     daily = log.histograms("ep", T0 - timedelta(hours=10), T0 + timedelta(hours=3), granularity="day")
-    assert {c.period for c in daily} == {T0.replace(hour=0)} and sum(c.count for c in daily) == 240
+    assert {c.period for c in daily} == {T0.replace(hour=0)} and sum(sum(c.counts) for c in daily) == 240
     with pytest.raises(Invalid, match="granularity"):
         log.histograms("ep", T0, T0 + timedelta(hours=1), granularity="week")
 
@@ -113,15 +118,16 @@ def test_failed_answers_and_unprofiled_versions_are_counted_but_not_binned(log):
     rollups = log.rollups("ep", T0, T0 + timedelta(hours=1))
     assert sum(r.count for r in rollups) == 20 and sum(sum(r.prediction_bins) for r in rollups) == 0
     cells = log.histograms("ep", T0, T0 + timedelta(hours=1))
-    assert {c.version for c in cells} == {"1"} and sum(c.count for c in cells if c.feature == "a") == 10
+    assert {c.version for c in cells} == {"1"} and sum(sum(c.counts) for c in cells if c.feature == "a") == 10
 
 
 def test_missing_features_and_answers_land_in_the_missing_bins(log):
     row = PredictionRow(request_id="m1", row=0, endpoint="ep", at=T0, version="1", role="canary", model="m",
                         features={"b": "x", "extra": 1}, prediction=None)
     log.write([row])
-    cells = log.histograms("ep", T0, T0 + timedelta(hours=1))
-    assert {(c.feature, c.bin) for c in cells} == {("a", MISSING), ("b", 0)}
+    cells = {c.feature: c for c in log.histograms("ep", T0, T0 + timedelta(hours=1))}
+    assert (cells["a"].missing, cells["a"].present, cells["a"].mean) == (1, 0, None)
+    assert (cells["b"].missing, cells["b"].counts[0]) == (0, 1) and set(cells) == {"a", "b"}
     assert log.rollups("ep", T0, T0 + timedelta(minutes=1))[0].prediction_bins[MISSING_SLOT] == 1
 
 

@@ -3,8 +3,8 @@
 - ``prediction_rollups`` gains the per-minute prediction histogram: ``pred_00`` … ``pred_11`` (0 for the
   minutes already rolled up: their answers were not binned);
 - ``reference_profiles``: each version's fixed bins, derived once;
-- ``feature_histograms``: per hour × endpoint × version × role × feature × bin, a count and the sum and sum of
-  squares of the values, every counter added with ``+``.
+- ``feature_histograms``: per hour × endpoint × version × role × feature, a count per slot (``bin_00`` …
+  ``bin_11``, the last for missing values) and the sum and sum of squares of the values, added with ``+``.
 
 Revision ID: 0006
 Revises: 0005
@@ -44,12 +44,10 @@ def upgrade() -> None:
         sa.Column("version", sa.String(32), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("feature", sa.String(255), nullable=False),
-        sa.Column("bin", sa.Integer, nullable=False),
-        sa.Column("count", sa.Integer, nullable=False),
+        *(sa.Column(f"bin_{i:02d}", sa.Integer, nullable=False) for i in range(SLOTS)),
         sa.Column("total", sa.Double, nullable=False),
         sa.Column("total_sq", sa.Double, nullable=False),
-        sa.PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", "bin",
-                                name="pk_feature_histograms"),
+        sa.PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", name="pk_feature_histograms"),
     )
 
 
