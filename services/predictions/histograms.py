@@ -69,35 +69,46 @@ class Cell:
 
 
 def histogram_deltas(rows: Sequence, profiles: Profiles) -> dict[HistogramKey, Cell]:
-    """The feature-histogram increments of newly stored rows, in lock order (every writer upserts in it)."""
-    groups: dict[tuple, list[dict]] = {}
+    """The feature-histogram increments of newly stored rows, in lock order (every writer upserts in it). The
+    answers of the rows that succeeded are kept the same way under the name :data:`PREDICTION` (hourly, beside
+    the rollups' per-minute slots), so a long window reads features and predictions from one table."""
+    groups: dict[tuple, list] = {}
     for row in rows:
         profile = profiles(row.model, row.version)
         if profile is not None:
-            groups.setdefault((hour_of(row.at), row.endpoint, row.version, row.role, id(profile)), []).append(
-                row.features if isinstance(row.features, dict) else {})
+            groups.setdefault((hour_of(row.at), row.endpoint, row.version, row.role, id(profile)), []).append(row)
     by_id = {id(p): p for p in (profiles(r.model, r.version) for r in rows) if p is not None}
     out: dict[HistogramKey, Cell] = {}
-    for (hour, endpoint, version, role, pid), feature_dicts in groups.items():
-        for name, bins in by_id[pid].columns.items():
-            cell = out.setdefault((hour, endpoint, version, role, name), Cell())
-            counts = cell.counts
-            if bins.kind == "numeric":
-                edges, total, total_sq = bins.edges, 0.0, 0.0
-                for features in feature_dicts:
-                    x = number(features.get(name))
-                    if x is None:
-                        counts[MISSING_SLOT] += 1
-                    else:
-                        counts[bisect_left(edges, x)] += 1
-                        total += x
-                        total_sq += x * x
-                cell.total += total
-                cell.total_sq += total_sq
-            else:
-                for features in feature_dicts:
-                    counts[slot_of(bins.index(features.get(name)))] += 1
+    for (hour, endpoint, version, role, pid), group in groups.items():
+        profile = by_id[pid]
+        feature_dicts = [r.features if isinstance(r.features, dict) else {} for r in group]
+        columns = [(name, bins, [f.get(name) for f in feature_dicts]) for name, bins in profile.columns.items()]
+        if profile.prediction is not None:
+            answered = [r.prediction for r in group if r.ok and not r.error]
+            if answered:
+                columns.append((PREDICTION, profile.prediction, answered))
+        for name, bins, values in columns:
+            _count(out.setdefault((hour, endpoint, version, role, name), Cell()), bins, values)
     return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3], kv[0][4])))
+
+
+def _count(cell: Cell, bins, values: list) -> None:
+    counts = cell.counts
+    if bins.kind != "numeric":
+        for v in values:
+            counts[slot_of(bins.index(v))] += 1
+        return
+    edges, total, total_sq = bins.edges, 0.0, 0.0
+    for v in values:
+        x = number(v)
+        if x is None:
+            counts[MISSING_SLOT] += 1
+        else:
+            counts[bisect_left(edges, x)] += 1
+            total += x
+            total_sq += x * x
+    cell.total += total
+    cell.total_sq += total_sq
 
 
 @dataclass(frozen=True)

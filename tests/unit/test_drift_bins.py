@@ -108,7 +108,10 @@ def test_rows_fill_the_prediction_histogram_and_the_feature_histograms_once(log)
     assert [c.counts[:2] for c in pred if c.period == T0] == [
         tuple(sum(1 for r in rows[:60] if (r.prediction > 0) == bool(b)) for b in (0, 1))]
     daily = log.histograms("ep", T0 - timedelta(hours=10), T0 + timedelta(hours=3), granularity="day")
-    assert {c.period for c in daily} == {T0.replace(hour=0)} and sum(sum(c.counts) for c in daily) == 240
+    assert {c.period for c in daily} == {T0.replace(hour=0)} and sum(sum(c.counts) for c in daily) == 360
+    # the answers, hourly beside the features, agree with the rollups' per-minute slots
+    hourly_pred = [c.counts for c in cells if c.feature == PREDICTION]
+    assert hourly_pred == [c.counts for c in pred]
     with pytest.raises(Invalid, match="granularity"):
         log.histograms("ep", T0, T0 + timedelta(hours=1), granularity="week")
 
@@ -127,7 +130,8 @@ def test_missing_features_and_answers_land_in_the_missing_bins(log):
     log.write([row])
     cells = {c.feature: c for c in log.histograms("ep", T0, T0 + timedelta(hours=1))}
     assert (cells["a"].missing, cells["a"].present, cells["a"].mean) == (1, 0, None)
-    assert (cells["b"].missing, cells["b"].counts[0]) == (0, 1) and set(cells) == {"a", "b"}
+    assert (cells["b"].missing, cells["b"].counts[0]) == (0, 1) and set(cells) == {"a", "b", PREDICTION}
+    assert cells[PREDICTION].missing == 1
     assert log.rollups("ep", T0, T0 + timedelta(minutes=1))[0].prediction_bins[MISSING_SLOT] == 1
 
 
