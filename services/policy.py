@@ -98,6 +98,23 @@ class LiveEvidence:
 HIGHER_IS_BETTER = ("accuracy", "requests", "minutes_at_weight")
 
 
+DRIFT_METHODS = ("psi", "jensenshannon", "hellinger")  # on the versions' fixed bins (services.drift.stats)
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """How logged traffic is compared with a version's reference: a method on the fixed bins and its threshold
+    (None: the method's default), per feature where set; a dataset drifts when ``share`` of its features do."""
+
+    method: str = "psi"
+    threshold: float | None = None
+    share: float = 0.5
+    features: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+
+    def for_feature(self, name: str) -> tuple[str, float | None]:
+        return self.features.get(name, (self.method, self.threshold))
+
+
 @dataclass(frozen=True)
 class EndpointPolicy:
     require_approval: tuple[str, ...] = ("promote",)
@@ -105,6 +122,7 @@ class EndpointPolicy:
     offline_gates: tuple[OfflineGate, ...] = ()
     live_gates: tuple[LiveGate, ...] = ()
     gate_actions: tuple[str, ...] = ("promote", "start_canary")
+    drift: DriftPolicy = field(default_factory=DriftPolicy)
 
     def roles_for(self, action: str) -> tuple[str, ...]:
         """Roles that may do ``action`` here (admin always may); the catalog's defaults where not set."""
@@ -246,7 +264,38 @@ def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> Endpoint
         offline_gates=tuple(offline),
         live_gates=tuple(live),
         gate_actions=gate_kinds,
+        drift=_drift_policy(raw.get("drift") or {}, f"{where}.drift"),
     )
+
+
+def _drift_method(raw: dict, where: str, default: str = "psi") -> tuple[str, float | None]:
+    method = str(raw.get("method", default))
+    if method not in DRIFT_METHODS:
+        raise Invalid(f"{where}: unknown drift method {method!r} (one of {', '.join(DRIFT_METHODS)})", source=SOURCE)
+    try:
+        threshold = _opt_float(raw, "threshold")
+    except (TypeError, ValueError):
+        raise Invalid(f"{where}: threshold must be a number", source=SOURCE) from None
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise Invalid(f"{where}: threshold must be a positive number", source=SOURCE)
+    return method, threshold
+
+
+def _drift_policy(raw: dict, where: str) -> DriftPolicy:
+    if not isinstance(raw, dict):
+        raise Invalid(f"{where} must be a mapping", source=SOURCE)
+    method, threshold = _drift_method(raw, where)
+    try:
+        share = float(raw.get("share", 0.5))
+    except (TypeError, ValueError):
+        raise Invalid(f"{where}.share must be a number", source=SOURCE) from None
+    if not 0 < share <= 1:
+        raise Invalid(f"{where}.share must be in (0, 1]", source=SOURCE)
+    features = raw.get("features") or {}
+    if not isinstance(features, dict):
+        raise Invalid(f"{where}.features must map feature names to {{method, threshold}}", source=SOURCE)
+    per = {str(name): _drift_method(f or {}, f"{where}.features.{name}", method) for name, f in features.items()}
+    return DriftPolicy(method=method, threshold=threshold, share=share, features=per)
 
 
 def evaluate_offline(gates: tuple[OfflineGate, ...], candidate: dict[str, float],

@@ -1,0 +1,193 @@
+"""Drift of logged traffic: one version's requests in a window against its reference profile, from the
+histograms kept at ingest (never the raw rows, so a 30-day view costs the same whatever the traffic).
+
+``endpoint_drift(log, policy, endpoint, start, end, version=…)`` returns plain data: per feature the policy's
+method on the fixed bins (PSI by default; JS or Hellinger per feature), sorted by severity; the prediction's
+drift; the dataset verdict (share of drifted features); a feature × period heatmap of the statistic; per
+feature the reference and current shares per bin (for the overlay chart); hourly means with Page–Hinkley
+alarms, and the hourly request count with CUSUM alarms on the rate. ``python -m services drift --endpoint``
+prints the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from services.drift.bins import PREDICTION, Bins, Profile
+from services.drift.sequential import cusum, page_hinkley
+from services.drift.stats import NUMERIC, ColumnDrift, DatasetDrift, binned_drift, dataset_verdict
+from services.errors import Invalid, NotFound
+from services.policy import DriftPolicy
+from services.predictions.histograms import HistogramCell, hour_of, period_of
+
+SOURCE = "drift"
+DAILY_AFTER = timedelta(days=3)  # longer windows get a per-day heatmap (alarms stay hourly)
+CATEGORICAL = "categorical"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    labels: list[str]
+    reference: list[float]  # shares per bin (missing values excluded)
+    current: list[float]
+    missing_reference: int
+    missing_current: int
+
+
+@dataclass
+class DriftView:
+    endpoint: str
+    model: str
+    version: str
+    start: datetime
+    end: datetime
+    profile_source: str
+    reference_rows: int
+    current_rows: int
+    granularity: str
+    features: list[ColumnDrift]
+    prediction: ColumnDrift | None
+    verdict: DatasetDrift
+    periods: list[datetime] = field(default_factory=list)
+    heatmap: dict[str, list[float | None]] = field(default_factory=dict)  # feature -> statistic per period
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    means: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)  # numeric features, hourly
+    traffic: list[tuple[datetime, int]] = field(default_factory=list)  # requests per hour
+    alarms: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"endpoint": self.endpoint, "model": self.model, "version": self.version, "from": self.start,
+                "to": self.end, "profile_source": self.profile_source, "reference_rows": self.reference_rows,
+                "current_rows": self.current_rows, "granularity": self.granularity,
+                "verdict": self.verdict.as_dict(), "prediction": self.prediction and self.prediction.as_dict(),
+                "alarms": self.alarms}
+
+
+def severity(c: ColumnDrift) -> tuple:
+    """Sort key: drifted first, then by how far past (or short of) its threshold, not computable last."""
+    if not c.computable or c.statistic is None:
+        return (2, 0.0, c.column)
+    ratio = c.statistic / c.threshold if c.threshold else c.statistic
+    return (0 if c.drifted else 1, -ratio, c.column)
+
+
+def served_versions(log, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str | None, int]]:
+    """``(version, role, requests)`` in the window from the rollups, most requests first."""
+    acc: dict[tuple[str, str], int] = {}
+    for r in log.rollups(endpoint, start, end):
+        if r.version:
+            acc[(r.version, r.role)] = acc.get((r.version, r.role), 0) + r.count
+    return sorted(((v, role, n) for (v, role), n in acc.items()), key=lambda t: (-t[2], t[0]))
+
+
+def _sum(cells: list[HistogramCell], size: int) -> tuple[list[int], int]:
+    counts, missing = [0] * size, 0
+    for c in cells:
+        for i, n in enumerate(c.bins(size)):
+            counts[i] += n
+        missing += c.missing
+    return counts, missing
+
+
+def _compare(name: str, bins: Bins, cells: list[HistogramCell], method: str, threshold: float | None
+             ) -> ColumnDrift:
+    counts, missing = _sum(cells, bins.size)
+    kind = NUMERIC if bins.kind == "numeric" else CATEGORICAL
+    return binned_drift(name, list(bins.reference), counts, method=method, threshold=threshold, kind=kind,
+                        missing_reference=bins.reference_missing, missing_current=missing)
+
+
+def _merge_roles(cells: list[HistogramCell]) -> list[HistogramCell]:
+    """One cell per (period, feature): a version that served as canary then stable in the window is one version."""
+    out: dict[tuple, HistogramCell] = {}
+    for c in cells:
+        key = (c.period, c.feature)
+        have = out.get(key)
+        out[key] = c if have is None else HistogramCell(
+            c.period, c.version, "any", c.feature, tuple(a + b for a, b in zip(have.counts, c.counts, strict=True)),
+            have.total + c.total, have.total_sq + c.total_sq)
+    return list(out.values())
+
+
+def _shares(counts: list[int] | tuple[int, ...]) -> list[float]:
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
+
+
+def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end: datetime, *,
+                   version: str | None = None, model: str | None = None) -> DriftView:
+    """The drift of ``version`` (default: the one that answered most requests in the window) on ``endpoint``."""
+    if start >= end:
+        raise Invalid("the window starts after it ends", source=SOURCE)
+    versions = served_versions(log, endpoint, start, end)
+    if version is None:
+        if not versions:
+            raise NotFound(f"{endpoint!r} logged no request of a known version between {start:%Y-%m-%d %H:%M} "
+                           f"and {end:%Y-%m-%d %H:%M} UTC", source=SOURCE)
+        version = versions[0][0]
+    version = str(version)
+    if model is None:
+        model = next((r.model for r in log.rows(endpoint, start=start, end=end, limit=50)
+                      if r.version == version and r.model), None)
+    profile: Profile | None = log.profile(model, version) if model else None
+    if profile is None:
+        raise NotFound(f"v{version} on {endpoint!r} has no reference profile (derive one with `python -m services "
+                       f"profile --model M --version {version}`)", source=SOURCE)
+    # whole hours: the histograms are hourly; the window is widened to the hours it touches
+    cells = _merge_roles(log.histograms(endpoint, hour_of(start), end, version=version))
+    daily = end - start > DAILY_AFTER
+    by_feature: dict[str, list[HistogramCell]] = {}
+    for c in cells:
+        by_feature.setdefault(c.feature, []).append(c)
+    features = []
+    for name, bins in profile.columns.items():
+        method, threshold = policy.for_feature(name)
+        features.append(_compare(name, bins, by_feature.get(name, []), method, threshold))
+    features.sort(key=severity)
+    prediction = None
+    if profile.prediction is not None:
+        method, threshold = policy.for_feature(PREDICTION)
+        prediction = _compare("prediction", profile.prediction, by_feature.get(PREDICTION, []), method, threshold)
+    hours = sorted({c.period for c in cells})
+    periods = sorted({period_of(h, "day") for h in hours}) if daily else hours
+    first = next(iter(profile.columns))
+    view = DriftView(endpoint=endpoint, model=model, version=version, start=start, end=end,
+                     profile_source=profile.source, reference_rows=profile.rows,
+                     current_rows=sum(sum(c.counts) for c in by_feature.get(first, [])),
+                     granularity="day" if daily else "hour", features=features, prediction=prediction,
+                     verdict=dataset_verdict(features, policy.share), periods=periods)
+    _timeline(view, profile, by_feature, policy, daily)
+    return view
+
+
+def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: DriftPolicy, daily: bool) -> None:
+    index = {p: i for i, p in enumerate(view.periods)}
+    for name, bins in [*profile.columns.items(), *([(PREDICTION, profile.prediction)] if profile.prediction
+                                                   else [])]:
+        method, threshold = policy.for_feature(name)
+        per: dict[datetime, list[HistogramCell]] = {}
+        for c in by_feature.get(name, []):
+            per.setdefault(period_of(c.period, "day") if daily else c.period, []).append(c)
+        row: list[float | None] = [None] * len(view.periods)
+        for p, cs in per.items():
+            d = _compare(name, bins, cs, method, threshold)
+            row[index[p]] = d.statistic if d.computable else None
+        label = "prediction" if name == PREDICTION else name
+        view.heatmap[label] = row
+        counts, missing = _sum(by_feature.get(name, []), bins.size)
+        view.distributions[label] = Distribution(bins.labels(), _shares(bins.reference), _shares(counts),
+                                                 bins.reference_missing, missing)
+        if bins.kind == "numeric":
+            points = sorted((c.period, c.mean) for c in by_feature.get(name, []) if c.mean is not None)
+            view.means[label] = points
+            for a in page_hinkley(points):
+                view.alarms.append({"kind": "mean", "feature": label, "detector": "Page–Hinkley",
+                                    "at": a.time, "since": a.since, "direction": a.direction,
+                                    "statistic": a.statistic})
+    first = next(iter(profile.columns))
+    view.traffic = sorted((c.period, sum(c.counts)) for c in by_feature.get(first, []))
+    for a in cusum(view.traffic):
+        view.alarms.append({"kind": "rate", "feature": "requests per hour", "detector": "CUSUM", "at": a.time,
+                            "since": a.since, "direction": a.direction, "statistic": a.statistic})
+    view.alarms.sort(key=lambda a: a["at"])

@@ -1,0 +1,119 @@
+"""Drift of logged traffic from the histograms (services.drift.windows) on the fake prediction log, and the
+policy's drift section."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.actions.catalog import VOCABULARY
+from services.drift.bins import build_profile
+from services.drift.windows import endpoint_drift, served_versions
+from services.errors import Invalid, NotFound
+from services.policy import DriftPolicy, Policy
+from services.predictions import PredictionRow
+from tests.fakes import FakePredictionLog
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+SHIFT_AT = T0 + timedelta(hours=48)
+PER_HOUR = 60
+
+
+@pytest.fixture(scope="module")
+def log():
+    rng = np.random.default_rng(3)
+    n = 3000
+    ref = pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.normal(5, 2, n), "c": rng.choice(["x", "y", "z"], n),
+                        "target": rng.integers(0, 2, n)})
+    log = FakePredictionLog()
+    log.save_profile(build_profile("m", "1", ref, source="unit"))
+    r = random.Random(4)
+    rows = []
+    for h in range(72):  # three days, hourly; "a" moves by +1 SD from hour 48; v1 is canary the first day
+        at = T0 + timedelta(hours=h)
+        for i in range(PER_HOUR):
+            shift = 1.0 if at >= SHIFT_AT else 0.0
+            rows.append(PredictionRow(
+                request_id=f"q{h}-{i}", row=0, endpoint="ep", at=at + timedelta(seconds=i * 50), version="1",
+                role="canary" if h < 24 else "stable", model="m",
+                features={"a": r.gauss(shift, 1), "b": r.gauss(5, 2), "c": r.choice("xyz")},
+                prediction=r.randint(0, 1), latency_ms=4.0))
+    log.write(rows)
+    return log
+
+
+def test_a_shifted_feature_is_found_and_ranked_first_and_others_are_not(log):
+    v = endpoint_drift(log, DriftPolicy(), "ep", SHIFT_AT, SHIFT_AT + timedelta(hours=24))
+    assert (v.version, v.model, v.current_rows) == ("1", "m", 24 * PER_HOUR)
+    assert [f.column for f in v.features][0] == "a" and v.features[0].drifted
+    assert {f.column: f.drifted for f in v.features} == {"a": True, "b": False, "c": False}
+    assert v.verdict.drifted_columns == 1 and v.verdict.share == pytest.approx(1 / 3) and not v.verdict.drifted
+    assert v.prediction is not None and v.prediction.drifted is False
+    before = endpoint_drift(log, DriftPolicy(), "ep", T0, SHIFT_AT)
+    assert not any(f.drifted for f in before.features) and before.current_rows == 48 * PER_HOUR
+    # PSI of a +1 SD shift on deciles is large: far above 0.25 (the textbook "significant")
+    assert v.features[0].statistic > 0.25 > max(f.statistic for f in before.features)
+
+
+def test_the_timeline_has_hours_or_days_distributions_and_an_alarm_after_the_shift(log):
+    v = endpoint_drift(log, DriftPolicy(), "ep", T0, T0 + timedelta(hours=72))
+    assert v.granularity == "hour" and len(v.periods) == 72 and set(v.heatmap) == {"a", "b", "c", "prediction"}
+    row = v.heatmap["a"]
+    assert max(row[:48]) < min(row[48:]), "every hour after the shift scores worse than every hour before"
+    dist = v.distributions["a"]
+    assert sum(dist.reference) == pytest.approx(1) and sum(dist.current) == pytest.approx(1)
+    assert len(dist.labels) == len(dist.reference) == 10
+    mean_alarms = [a for a in v.alarms if a["kind"] == "mean"]
+    assert [a["feature"] for a in mean_alarms] == ["a"] and mean_alarms[0]["direction"] == "up"
+    assert SHIFT_AT <= mean_alarms[0]["at"] <= SHIFT_AT + timedelta(hours=6)
+    assert len(v.means["a"]) == 72 and "c" not in v.means
+    assert sum(n for _, n in v.traffic) == 72 * PER_HOUR
+    week = endpoint_drift(log, DriftPolicy(), "ep", T0 - timedelta(days=4), T0 + timedelta(hours=72))
+    assert week.granularity == "day" and len(week.periods) == 3
+
+
+def test_the_policy_picks_the_method_and_threshold_per_feature(log):
+    pol = DriftPolicy(method="jensenshannon", features={"a": ("hellinger", 0.9), "c": ("psi", None)})
+    v = endpoint_drift(log, pol, "ep", SHIFT_AT, SHIFT_AT + timedelta(hours=24))
+    by = {f.column: f for f in v.features}
+    assert (by["a"].method, by["a"].threshold, by["a"].drifted) == ("hellinger", 0.9, False)
+    assert by["b"].method == "jensenshannon" and by["c"].method == "psi"
+
+
+def test_versions_of_a_window_and_what_cannot_be_answered(log):
+    assert served_versions(log, "ep", T0, T0 + timedelta(hours=72)) == [
+        ("1", "stable", 48 * PER_HOUR), ("1", "canary", 24 * PER_HOUR)]
+    with pytest.raises(Invalid, match="starts after"):
+        endpoint_drift(log, DriftPolicy(), "ep", SHIFT_AT, T0)
+    with pytest.raises(NotFound, match="no request"):
+        endpoint_drift(log, DriftPolicy(), "ep", T0 - timedelta(days=9), T0 - timedelta(days=8))
+    with pytest.raises(NotFound, match="no reference profile"):
+        endpoint_drift(log, DriftPolicy(), "ep", T0, SHIFT_AT, version="7")
+
+
+def test_a_window_without_traffic_of_a_profiled_version_is_not_computable_not_a_crash(log):
+    v = endpoint_drift(log, DriftPolicy(), "ep", T0 - timedelta(days=9), T0 - timedelta(days=8), version="1",
+                       model="m")
+    assert v.current_rows == 0 and all(not f.computable and f.reason for f in v.features)
+    assert v.verdict.drifted is None and v.alarms == [] and v.periods == []
+
+
+@pytest.mark.parametrize("drift, message", [
+    ({"method": "ks"}, "unknown drift method"), ({"threshold": -1}, "positive"), ({"threshold": "x"}, "number"),
+    ({"share": 0}, r"\(0, 1\]"), ({"share": 1.5}, r"\(0, 1\]"), ({"features": ["a"]}, "map feature names"),
+    ({"features": {"a": {"method": "wasserstein"}}}, "features.a"), ("psi", "mapping")])
+def test_a_bad_drift_policy_is_refused_with_where(drift, message):
+    with pytest.raises(Invalid, match=message):
+        Policy.from_dict({"defaults": {"drift": drift}}, VOCABULARY)
+
+
+def test_the_demo_policy_sets_drift_for_every_endpoint():
+    from pathlib import Path
+
+    p = Policy.load(Path(__file__).resolve().parents[2] / "deploy" / "policy.yaml", VOCABULARY)
+    assert p.for_endpoint("cancer-screening").drift == DriftPolicy("psi", 0.25, 0.5, {})
+    assert p.for_endpoint("unknown").drift.threshold == 0.25
