@@ -61,11 +61,7 @@ PAGE_TARGET_S = 1.5
 TOTAL = 10_000_000
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
-
-def feature_rows() -> list[dict]:
-    from services.traffic import demo_rows
-
-    return demo_rows(EP)[0]
+from _monitoring_setup import container, feature_rows  # noqa: E402 - a fresh console per measurement
 
 
 def make_events(rows: list[dict], pairs: int, per_request: int, tag: str) -> list[tuple[dict, bytes]]:
@@ -88,32 +84,6 @@ def make_events(rows: list[dict], pairs: int, per_request: int, tag: str) -> lis
             msg = inference_event(kind, at=when, body=json.dumps(body).encode(), status=status, **common)
             out.append((dict(msg.headers), msg.body))
     return out
-
-
-def container(tmp: Path, name: str):
-    from services.composition import build
-    from services.settings import Settings
-
-    d = tmp / name
-    d.mkdir()
-    env = {"MLOPS_DATA_DIR": str(d), "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",
-           "MLOPS_DATABASE_URL": f"sqlite:///{d / 'console.db'}"}
-    c = build(Settings.from_env(env, secrets_path=d / "none.toml"))
-    save_profiles(c.predictions)
-    return c, env
-
-
-def save_profiles(log) -> None:
-    """Reference profiles for both versions (as the demo derives them from training data), so every row's
-    features and answer are binned into the histograms as in production: that work is part of the rate."""
-    import pandas as pd
-
-    from services.drift.bins import build_profile
-
-    frame = pd.DataFrame(feature_rows())
-    frame["target"] = [i % 2 for i in range(len(frame))]
-    for version in ("2", "4"):
-        log.save_profile(build_profile(MODEL, version, frame, source="bench"))
 
 
 def ingest_in_process(tmp: Path, name: str, events, *, batch: int) -> float:
