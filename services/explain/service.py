@@ -118,6 +118,11 @@ class Explainer:
         self._lock = threading.Lock()
 
     # -- the cache -------------------------------------------------------------------------------------------
+    @staticmethod
+    def version_key(model: str, version: str, kind: str = "eval", target_class=None) -> tuple:
+        """The cache key of :meth:`explain_version`'s result (``cached(version_key(...))``: is it ready?)."""
+        return (model, str(version), f"reference:{kind}", target_class)
+
     def cached(self, key: tuple) -> Explanation | None:
         with self._lock:
             hit = self._results.get(key)
@@ -177,7 +182,7 @@ class Explainer:
         :data:`SAMPLE_ROWS` rows (:data:`AGNOSTIC_SAMPLE_ROWS` for the model-agnostic explainer), seeded."""
         if kind not in ("eval", "train"):
             raise Invalid("the sample is the version's held-out (eval) or training (train) frame", source=SOURCE)
-        key = (model, str(version), f"reference:{kind}", target_class)
+        key = self.version_key(model, version, kind, target_class)
         hit = self.cached(key)
         if hit is not None:
             return hit
