@@ -13,6 +13,7 @@ from plotly.colors import qualitative
 
 from dashboard import data, state
 from dashboard.components import MISSING, clean_frame, fmt_num, table
+from dashboard.explain_view import compare_section as explanation_drift
 from dashboard.models_view import KEY_METRICS, chart_expander, safe_name, set_query_param
 from dashboard.nav import link
 from dashboard.version_view import curves_chart
@@ -143,6 +144,7 @@ def compare_page(name: str, versions: list[str]) -> None:
                   file_name=f"{safe_name(name)}-tag-diff.csv")
         else:
             st.info("No tag differs." if diff_only else "No tags.")
+    explanation_drift(name, versions, base)  # SHAP on the same rows, drawn when opened (&explain=1)
 
 
 def metrics_tab(cmp, name: str, versions: list[str], base: str, colors: dict[str, str]) -> None:
