@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.bootstrap import container
-from dashboard.components import show_error, table
+from dashboard.components import clean_frame, show_error, table
 from dashboard.explain_charts import (
     beeswarm_chart,
     dependence_chart,
@@ -230,7 +230,8 @@ def production_section(model: str, version: str) -> None:
         st.caption(f"Reference: {d['a']['sample']}. Production: {d['b']['sample']}.")
         drift_summary(d)
         st.plotly_chart(drift_chart(d, "reference", "production"), key="explain-prod-drift", width="stretch")
-        table(drift_frame(d, "reference", "production"), key="explain-prod-table",
+        frame = drift_frame(d, "reference", "production")
+        table(clean_frame(frame), key="explain-prod-table", csv=lambda: frame,
               file_name=f"{safe_name(model)}-v{version}-explanation-drift-{safe_name(endpoint)}.csv")
 
 
@@ -264,6 +265,7 @@ def compare_section(name: str, versions: list[str], base: str) -> None:
         picked = st.selectbox("Per feature", list(results), key=COMPARE_PICK, format_func=lambda v: f"v{v} vs v{base}")
         d = results[picked]
         st.plotly_chart(drift_chart(d, f"v{base}", f"v{picked}"), key="compare-explain-chart", width="stretch")
-        table(drift_frame(d, f"v{base}", f"v{picked}"), key="compare-explain-table",
+        frame = drift_frame(d, f"v{base}", f"v{picked}")
+        table(clean_frame(frame), key="compare-explain-table", csv=lambda: frame,
               file_name=f"{safe_name(name)}-explanation-drift-v{base}-v{picked}.csv")
 
