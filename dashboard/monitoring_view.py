@@ -29,22 +29,23 @@ COLD_START = ("The first request to a version loads it (its model files are fetc
 
 
 # -- the time range, restored from and written to the URL ----------------------------------------------------
-def time_range(now: datetime) -> tuple[datetime, datetime]:
+def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
+               presets: dict[str, str] = PRESETS) -> tuple[datetime, datetime]:
     """``from``/``to`` of the URL (a preset like -1h, or ISO times) as a picker; changes go back to the URL."""
     qp = st.query_params
-    frm, to = qp.get("from", DEFAULT_FROM), qp.get("to", "now")
-    preset = frm if frm in PRESETS and to == "now" else CUSTOM
-    options = [*PRESETS, CUSTOM]
-    choice = st.segmented_control("Time range", options, default=preset, key="mon-range",
-                                  format_func=lambda o: PRESETS.get(o, "Custom…")) or preset
+    frm, to = qp.get("from", default), qp.get("to", "now")
+    preset = frm if frm in presets and to == "now" else CUSTOM
+    options = [*presets, CUSTOM]
+    choice = st.segmented_control("Time range", options, default=preset, key=f"{key}-range",
+                                  format_func=lambda o: presets.get(o, "Custom…")) or preset
     if choice != CUSTOM:
         if (qp.get("from"), qp.get("to")) != (choice, "now"):  # the URL says the range, also the default one
             qp["from"], qp["to"] = choice, "now"
         return parse_time(choice, now=now), now
     cols = st.columns(2)
     start_default = frm if preset == CUSTOM else (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
-    start_text = cols[0].text_input("From (UTC, ISO or -2h)", start_default, key="mon-from")
-    end_text = cols[1].text_input("To (UTC, ISO or now)", to if preset == CUSTOM else "now", key="mon-to")
+    start_text = cols[0].text_input("From (UTC, ISO or -2h)", start_default, key=f"{key}-from")
+    end_text = cols[1].text_input("To (UTC, ISO or now)", to if preset == CUSTOM else "now", key=f"{key}-to")
     start = parse_time(start_text, now=now, what="from") or now - timedelta(hours=1)
     end = parse_time(end_text, now=now, end=True, what="to") or now
     if (frm, to) != (start_text, end_text):

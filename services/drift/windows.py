@@ -22,7 +22,8 @@ from services.policy import DriftPolicy
 from services.predictions.histograms import HistogramCell, hour_of, period_of
 
 SOURCE = "drift"
-DAILY_AFTER = timedelta(days=3)  # longer windows get a per-day heatmap (alarms stay hourly)
+STEPS_H = (1, 2, 3, 6, 12, 24)  # the heatmap's period: the shortest whose typical period has MIN_ROWS requests
+MIN_ROWS = 300  # a distance on fewer rows mostly measures sampling noise (PSI grows as bins empty out)
 CATEGORICAL = "categorical"
 
 
@@ -45,7 +46,7 @@ class DriftView:
     profile_source: str
     reference_rows: int
     current_rows: int
-    granularity: str
+    granularity: str  # the heatmap's period: "1 h", "6 h", "24 h", …
     features: list[ColumnDrift]
     prediction: ColumnDrift | None
     verdict: DatasetDrift
@@ -136,7 +137,6 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
                        f"profile --model M --version {version}`)", source=SOURCE)
     # whole hours: the histograms are hourly; the window is widened to the hours it touches
     cells = _merge_roles(log.histograms(endpoint, hour_of(start), end, version=version))
-    daily = end - start > DAILY_AFTER
     by_feature: dict[str, list[HistogramCell]] = {}
     for c in cells:
         by_feature.setdefault(c.feature, []).append(c)
@@ -149,30 +149,50 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
     if profile.prediction is not None:
         method, threshold = policy.for_feature(PREDICTION)
         prediction = _compare("prediction", profile.prediction, by_feature.get(PREDICTION, []), method, threshold)
-    hours = sorted({c.period for c in cells})
-    periods = sorted({period_of(h, "day") for h in hours}) if daily else hours
     first = next(iter(profile.columns))
+    step = heatmap_step([sum(c.counts) for c in by_feature.get(first, [])], end - start)
+    periods = sorted({_floor(c.period, step) for c in cells})
     view = DriftView(endpoint=endpoint, model=model, version=version, start=start, end=end,
                      profile_source=profile.source, reference_rows=profile.rows,
                      current_rows=sum(sum(c.counts) for c in by_feature.get(first, [])),
-                     granularity="day" if daily else "hour", features=features, prediction=prediction,
+                     granularity=f"{step} h", features=features, prediction=prediction,
                      verdict=dataset_verdict(features, policy.share), periods=periods)
-    _timeline(view, profile, by_feature, policy, daily)
+    _timeline(view, profile, by_feature, policy, step)
     return view
 
 
-def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: DriftPolicy, daily: bool) -> None:
+def heatmap_step(hourly_counts: list[int], span: timedelta) -> int:
+    """Hours per heatmap period: the shortest step whose median period holds MIN_ROWS requests, at most a day
+    and at most a quarter of the window (so a short window still has a few columns)."""
+    import statistics
+
+    if not hourly_counts:
+        return 1
+    typical = statistics.median(hourly_counts)
+    cap = max(1, min(24, int(span.total_seconds() // 3600 // 4)))
+    for step in STEPS_H:
+        if typical * step >= MIN_ROWS or step >= cap:
+            return step
+    return 24
+
+
+def _floor(t: datetime, step_h: int) -> datetime:
+    day = period_of(t, "day")
+    return day + timedelta(hours=(t - day).seconds // 3600 // step_h * step_h)
+
+
+def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: DriftPolicy, step: int) -> None:
     index = {p: i for i, p in enumerate(view.periods)}
     for name, bins in [*profile.columns.items(), *([(PREDICTION, profile.prediction)] if profile.prediction
                                                    else [])]:
         method, threshold = policy.for_feature(name)
         per: dict[datetime, list[HistogramCell]] = {}
         for c in by_feature.get(name, []):
-            per.setdefault(period_of(c.period, "day") if daily else c.period, []).append(c)
+            per.setdefault(_floor(c.period, step), []).append(c)
         row: list[float | None] = [None] * len(view.periods)
         for p, cs in per.items():
             d = _compare(name, bins, cs, method, threshold)
-            row[index[p]] = d.statistic if d.computable else None
+            row[index[p]] = d.statistic if d.computable and d.current_rows >= MIN_ROWS / 3 else None
         label = "prediction" if name == PREDICTION else name
         view.heatmap[label] = row
         counts, missing = _sum(by_feature.get(name, []), bins.size)

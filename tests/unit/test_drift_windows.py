@@ -61,9 +61,10 @@ def test_a_shifted_feature_is_found_and_ranked_first_and_others_are_not(log):
 
 def test_the_timeline_has_hours_or_days_distributions_and_an_alarm_after_the_shift(log):
     v = endpoint_drift(log, DriftPolicy(), "ep", T0, T0 + timedelta(hours=72))
-    assert v.granularity == "hour" and len(v.periods) == 72 and set(v.heatmap) == {"a", "b", "c", "prediction"}
+    # 60 requests an hour: 6-hour periods hold the 300 rows a distance needs to say more than sampling noise
+    assert v.granularity == "6 h" and len(v.periods) == 12 and set(v.heatmap) == {"a", "b", "c", "prediction"}
     row = v.heatmap["a"]
-    assert max(row[:48]) < min(row[48:]), "every hour after the shift scores worse than every hour before"
+    assert max(row[:8]) < min(row[8:]), "every period after the shift scores worse than every period before"
     dist = v.distributions["a"]
     assert sum(dist.reference) == pytest.approx(1) and sum(dist.current) == pytest.approx(1)
     assert len(dist.labels) == len(dist.reference) == 10
@@ -72,8 +73,16 @@ def test_the_timeline_has_hours_or_days_distributions_and_an_alarm_after_the_shi
     assert SHIFT_AT <= mean_alarms[0]["at"] <= SHIFT_AT + timedelta(hours=6)
     assert len(v.means["a"]) == 72 and "c" not in v.means
     assert sum(n for _, n in v.traffic) == 72 * PER_HOUR
-    week = endpoint_drift(log, DriftPolicy(), "ep", T0 - timedelta(days=4), T0 + timedelta(hours=72))
-    assert week.granularity == "day" and len(week.periods) == 3
+    assert v.periods[1] - v.periods[0] == timedelta(hours=6)
+
+
+@pytest.mark.parametrize("per_hour, hours, step", [
+    (1000, 24, 1), (300, 24, 1), (150, 24 * 7, 2), (60, 24 * 7, 6), (60, 24, 6), (60, 8, 2), (5, 24 * 30, 24),
+    (0, 24, 6)])
+def test_the_heatmap_step_holds_enough_rows_within_the_window(per_hour, hours, step):
+    from services.drift.windows import heatmap_step
+
+    assert heatmap_step([per_hour] * hours, timedelta(hours=hours)) == step
 
 
 def test_the_policy_picks_the_method_and_threshold_per_feature(log):

@@ -1,0 +1,187 @@
+"""Views of the Drift page: one version's logged traffic against its reference profile — the verdict, the
+per-feature table sorted by severity, reference vs current distributions of the selected feature, a feature ×
+time heatmap, the feature's hourly mean with its alarms, and the alarms on one timeline. Everything comes from
+the histograms kept at ingest (``services.drift.windows``), so a 30-day window reads no raw row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.bootstrap import container, settings_key
+from dashboard.components import MISSING, fmt_time, table
+from dashboard.nav import link
+from services.drift.windows import DriftView, endpoint_drift, served_versions
+
+PRESETS = {"-24h": "24 hours", "-7d": "7 days", "-30d": "30 days"}
+DEFAULT_FROM = "-7d"
+METHOD_NAMES = {"psi": "PSI", "jensenshannon": "Jensen–Shannon", "hellinger": "Hellinger"}
+REF, CUR = "#6e7781", "#0969da"
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def versions(key: str, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str, int]]:  # noqa: ARG001
+    return served_versions(container().predictions, endpoint, start, end)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> DriftView:  # noqa: ARG001
+    c = container()
+    return endpoint_drift(c.predictions, c.policy.for_endpoint(endpoint).drift, endpoint, start, end,
+                          version=version)
+
+
+def pick_version(endpoint: str, start: datetime, end: datetime) -> str | None:
+    """The version picker (``version`` in the URL); the busiest version of the window by default."""
+    served = versions(settings_key(), endpoint, start, end)
+    options: list[str] = list(dict.fromkeys(v for v, _, _ in served))
+    wanted = st.query_params.get("version")
+    if wanted and wanted not in options:
+        options.append(wanted)
+    if not options:
+        return None
+    roles = {v: ", ".join(f"{role} {n:,}" for vv, role, n in served if vv == v) for v in options}
+    picked = st.selectbox("Version", options, index=options.index(wanted) if wanted in options else 0,
+                          format_func=lambda v: f"v{v}" + (f" ({roles[v]} requests)" if roles.get(v) else ""),
+                          key="drift-version")
+    if picked != wanted:
+        st.query_params["version"] = picked
+    return picked
+
+
+def summary(v: DriftView) -> None:
+    d = v.verdict
+    cols = st.columns(4)
+    verdict = MISSING if d.drifted is None else ("Drifted" if d.drifted else "No drift")
+    cols[0].metric("Dataset", verdict, help=f"drifted when at least {d.share_threshold:.0%} of the features drift")
+    cols[1].metric("Drifted features", f"{d.drifted_columns} of {d.computable_columns}",
+                   help="features whose statistic reaches their threshold")
+    p = v.prediction
+    pred = MISSING if p is None or p.statistic is None else (
+        f"{p.statistic:.3f} · " + ("drifted" if p.drifted else "no drift"))
+    cols[2].metric(f"Prediction drift ({METHOD_NAMES.get(p.method, p.method) if p else MISSING})", pred,
+                   help="the answers' distribution against the reference's (its prediction column, else its "
+                        "target), on the version's fixed bins")
+    cols[3].metric("Requests in window", f"{v.current_rows:,}")
+    st.caption(f"v{v.version} of **{v.model}** on **{v.endpoint}**, {fmt_time(v.start)} → {fmt_time(v.end)} "
+               f"(whole hours) · reference: {v.profile_source}, {v.reference_rows:,} rows · fixed bins derived "
+               "once from the reference, so values compare window to window")
+
+
+def feature_table(v: DriftView) -> pd.DataFrame:
+    rows = []
+    for f in v.features:
+        rows.append({"Feature": f.column, "Kind": f.kind, "Method": METHOD_NAMES.get(f.method, f.method),
+                     "Statistic": f.statistic, "Threshold": f.threshold,
+                     "Drifted": MISSING if f.drifted is None else ("yes" if f.drifted else "no"),
+                     "Rows": f.current_rows, "Missing": f.missing_current,
+                     "Note": f.reason or ""})
+    return pd.DataFrame(rows)
+
+
+def render_table(v: DriftView) -> None:
+    df = feature_table(v)
+
+    def colour(row):
+        return ["background-color: #ffebe9" if row["Drifted"] == "yes" else ""] * len(row)
+
+    table(df.style.apply(colour, axis=1).format({"Statistic": "{:.4f}", "Threshold": "{:.3g}"}, na_rep=MISSING),
+          key="drift-table", file_name=f"drift-{v.endpoint}-v{v.version}.csv", csv=lambda: df,
+          column_config={"Rows": st.column_config.NumberColumn(format="%d")})
+
+
+def distribution(v: DriftView, feature: str) -> None:
+    d = v.distributions[feature]
+    fig = go.Figure()
+    for name, shares, colour in (("reference", d.reference, REF), ("current", d.current, CUR)):
+        fig.add_trace(go.Bar(x=d.labels, y=shares, name=name, marker_color=colour, opacity=0.8,
+                             hovertemplate=f"{name}<br>bin %{{x}}<br>share %{{y:.1%}}<extra></extra>"))
+    fig.update_layout(barmode="group", height=320, title=f"{feature}: reference vs current (fixed bins)",
+                      yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    st.plotly_chart(fig, key="drift-dist", width="stretch")
+    st.caption(f"Missing values (excluded): reference {d.missing_reference:,}, current {d.missing_current:,}.")
+
+
+def heatmap(v: DriftView) -> None:
+    if not v.periods:
+        return
+    order = [f.column for f in v.features] + (["prediction"] if "prediction" in v.heatmap else [])
+    thresholds = {f.column: f.threshold for f in v.features}
+    if v.prediction is not None:
+        thresholds["prediction"] = v.prediction.threshold
+    z = [[None if x is None or not thresholds.get(f) else x / thresholds[f] for x in v.heatmap[f]] for f in order]
+    raw = [v.heatmap[f] for f in order]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=v.periods, y=order, customdata=raw, colorscale="YlOrRd", zmin=0, zmax=2,
+        colorbar={"title": "× threshold"},
+        hovertemplate="%{y}<br>%{x|%Y-%m-%d %H:%M} UTC<br>statistic %{customdata:.4f}<br>%{z:.2f} × threshold"
+                      "<extra></extra>"))
+    fig.update_layout(title=f"Drift per {v.granularity} period (statistic ÷ threshold; ≥ 1 drifted; blank: "
+                            "too few requests to tell)",
+                      height=max(300, 18 * len(order) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      yaxis={"autorange": "reversed"})
+    st.plotly_chart(fig, key="drift-heatmap", width="stretch")
+    frame = pd.DataFrame(raw, index=order, columns=[p.isoformat() for p in v.periods])
+    st.download_button("Download heatmap CSV", frame.to_csv().encode("utf-8"), file_name="drift-heatmap.csv",
+                       mime="text/csv", key="drift-heatmap-csv", icon=":material/download:", on_click="ignore")
+
+
+def mean_chart(v: DriftView, feature: str) -> None:
+    points = v.means.get(feature)
+    if not points:
+        st.caption(f"{feature} is categorical: no mean over time (see its distribution above).")
+        return
+    fig = go.Figure(go.Scatter(x=[t for t, _ in points], y=[m for _, m in points], mode="lines+markers",
+                               name="hourly mean", line={"color": CUR}, marker={"size": 4},
+                               hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>mean %{y:.4g}<extra></extra>"))
+    bins = container().predictions.profile(v.model, v.version)
+    mean = bins.columns[feature].mean if bins and feature in bins.columns else None
+    if mean is not None:
+        fig.add_hline(y=mean, line={"color": REF, "dash": "dot"}, annotation_text="reference mean")
+    for a in v.alarms:
+        if a["feature"] == feature:
+            fig.add_vline(x=a["at"], line={"color": "#cf222e", "dash": "dash"})
+    fig.update_layout(title=f"{feature}: hourly mean (red: Page–Hinkley alarms)", height=280,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    st.plotly_chart(fig, key="drift-mean", width="stretch")
+
+
+def alarms(v: DriftView) -> None:
+    if not v.alarms:
+        st.caption("No sequential alarm in this window (Page–Hinkley on hourly feature means, CUSUM on the hourly "
+                   "request count; each needs a day of hours as its baseline).")
+        return
+    df = pd.DataFrame([{"At": a["at"], "Since": a["since"], "What": a["feature"], "Detector": a["detector"],
+                        "Direction": a["direction"], "Statistic (σ)": round(a["statistic"], 2)} for a in v.alarms])
+    table(df, key="drift-alarms", file_name=f"drift-alarms-{v.endpoint}.csv")
+
+
+def render(endpoint: str, version: str | None, start: datetime, end: datetime) -> None:
+    with st.spinner("Comparing the window with the reference…"):
+        v = load(settings_key(), endpoint, version, start, end)
+    summary(v)
+    if v.current_rows == 0:
+        st.info(f"v{v.version} answered no request on **{endpoint}** in this window: nothing to compare.")
+        return
+    st.subheader("Features by severity", anchor=False)
+    render_table(v)
+    names = [f.column for f in v.features] + (["prediction"] if "prediction" in v.distributions else [])
+    wanted = st.query_params.get("feature")
+    feature = st.selectbox("Feature", names, index=names.index(wanted) if wanted in names else 0,
+                           key="drift-feature")
+    if feature != wanted:
+        st.query_params["feature"] = feature
+    left, right = st.columns(2)
+    with left:
+        distribution(v, feature)
+    with right:
+        mean_chart(v, feature)
+    heatmap(v)
+    st.subheader("Alarms", anchor=False)
+    alarms(v)
+    link("explain", f"Explain v{v.version}: how it uses these features", icon=":material/psychology:",
+         model=v.model, version=v.version)

@@ -1,0 +1,45 @@
+"""Drift: whether an endpoint's traffic still looks like the data a version was trained on, since when, and in
+which features. ``/drift?endpoint=E&version=V&from=-7d&to=now&feature=F``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.bootstrap import container
+from dashboard.components import guard
+from dashboard.drift_view import DEFAULT_FROM, PRESETS, pick_version, render
+from dashboard.monitoring_view import time_range
+
+
+def main() -> None:
+    st.title("Drift")
+    names = []
+    with guard("serving"):
+        names = [v.endpoint.name for v in data.serving_overview()]
+    wanted = st.query_params.get("endpoint")
+    if wanted and wanted not in names:
+        names.append(wanted)
+    if not names:
+        st.info("No serving endpoint found: no traffic to compare yet.")
+        return
+    top = st.columns([2, 2])
+    picked = top[0].selectbox("Endpoint", names, index=names.index(wanted) if wanted in names else 0,
+                              key="drift-endpoint")
+    if picked != wanted:
+        st.query_params["endpoint"] = picked
+        st.query_params.pop("version", None)
+        st.query_params.pop("feature", None)
+    with guard("time range"):
+        start, end = time_range(container().clock(), default=DEFAULT_FROM, key="drift", presets=PRESETS)
+        with top[1]:
+            version = pick_version(picked, start, end)
+        if version is None:
+            st.info(f"No request of a known version on **{picked}** in this window.")
+            return
+        with guard("drift"):
+            render(picked, version, start, end)
+
+
+with guard("Drift"):
+    main()
