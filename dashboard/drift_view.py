@@ -153,7 +153,7 @@ def mean_chart(v: DriftView, feature: str) -> None:
 def alarms(v: DriftView) -> None:
     if not v.alarms:
         st.caption("No sequential alarm in this window (Page–Hinkley on hourly feature means, CUSUM on the hourly "
-                   "request count; each needs a day of hours as its baseline).")
+                   "request count; each learns its baseline from the window's first two days of hours).")
         return
     df = pd.DataFrame([{"At": a["at"], "Since": a["since"], "What": a["feature"], "Detector": a["detector"],
                         "Direction": a["direction"], "Statistic (σ)": round(a["statistic"], 2)} for a in v.alarms])
