@@ -211,3 +211,43 @@ def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: Drift
         view.alarms.append({"kind": "rate", "feature": "requests per hour", "detector": "CUSUM", "at": a.time,
                             "since": a.since, "direction": a.direction, "statistic": a.statistic})
     view.alarms.sort(key=lambda a: a["at"])
+
+
+# -- python -m services drift --endpoint E [--version V] [--from …] [--to …] [--method M] [--json] ------------
+def run_endpoint(c, args) -> int:
+    from dataclasses import replace
+
+    from services.cli_output import emit
+    from services.drift.files import report_text
+    from services.metrics import parse_time
+    from services.policy import DRIFT_METHODS
+
+    now = c.clock()
+    end = parse_time(args.to, now=now, end=True, what="--to") or now
+    start = parse_time(args.from_, now=now, what="--from") or end - timedelta(hours=24)
+    policy = c.policy.for_endpoint(args.endpoint).drift
+    if args.method not in (None, "auto"):
+        if args.method not in DRIFT_METHODS:
+            raise Invalid(f"logged traffic is compared on the versions' fixed bins: --method must be one of "
+                          f"{', '.join(DRIFT_METHODS)}", source=SOURCE)
+        policy = replace(policy, method=args.method, features={})
+    if args.share_threshold is not None:
+        if not 0 < args.share_threshold <= 1:
+            raise Invalid("--share-threshold must be in (0, 1]", source=SOURCE)
+        policy = replace(policy, share=args.share_threshold)
+    v = endpoint_drift(c.predictions, policy, args.endpoint, start, end, version=args.version)
+    wanted = set(args.columns.split(",")) if args.columns else None
+    cols = [f for f in v.features if wanted is None or f.column in wanted]
+    rep = {**v.as_dict(), **dataset_verdict(cols, policy.share).as_dict(),
+           "reference": f"v{v.version} reference ({v.profile_source}, {v.reference_rows} rows)",
+           "current": f"{v.endpoint} v{v.version} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC "
+                      f"({v.current_rows} requests)"}
+    text = report_text(rep)
+    if v.prediction is not None and v.prediction.statistic is not None:
+        text += (f"\nprediction drift ({v.prediction.method}): {v.prediction.statistic:.4g}"
+                 f" ({'DRIFT' if v.prediction.drifted else 'no'})")
+    for a in v.alarms:
+        text += (f"\nalarm: {a['feature']} {a['direction']} ({a['detector']}) at {a['at']:%Y-%m-%d %H:%M}, "
+                 f"since {a['since']:%Y-%m-%d %H:%M}")
+    emit(args, rep, text)
+    return 0

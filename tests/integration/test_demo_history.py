@@ -180,3 +180,25 @@ def test_profile_command_shows_the_stored_bins_and_refuses_unknown_versions(seed
     assert "999" in capsys.readouterr().err
     assert main(["profile", "--model", model, "--version", "999", "--endpoint", EP], container=seeded) == 2
     assert "--from" in capsys.readouterr().err
+
+
+def test_drift_command_over_logged_traffic_finds_the_drifting_feature(seeded, history, capsys):
+    since = datetime.fromisoformat(history["endpoints"][EP]["drift"]["from"])
+    args = ["drift", "--endpoint", EP, "--from", (since + timedelta(hours=1)).isoformat(), "--to", NOW.isoformat()]
+    assert main([*args, "--json"], container=seeded) == 0
+    rep = json.loads(capsys.readouterr().out)
+    first = rep["columns"][0]
+    assert (first["column"], first["method"], first["drifted"]) == (DRIFT, "psi", True)
+    assert rep["drifted_columns"] < rep["computable_columns"] / 2 and rep["version"]
+    assert main([*args, "--method", "hellinger", "--columns", f"{DRIFT},mean radius"], container=seeded) == 0
+    out = capsys.readouterr().out
+    assert "hellinger" in out and DRIFT in out and "worst area" not in out
+    before = ["drift", "--endpoint", EP, "--from", (since - timedelta(hours=12)).isoformat(), "--to",
+              since.isoformat(), "--json"]
+    assert main(before, container=seeded) == 0
+    assert not any(c["drifted"] and c["column"] == DRIFT for c in json.loads(capsys.readouterr().out)["columns"])
+    assert main([*args, "--method", "ks"], container=seeded) == 2
+    assert "fixed bins" in capsys.readouterr().err
+    assert main(["drift", "--endpoint", "nope", "--json"], container=seeded) == 4
+    assert main([*args, "--reference", "a.csv", "--current", "b.csv"], container=seeded) == 2
+    assert "not both" in capsys.readouterr().err
