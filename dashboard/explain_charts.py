@@ -122,9 +122,18 @@ def waterfall_chart(w: dict, top: int = TOP_WATERFALL) -> go.Figure:
         text=[f"{v:.4g}" if i in (0, len(values) - 1) else f"{v:+.4g}" for i, v in enumerate(values)],
         textposition="outside", hovertemplate="%{y}<br>%{text}<extra></extra>"))
     fig.update_layout(title=f"Why this prediction: {w['output_label']}", height=max(300, 28 * len(labels) + 90),
-                      margin=MARGIN, yaxis={"autorange": "reversed"}, xaxis_title=w["output_label"],
-                      showlegend=False)
+                      margin=MARGIN, yaxis={"autorange": "reversed"}, showlegend=False,
+                      xaxis={"title": {"text": w["output_label"]}, "range": _padded(values)})
     return fig
+
+
+def _padded(values: list[float]) -> list[float]:
+    """An x range holding every bar of the waterfall (from 0, through the running sums) with room on both
+    sides for the labels drawn outside the bars."""
+    ends = [0.0, *np.cumsum(values[:-1]).tolist(), values[-1]]
+    lo, hi = min(ends), max(ends)
+    pad = 0.15 * ((hi - lo) or 1.0)
+    return [lo - pad, hi + pad]
 
 
 def drift_frame(d: dict, a: str, b: str) -> pd.DataFrame:
