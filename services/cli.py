@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     from services.runtime import add_commands as add_runtime
     add_runtime(sub, common)  # up, traffic
     add_history(sub, common)  # seed-history
-    from services.drift.files import add_command as add_drift
+    from services.drift.commands import add_command as add_drift
     add_drift(sub, common)  # drift
     from services.explain.commands import add_command as add_explain
     add_explain(sub, common)  # explain

@@ -133,10 +133,24 @@ class Container:
 
     @property
     def live_metrics(self):
-        """What live gates read: the metrics source (an override wins)."""
+        """What live gates read: the metrics source, plus drift_share and attribution_shift (an override wins)."""
         if "live_metrics" in self.overrides:
             return self.overrides["live_metrics"]
-        return self.metrics
+        return self.gate_metrics
+
+    @cached_property
+    def gate_metrics(self):
+        from datetime import timedelta
+
+        from services.drift.gates import GateMetrics
+        from services.explain.service import for_registry
+        from services.registry import CHAMPION
+
+        return GateMetrics(self.metrics, self.predictions, self.policy,
+                           model_of=lambda endpoint: self.serving.get_endpoint(endpoint).model,
+                           champion_of=lambda model: self.registry.aliases(model).get(CHAMPION),
+                           explainer=lambda: for_registry(self.registry), clock=self.clock,
+                           window=timedelta(minutes=self.settings.live_window_minutes))
 
     @cached_property
     def actions(self):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.cli_output import emit, table
+from services.cli_output import table
 from services.errors import Invalid
 
 SOURCE = "drift"
@@ -88,43 +88,3 @@ def report_text(rep: dict) -> str:
         out.append(f"{verdict}: {rep['drifted_columns']} of {rep['computable_columns']} computable columns drifted "
                    f"({rep['share']:.0%}; threshold {rep['share_threshold']:.0%})")
     return "\n".join(out)
-
-
-def add_command(sub, common):
-    """``python -m services drift …`` (registered by services.cli); returns the parser, for further modes."""
-    sp = sub.add_parser("drift", help="per-column drift of current data against a reference, and the verdict",
-                        parents=[common])
-    sp.add_argument("--reference", metavar="FILE", help="reference data: a .csv or .parquet file")
-    sp.add_argument("--current", metavar="FILE", help="current data: a .csv or .parquet file")
-    sp.add_argument("--method", default=None,
-                    help="auto (default: Evidently's choice per column), ks, chisquare, z, wasserstein, "
-                         "jensenshannon, psi or hellinger, for every column")
-    sp.add_argument("--columns", metavar="A,B", help="only these columns (default: every column of either file)")
-    sp.add_argument("--categorical", metavar="A,B", help="treat these columns as categorical (default: inferred)")
-    sp.add_argument("--share-threshold", type=float, default=None,
-                    help="dataset drift when at least this share of the computable columns drifted (0.5; with "
-                         "--endpoint, the policy's)")
-    sp.add_argument("--endpoint", help="logged traffic of this endpoint instead of files (its stored histograms)")
-    sp.add_argument("--version", help="with --endpoint: the version (default: the busiest in the window)")
-    sp.add_argument("--from", dest="from_", metavar="WHEN", help="with --endpoint: start (default -24h)")
-    sp.add_argument("--to", metavar="WHEN", help="with --endpoint: end (default now)")
-    sp.set_defaults(fn=run)
-    return sp
-
-
-def run(c, args) -> int:
-    if getattr(args, "reference", None) or getattr(args, "current", None):
-        if not (args.reference and args.current):
-            raise Invalid("give both --reference and --current", source=SOURCE)
-        if args.endpoint:
-            raise Invalid("give either files (--reference, --current) or --endpoint, not both", source=SOURCE)
-        share = 0.5 if args.share_threshold is None else args.share_threshold
-        rep = files_report(args.reference, args.current, method=args.method, columns=_names(args.columns),
-                           categorical=_names(args.categorical), share_threshold=share)
-        emit(args, rep, report_text(rep))
-        return 0
-    if args.endpoint:
-        from services.drift.windows import run_endpoint
-
-        return run_endpoint(c, args)
-    raise Invalid("give --reference and --current (CSV or Parquet files), or --endpoint E", source=SOURCE)

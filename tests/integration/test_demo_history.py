@@ -202,3 +202,16 @@ def test_drift_command_over_logged_traffic_finds_the_drifting_feature(seeded, hi
     assert main(["drift", "--endpoint", "nope", "--json"], container=seeded) == 4
     assert main([*args, "--reference", "a.csv", "--current", "b.csv"], container=seeded) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_drift_gates_read_the_real_explainer_and_the_histograms(seeded, history):
+    """``attribution_shift`` of a version against the champion (real SHAP on both); ``drift_share`` is no live
+    data here: the seeded history lies days before the live window."""
+    model = seeded.serving.get_endpoint(EP).model
+    champion = seeded.registry.aliases(model)["champion"]
+    other = next(v.version for v in seeded.registry.list_versions(model) if v.version != champion)
+    shift = seeded.live_metrics.current(EP, other, "attribution_shift")
+    assert shift is not None and 0.0 < shift <= 1.0
+    assert seeded.live_metrics.current(EP, champion, "attribution_shift") is None
+    assert seeded.live_metrics.current(EP, champion, "drift_share") is None
+    assert seeded.live_metrics.current(EP, champion, "requests") == 0.0, "other metrics: the metrics source's"
