@@ -123,6 +123,43 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
         chart("Live quality (labelled requests)", series, quality, "quality", None, key="quality")
     else:
         st.caption("Live quality: no ground-truth labels in this window yet.")
+    recent_predictions(endpoint, start, end)
+
+
+RECENT = 50
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _recent(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
+    from dashboard.nav import href
+
+    rows = container().predictions.rows(endpoint, start=start, end=end, limit=RECENT)
+    return pd.DataFrame([{
+        "Time": r.at, "Request": r.request_id, "Row": r.row, "Version": f"v{r.version}" if r.version else MISSING,
+        "Role": r.role, "Prediction": MISSING if r.prediction is None else str(r.prediction),
+        "Label": MISSING if r.label is None else str(r.label),
+        "Latency ms": r.latency_ms, "Status": r.status,
+        "Explain": href("explain", endpoint=endpoint, request_id=r.request_id, row=r.row or None)}
+        for r in rows])
+
+
+def recent_predictions(endpoint: str, start: datetime, end: datetime) -> None:
+    """The newest logged predictions of the window, each with a link to its SHAP waterfall: what an on-call
+    engineer opens for a strange answer."""
+    from dashboard.bootstrap import settings_key
+    from dashboard.components import table
+
+    st.subheader("Recent predictions", anchor=False)
+    df = _recent(settings_key(), endpoint, start, end)
+    if df.empty:
+        st.caption("No logged prediction in this window.")
+        return
+    st.caption(f"The {len(df)} newest logged predictions of the window; **Explain** opens one's SHAP waterfall "
+               "(why the model answered that).")
+    table(df, key="mon-recent", file_name=f"predictions-{endpoint}.csv",
+          column_config={"Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss [UTC]"),
+                         "Latency ms": st.column_config.NumberColumn(format="%.1f"),
+                         "Explain": st.column_config.LinkColumn("Explain", display_text="explain ↗")})
 
 
 def side_by_side(rep: dict) -> None:

@@ -116,3 +116,13 @@ def test_deployments_and_overview_show_the_live_rate(mon):
 def _qp(at, key):
     v = at.query_params[key]
     return v[0] if isinstance(v, list) else v
+
+
+def test_recent_predictions_link_to_their_explanation(mon):
+    at = mon("monitoring.py", endpoint=CANCER)
+    assert not at.exception and "Recent predictions" in texts(at)
+    recent = next(d.value for d in at.dataframe if "Explain" in getattr(d.value, "columns", []))
+    assert len(recent) == 50 and recent["Time"].is_monotonic_decreasing
+    first = recent.iloc[0]
+    assert first["Explain"] == f"/explain?endpoint={CANCER}&request_id={first['Request']}"
+    assert set(recent["Role"]) <= {"stable", "canary"}
