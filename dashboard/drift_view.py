@@ -72,11 +72,17 @@ def summary(v: DriftView) -> None:
 
 
 def feature_table(v: DriftView) -> pd.DataFrame:
+    """One row per feature; besides the whole window, its latest heatmap period and in how many periods it
+    drifted (a change late in a long window shows there before it moves the window's own statistic)."""
     rows = []
     for f in v.features:
+        periods = [x for x in v.heatmap.get(f.column, []) if x is not None]
+        over = sum(1 for x in periods if f.threshold and x >= f.threshold)
         rows.append({"Feature": f.column, "Kind": f.kind, "Method": METHOD_NAMES.get(f.method, f.method),
                      "Statistic": f.statistic, "Threshold": f.threshold,
                      "Drifted": MISSING if f.drifted is None else ("yes" if f.drifted else "no"),
+                     f"Latest {v.granularity}": periods[-1] if periods else None,
+                     "Drifted periods": f"{over} of {len(periods)}" if periods else MISSING,
                      "Rows": f.current_rows, "Missing": f.missing_current,
                      "Note": f.reason or ""})
     return pd.DataFrame(rows)
@@ -88,7 +94,8 @@ def render_table(v: DriftView) -> None:
     def colour(row):
         return ["background-color: #ffebe9" if row["Drifted"] == "yes" else ""] * len(row)
 
-    table(df.style.apply(colour, axis=1).format({"Statistic": "{:.4f}", "Threshold": "{:.3g}"}, na_rep=MISSING),
+    fmt = {"Statistic": "{:.4f}", "Threshold": "{:.3g}", f"Latest {v.granularity}": "{:.4f}"}
+    table(df.style.apply(colour, axis=1).format(fmt, na_rep=MISSING),
           key="drift-table", file_name=f"drift-{v.endpoint}-v{v.version}.csv", csv=lambda: df,
           column_config={"Rows": st.column_config.NumberColumn(format="%d")})
 
@@ -101,7 +108,8 @@ def distribution(v: DriftView, feature: str) -> None:
                              hovertemplate=f"{name}<br>bin %{{x}}<br>share %{{y:.1%}}<extra></extra>"))
     fig.update_layout(barmode="group", height=320, title=f"{feature}: reference vs current (fixed bins)",
                       yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+                      legend={"orientation": "h", "y": 0.99, "x": 0.01, "xanchor": "left", "yanchor": "top",
+                              "bgcolor": "rgba(255,255,255,0.7)"})
     st.plotly_chart(fig, key="drift-dist", width="stretch")
     st.caption(f"Missing values (excluded): reference {d.missing_reference:,}, current {d.missing_current:,}.")
 
@@ -157,7 +165,9 @@ def alarms(v: DriftView) -> None:
         return
     df = pd.DataFrame([{"At": a["at"], "Since": a["since"], "What": a["feature"], "Detector": a["detector"],
                         "Direction": a["direction"], "Statistic (σ)": round(a["statistic"], 2)} for a in v.alarms])
-    table(df, key="drift-alarms", file_name=f"drift-alarms-{v.endpoint}.csv")
+    when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm [UTC]")
+    table(df, key="drift-alarms", file_name=f"drift-alarms-{v.endpoint}.csv",
+          column_config={"At": when, "Since": when})
 
 
 def render(endpoint: str, version: str | None, start: datetime, end: datetime) -> None:

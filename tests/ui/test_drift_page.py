@@ -79,6 +79,11 @@ def test_the_drifted_feature_leads_with_its_distribution_mean_alarm_and_heatmap(
         "the Page–Hinkley alarm is marked on the mean chart"
     alarms = at.dataframe[1].value
     assert SHIFTED in set(alarms["What"]) and "Page–Hinkley" in set(alarms["Detector"])
+    week = at.dataframe[0].value
+    week = getattr(week, "data", week).set_index("Feature")
+    drifted, periods = map(int, week.loc[SHIFTED, "Drifted periods"].split(" of "))
+    assert 0 < drifted < periods, "drifted late in the window: some periods, not all"
+    assert all(p.startswith("0 of") for f, p in week["Drifted periods"].items() if f != SHIFTED)
 
 
 def test_the_url_restores_feature_and_range_and_bad_input_is_said_plainly(drift):
