@@ -66,6 +66,7 @@ class RegistryModels:
         config = GatewayConfig.from_env(env)  # MLOPS_GATEWAY_SKOPS_TRUSTED, MLOPS_GATEWAY_ALLOW_PICKLE
         self._files = ModelCache(registry, tracking_uri=tracking_uri or getattr(registry, "tracking_uri", None),
                                  trusted=TRUSTED_SKOPS_TYPES | config.skops_trusted, allow_pickle=config.allow_pickle)
+        weakref.finalize(self, self._files.close)  # its download folder goes with it
         self._kept: OrderedDict[tuple[str, str], LoadedEstimator] = OrderedDict()
         self._size = max(1, size)
         self._lock = threading.Lock()
