@@ -53,6 +53,11 @@ class Explanation:
     seconds: float = 0.0  # computing time (not counting the model's load)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for arr in (self.values, self.data, self.outputs):  # cached and shared: nobody may change them
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
+
     @property
     def rows(self) -> int:
         return int(self.values.shape[0])
