@@ -54,6 +54,9 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/registry_pages.py
 	$(BIN)/python bench/actions.py
 	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/drift_view.py
+	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/pages_browser.py
 
 clean:

@@ -423,6 +423,14 @@ class FakePredictionLog(PredictionLog, _Failing):
             del self.stored[k]
         return len(old)
 
+    def served(self, endpoint, start, end):
+        self._check("served")
+        acc: dict[tuple, int] = {}
+        for (m, ep, v, role), d in self.rollup_map.items():
+            if ep == endpoint and start <= m < end:
+                acc[(v, role)] = acc.get((v, role), 0) + d.count
+        return [(v, role, n) for (v, role), n in sorted(acc.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
+
     def save_profile(self, profile):
         self._check("save_profile")
         return self.profiles.setdefault((profile.model, str(profile.version)), profile)

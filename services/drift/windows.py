@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from services.drift.bins import PREDICTION, Bins, Profile
 from services.drift.sequential import cusum, page_hinkley
 from services.drift.stats import NUMERIC, ColumnDrift, DatasetDrift, binned_drift, dataset_verdict
@@ -24,6 +26,7 @@ from services.predictions.histograms import HistogramCell, hour_of, period_of
 SOURCE = "drift"
 STEPS_H = (1, 2, 3, 6, 12, 24)  # the heatmap's period: the shortest whose typical period has MIN_ROWS requests
 MIN_ROWS = 300  # a distance on fewer rows mostly measures sampling noise (PSI grows as bins empty out)
+MAX_COLUMNS = 180
 CATEGORICAL = "categorical"
 
 
@@ -74,12 +77,9 @@ def severity(c: ColumnDrift) -> tuple:
 
 
 def served_versions(log, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str | None, int]]:
-    """``(version, role, requests)`` in the window from the rollups, most requests first."""
-    acc: dict[tuple[str, str], int] = {}
-    for r in log.rollups(endpoint, start, end):
-        if r.version:
-            acc[(r.version, r.role)] = acc.get((r.version, r.role), 0) + r.count
-    return sorted(((v, role, n) for (v, role), n in acc.items()), key=lambda t: (-t[2], t[0]))
+    """``(version, role, requests)`` in the window (whole hours, as the view reads), most requests first."""
+    return sorted(((v, role, n) for v, role, n in log.served(endpoint, hour_of(start), end) if v),
+                  key=lambda t: (-t[2], t[0]))
 
 
 def _sum(cells: list[HistogramCell], size: int) -> tuple[list[int], int]:
@@ -121,8 +121,8 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
     """The drift of ``version`` (default: the one that answered most requests in the window) on ``endpoint``."""
     if start >= end:
         raise Invalid("the window starts after it ends", source=SOURCE)
-    versions = served_versions(log, endpoint, start, end)
     if version is None:
+        versions = served_versions(log, endpoint, start, end)
         if not versions:
             raise NotFound(f"{endpoint!r} logged no request of a known version between {start:%Y-%m-%d %H:%M} "
                            f"and {end:%Y-%m-%d %H:%M} UTC", source=SOURCE)
@@ -161,17 +161,47 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
     return view
 
 
+def per_period(method: str, reference, matrix) -> list[float | None]:
+    """The statistic of each row of a periods × bins count matrix against the reference counts, in one numpy
+    pass (the same values as :func:`services.drift.stats.binned_drift` per period); None for a period with
+    fewer than MIN_ROWS counts, whose distance would mostly measure sampling noise."""
+    from scipy.spatial import distance
+
+    from services.drift.stats import PSI_EPSILON
+
+    ref = np.asarray(reference, dtype="float64")
+    cur = np.asarray(matrix, dtype="float64").reshape(-1, ref.size)
+    n = cur.sum(axis=1)
+    if not len(cur) or ref.sum() <= 0:
+        return [None] * len(cur)
+    r = np.broadcast_to(ref / ref.sum(), cur.shape)
+    c = cur / np.where(n > 0, n, 1.0)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "psi":
+            rr, cc = np.where(r == 0, PSI_EPSILON, r), np.where(c == 0, PSI_EPSILON, c)
+            values = np.sum((cc - rr) * np.log(cc / rr), axis=1)
+        elif method == "jensenshannon":
+            values = np.nan_to_num(distance.jensenshannon(r, c, axis=1), nan=0.0)
+        elif method == "hellinger":
+            values = np.sqrt(1.0 - np.clip(np.sum(np.sqrt(r * c), axis=1), 0.0, 1.0))
+        else:
+            raise Invalid(f"unknown method on bins {method!r}", source=SOURCE)
+    return [float(v) if k >= MIN_ROWS else None for v, k in zip(values, n, strict=True)]
+
+
 def heatmap_step(hourly_counts: list[int], span: timedelta) -> int:
     """Hours per heatmap period: the shortest step whose median period holds MIN_ROWS requests, at most a day
     and at most a quarter of the window (so a short window still has a few columns)."""
     import statistics
 
+    hours = span.total_seconds() / 3600
+    floor = next((s for s in STEPS_H if hours / s <= MAX_COLUMNS), 24)  # a chart shows ~180 columns at most
     if not hourly_counts:
-        return 1
+        return floor
     typical = statistics.median(hourly_counts)
-    cap = max(1, min(24, int(span.total_seconds() // 3600 // 4)))
+    cap = max(1, min(24, int(hours // 4)))
     for step in STEPS_H:
-        if typical * step >= MIN_ROWS or step >= cap:
+        if step >= floor and (typical * step >= MIN_ROWS or step >= cap):
             return step
     return 24
 
@@ -186,15 +216,11 @@ def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: Drift
     for name, bins in [*profile.columns.items(), *([(PREDICTION, profile.prediction)] if profile.prediction
                                                    else [])]:
         method, threshold = policy.for_feature(name)
-        per: dict[datetime, list[HistogramCell]] = {}
+        matrix = np.zeros((len(view.periods), bins.size))
         for c in by_feature.get(name, []):
-            per.setdefault(_floor(c.period, step), []).append(c)
-        row: list[float | None] = [None] * len(view.periods)
-        for p, cs in per.items():
-            d = _compare(name, bins, cs, method, threshold)
-            row[index[p]] = d.statistic if d.computable and d.current_rows >= MIN_ROWS / 3 else None
+            matrix[index[_floor(c.period, step)]] += c.counts[:bins.size]
         label = "prediction" if name == PREDICTION else name
-        view.heatmap[label] = row
+        view.heatmap[label] = per_period(method, bins.reference, matrix)
         counts, missing = _sum(by_feature.get(name, []), bins.size)
         view.distributions[label] = Distribution(bins.labels(), _shares(bins.reference), _shares(counts),
                                                  bins.reference_missing, missing)

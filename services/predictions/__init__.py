@@ -109,6 +109,10 @@ class PredictionLog(ABC):
         """Per-minute rollups with ``start <= minute < end``, oldest first."""
 
     @abstractmethod
+    def served(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
+        """``(version, role, requests)`` of the rollups with ``start <= minute < end`` (summed in the store)."""
+
+    @abstractmethod
     def purge(self, before: datetime) -> int:
         """Drop raw rows older than ``before`` (retention); rollups and histograms stay. Returns rows dropped."""
 

@@ -271,6 +271,16 @@ class SqlPredictionLog(PredictionLog):
                                   total_sq=float(r[5 + slots] or 0.0))
                     for r in conn.execute(q)]
 
+    def served(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
+        from sqlalchemy import func
+
+        c = prediction_rollups.c
+        q = (select(c.version, c.role, func.sum(c["count"]))
+             .where(c.endpoint == endpoint, c.minute >= iso(start), c.minute < iso(end))
+             .group_by(c.version, c.role).order_by(c.version, c.role))
+        with guarded(f"reading the traffic of {endpoint!r}", SOURCE), self.engine.connect() as conn:
+            return [(v or None, role, int(n)) for v, role, n in conn.execute(q)]
+
     def purge(self, before: datetime) -> int:
         """Per endpoint (the rollups name them all), so each delete walks the ``(endpoint, at)`` index."""
         t = predictions.c

@@ -81,6 +81,10 @@ def test_the_fake_agrees_with_the_sql_adapter_on_histograms(log):
                [(c.period, c.version, c.role, c.feature, c.counts) for c in b]
         assert [c.total for c in a] == pytest.approx([c.total for c in b])
     assert prediction_cells(log.rollups(EP, *window)) == prediction_cells(fake.rollups(EP, *window))
+    assert log.served(EP, *window) == fake.served(EP, *window)
+    assert sorted(log.served(EP, *window)) == sorted(
+        (v, role, sum(1 for r in batch if (r.version, r.role) == (v, role))) for v, role in
+        {(r.version, r.role) for r in batch})
     # what was binned: every row of a profiled version once per feature; answers only when they succeeded
     hist = log.histograms(EP, *window, granularity="day")
     profiled = [r for r in batch if r.version in ("2", "3")]

@@ -126,3 +126,35 @@ def test_the_demo_policy_sets_drift_for_every_endpoint():
     p = Policy.load(Path(__file__).resolve().parents[2] / "deploy" / "policy.yaml", VOCABULARY)
     assert p.for_endpoint("cancer-screening").drift == DriftPolicy("psi", 0.25, 0.5, {})
     assert p.for_endpoint("unknown").drift.threshold == 0.25
+
+
+@pytest.mark.parametrize("method", ["psi", "jensenshannon", "hellinger"])
+def test_the_heatmap_statistics_equal_the_per_period_ones(method):
+    """One numpy pass over a periods × bins matrix gives what binned_drift gives period by period."""
+    from services.drift.stats import binned_drift
+    from services.drift.windows import MIN_ROWS, per_period
+
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 500, 10)
+    ref[3] = 0  # an empty reference bin (PSI's epsilon)
+    matrix = rng.integers(0, 200, (40, 10))
+    matrix[5] = 0  # an empty period
+    matrix[6, :] = [0] * 9 + [400]  # all in one bin
+    matrix[7] = [3] * 10  # too few rows to tell
+    got = per_period(method, ref, matrix)
+    for i, row in enumerate(matrix):
+        if row.sum() < MIN_ROWS:
+            assert got[i] is None
+        else:
+            assert got[i] == pytest.approx(binned_drift("x", ref, row, method=method).statistic, abs=1e-12)
+    assert sum(g is not None for g in got) >= 30
+    with pytest.raises(Invalid, match="unknown method"):
+        per_period("ks", ref, matrix)
+
+
+def test_long_windows_keep_the_heatmap_to_a_chart_s_width():
+    from services.drift.windows import MAX_COLUMNS, heatmap_step
+
+    for days in (7, 30, 90):
+        step = heatmap_step([5000] * 24 * days, timedelta(days=days))
+        assert 24 * days / step <= MAX_COLUMNS and step in (1, 2, 3, 6, 12, 24)
