@@ -5,8 +5,9 @@ the histograms kept at ingest (``services.drift.windows``), so a 30-day window r
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,12 +15,14 @@ import streamlit as st
 from dashboard.bootstrap import container, settings_key
 from dashboard.components import MISSING, fmt_time, table
 from dashboard.nav import link
-from services.drift.windows import DriftView, endpoint_drift, served_versions
+from services.drift.windows import MIN_ROWS, DriftView, endpoint_drift, served_versions
+from services.predictions.histograms import hour_of
 
 PRESETS = {"-24h": "24 hours", "-7d": "7 days", "-30d": "30 days"}
 DEFAULT_FROM = "-7d"
 METHOD_NAMES = {"psi": "PSI", "jensenshannon": "Jensen–Shannon", "hellinger": "Hellinger"}
 REF, CUR = "#6e7781", "#0969da"
+WARMUP_HOURS = 48  # services.drift.sequential's default warm-up
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -43,10 +46,12 @@ def pick_version(endpoint: str, start: datetime, end: datetime) -> str | None:
         options.append(wanted)
     if not options:
         return None
-    roles = {v: ", ".join(f"{role} {n:,}" for vv, role, n in served if vv == v) for v in options}
     picked = st.selectbox("Version", options, index=options.index(wanted) if wanted in options else 0,
-                          format_func=lambda v: f"v{v}" + (f" ({roles[v]} requests)" if roles.get(v) else ""),
-                          key="drift-version")
+                          format_func=lambda v: f"v{v}", key="drift-version",
+                          help="the versions that answered requests in the window, the busiest first")
+    served_as = ", ".join(f"{role} {n:,}" for v, role, n in served if v == picked)
+    st.caption(f"v{picked}: {served_as} requests in the window" if served_as else
+               f"v{picked} answered no request in the window")
     if picked != wanted:
         st.query_params["version"] = picked
     return picked
@@ -66,9 +71,10 @@ def summary(v: DriftView) -> None:
                    help="the answers' distribution against the reference's (its prediction column, else its "
                         "target), on the version's fixed bins")
     cols[3].metric("Requests in window", f"{v.current_rows:,}")
-    st.caption(f"v{v.version} of **{v.model}** on **{v.endpoint}**, {fmt_time(v.start)} → {fmt_time(v.end)} "
-               f"(whole hours) · reference: {v.profile_source}, {v.reference_rows:,} rows · fixed bins derived "
-               "once from the reference, so values compare window to window")
+    st.caption(f"v{v.version} of **{v.model}** on **{v.endpoint}**, {fmt_time(hour_of(v.start))} → "
+               f"{fmt_time(v.end)} (from the start of the hour: histograms are hourly) · reference: "
+               f"{v.profile_source}, {v.reference_rows:,} rows · fixed bins derived once from the reference, so "
+               "values compare window to window")
 
 
 def feature_table(v: DriftView) -> pd.DataFrame:
@@ -106,10 +112,10 @@ def distribution(v: DriftView, feature: str) -> None:
     for name, shares, colour in (("reference", d.reference, REF), ("current", d.current, CUR)):
         fig.add_trace(go.Bar(x=d.labels, y=shares, name=name, marker_color=colour, opacity=0.8,
                              hovertemplate=f"{name}<br>bin %{{x}}<br>share %{{y:.1%}}<extra></extra>"))
-    fig.update_layout(barmode="group", height=320, title=f"{feature}: reference vs current (fixed bins)",
-                      yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 0.99, "x": 0.01, "xanchor": "left", "yanchor": "top",
-                              "bgcolor": "rgba(255,255,255,0.7)"})
+    fig.update_layout(barmode="group", height=340, title=f"{feature}: reference vs current (fixed bins)",
+                      yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 70, "b": 10},
+                      legend={"orientation": "h", "y": 1.0, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+                      xaxis={"tickfont": {"size": 12, "color": "#31333f"}, "tickangle": -35})
     st.plotly_chart(fig, key="drift-dist", width="stretch")
     st.caption(f"Missing values (excluded): reference {d.missing_reference:,}, current {d.missing_current:,}.")
 
@@ -123,13 +129,16 @@ def heatmap(v: DriftView) -> None:
         thresholds["prediction"] = v.prediction.threshold
     z = [[None if x is None or not thresholds.get(f) else x / thresholds[f] for x in v.heatmap[f]] for f in order]
     raw = [v.heatmap[f] for f in order]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=v.periods, y=order, customdata=raw, colorscale="YlOrRd", zmin=0, zmax=2,
-        colorbar={"title": "× threshold"},
-        hovertemplate="%{y}<br>%{x|%Y-%m-%d %H:%M} UTC<br>statistic %{customdata:.4f}<br>%{z:.2f} × threshold"
-                      "<extra></extra>"))
+    step = timedelta(hours=int(v.granularity.split()[0]))
+    starts = [[p.strftime("%Y-%m-%d %H:%M") for p in v.periods]] * len(order)
+    fig = go.Figure(go.Heatmap(  # each cell spans its period: x is the period's middle
+        z=z, x=[p + step / 2 for p in v.periods], y=order, customdata=np.dstack([np.array(raw, dtype=float),
+                                                                               np.array(starts, dtype=object)]),
+        colorscale="YlOrRd", zmin=0, zmax=2, colorbar={"title": "× threshold"},
+        hovertemplate=f"%{{y}}<br>%{{customdata[1]}} UTC + {v.granularity}<br>statistic %{{customdata[0]:.4f}}"
+                      "<br>%{z:.2f} × threshold<extra></extra>"))
     fig.update_layout(title=f"Drift per {v.granularity} period (statistic ÷ threshold; ≥ 1 drifted; blank: "
-                            "too few requests to tell)",
+                            f"under {MIN_ROWS} requests, too few to tell)",
                       height=max(300, 18 * len(order) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       yaxis={"autorange": "reversed"})
     st.plotly_chart(fig, key="drift-heatmap", width="stretch")
@@ -149,7 +158,8 @@ def mean_chart(v: DriftView, feature: str) -> None:
     bins = container().predictions.profile(v.model, v.version)
     mean = bins.columns[feature].mean if bins and feature in bins.columns else None
     if mean is not None:
-        fig.add_hline(y=mean, line={"color": REF, "dash": "dot"}, annotation_text="reference mean")
+        fig.add_hline(y=mean, line={"color": REF, "dash": "dot"}, annotation_text="reference mean",
+                      annotation_position="bottom left")
     for a in v.alarms:
         if a["feature"] == feature:
             fig.add_vline(x=a["at"], line={"color": "#cf222e", "dash": "dash"})
@@ -159,9 +169,14 @@ def mean_chart(v: DriftView, feature: str) -> None:
 
 
 def alarms(v: DriftView) -> None:
+    hours = len(v.traffic)
+    if not v.alarms and hours <= WARMUP_HOURS:
+        st.caption(f"This window is too short for the sequential alarms: they learn their baseline from its first "
+                   f"{WARMUP_HOURS} hours of traffic and it has {hours}. Widen the range to 7 days to see them.")
+        return
     if not v.alarms:
         st.caption("No sequential alarm in this window (Page–Hinkley on hourly feature means, CUSUM on the hourly "
-                   "request count; each learns its baseline from the window's first two days of hours).")
+                   f"request count; each learns its baseline from the window's first {WARMUP_HOURS} hours).")
         return
     df = pd.DataFrame([{"At": a["at"], "Since": a["since"], "What": a["feature"], "Detector": a["detector"],
                         "Direction": a["direction"], "Statistic (σ)": round(a["statistic"], 2)} for a in v.alarms])
