@@ -16,6 +16,7 @@ from dashboard.bootstrap import container, settings_key
 from dashboard.components import MISSING, fmt_time, table
 from dashboard.nav import link
 from services.drift.windows import MIN_ROWS, DriftView, endpoint_drift, served_versions
+from services.errors import ConsoleError
 from services.predictions.histograms import hour_of
 
 PRESETS = {"-24h": "24 hours", "-7d": "7 days", "-30d": "30 days"}
@@ -33,8 +34,14 @@ def versions(key: str, endpoint: str, start: datetime, end: datetime) -> list[tu
 @st.cache_data(ttl=30, show_spinner=False)
 def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> DriftView:  # noqa: ARG001
     c = container()
+    model, offline = None, None
+    try:  # the served model and the version's offline metrics, for live quality beside them
+        model = c.serving.get_endpoint(endpoint).model
+        offline = c.registry.get_version(model, version).metrics if model and version else None
+    except ConsoleError:
+        pass  # the view still works from the log alone
     return endpoint_drift(c.predictions, c.policy.for_endpoint(endpoint).drift, endpoint, start, end,
-                          version=version)
+                          version=version, model=model, offline=offline)
 
 
 def pick_version(endpoint: str, start: datetime, end: datetime) -> str | None:
@@ -71,10 +78,42 @@ def summary(v: DriftView) -> None:
                    help="the answers' distribution against the reference's (its prediction column, else its "
                         "target), on the version's fixed bins")
     cols[3].metric("Requests in window", f"{v.current_rows:,}")
+    if v.label is not None or v.performance is not None:
+        quality(v)
     st.caption(f"v{v.version} of **{v.model}** on **{v.endpoint}**, {fmt_time(hour_of(v.start))} → "
                f"{fmt_time(v.end)} (from the start of the hour: histograms are hourly) · reference: "
                f"{v.profile_source}, {v.reference_rows:,} rows · fixed bins derived once from the reference, so "
                "values compare window to window")
+
+
+def quality(v: DriftView) -> None:
+    """Label drift and live quality, where ground truth has arrived for the window's requests."""
+    cols = st.columns(4)
+    lab = v.label
+    cols[0].metric(f"Label drift ({METHOD_NAMES.get(lab.method, lab.method) if lab else MISSING})",
+                   MISSING if lab is None or lab.statistic is None else
+                   f"{lab.statistic:.3f} · " + ("drifted" if lab.drifted else "no drift"),
+                   help="the ground truth that arrived for the window's requests against the reference's target")
+    p = v.performance
+    if not p:
+        return
+    if p["offline_accuracy"] is not None or p["offline_mae"] is None:
+        cols[1].metric("Live accuracy", f"{p['accuracy']:.3f}",
+                       help=f"95 % Wilson interval {p['accuracy_low']:.3f}–{p['accuracy_high']:.3f} on "
+                            f"{p['labelled']:,} labelled requests")
+        off = p["offline_accuracy"]
+        cols[2].metric("Offline accuracy (held-out)", MISSING if off is None else f"{off:.3f}",
+                       delta=None if off is None else f"{p['accuracy'] - off:+.3f} live",
+                       delta_color="normal" if off is None or p["accuracy"] >= off else "inverse",
+                       help="the version's registered evaluation metric")
+        verdict = MISSING if p["degraded"] is None else ("degraded" if p["degraded"] else "holds")
+        cols[3].metric("Performance", verdict, help="degraded when the offline accuracy lies above the live "
+                                                    "accuracy's 95 % interval")
+    else:
+        cols[1].metric("Live MAE", f"{p['mae']:.4g}", help=f"{p['labelled']:,} labelled requests")
+        cols[2].metric("Live RMSE", f"{p['rmse']:.4g}")
+        off = p["offline_rmse"]
+        cols[3].metric("Offline RMSE (held-out)", MISSING if off is None else f"{off:.4g}")
 
 
 def feature_table(v: DriftView) -> pd.DataFrame:
@@ -123,10 +162,11 @@ def distribution(v: DriftView, feature: str) -> None:
 def heatmap(v: DriftView) -> None:
     if not v.periods:
         return
-    order = [f.column for f in v.features] + (["prediction"] if "prediction" in v.heatmap else [])
+    order = [f.column for f in v.features] + [a for a in ("prediction", "label") if a in v.heatmap]
     thresholds = {f.column: f.threshold for f in v.features}
-    if v.prediction is not None:
-        thresholds["prediction"] = v.prediction.threshold
+    for answer in (v.prediction, v.label):
+        if answer is not None:
+            thresholds[answer.column] = answer.threshold
     z = [[None if x is None or not thresholds.get(f) else x / thresholds[f] for x in v.heatmap[f]] for f in order]
     raw = [v.heatmap[f] for f in order]
     step = timedelta(hours=int(v.granularity.split()[0]))
@@ -194,7 +234,7 @@ def render(endpoint: str, version: str | None, start: datetime, end: datetime) -
         return
     st.subheader("Features by severity", anchor=False)
     render_table(v)
-    names = [f.column for f in v.features] + (["prediction"] if "prediction" in v.distributions else [])
+    names = [f.column for f in v.features] + [a for a in ("prediction", "label") if a in v.distributions]
     wanted = st.query_params.get("feature")
     feature = st.selectbox("Feature", names, index=names.index(wanted) if wanted in names else 0,
                            key="drift-feature")

@@ -327,7 +327,7 @@ from services.predictions import (  # noqa: E402 - appended with the prediction 
     rollup_deltas,
     rollup_key,
 )
-from services.predictions.histograms import Cell, HistogramCell, histogram_deltas, period_of  # noqa: E402
+from services.predictions.histograms import Cell, HistogramCell, histogram_deltas, label_deltas, period_of  # noqa: E402,E501
 
 
 class FakePredictionLog(PredictionLog, _Failing):
@@ -380,6 +380,7 @@ class FakePredictionLog(PredictionLog, _Failing):
         unknown: list[str] = []
         changed: set[tuple[str, int]] = set()
         deltas: dict = {}
+        relabelled: list = []
         now = self.clock()
         for rid, row, label in labels:
             keys = sorted(k for k in self.stored if k[0] == str(rid) and (row is None or k[1] == int(row)))
@@ -393,9 +394,12 @@ class FakePredictionLog(PredictionLog, _Failing):
                 if r.label is not None:
                     d.add_label(label_contribution(r.prediction, r.label), -1)
                 d.add_label(label_contribution(r.prediction, label))
+                relabelled.append((r.at, r.endpoint, r.model, r.version, r.role, r.label, label))
                 self.stored[key] = replace(r, label=label, labelled_at=now)
                 changed.add(key)
         self._add(deltas)
+        for key, cell in label_deltas(relabelled, self._profile_of).items():
+            self.hist_map.setdefault(key, Cell()).merge(cell)
         return LabelResult(stored=len(changed), unknown=unknown)
 
     def rows(self, endpoint, *, start=None, end=None, request_id=None, limit=1000):
@@ -425,11 +429,16 @@ class FakePredictionLog(PredictionLog, _Failing):
 
     def served(self, endpoint, start, end):
         self._check("served")
-        acc: dict[tuple, int] = {}
+        from services.predictions import Traffic
+
+        acc: dict[tuple, list] = {}
         for (m, ep, v, role), d in self.rollup_map.items():
             if ep == endpoint and start <= m < end:
-                acc[(v, role)] = acc.get((v, role), 0) + d.count
-        return [(v, role, n) for (v, role), n in sorted(acc.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
+                a = acc.setdefault((v, role), [0, 0, 0, 0, 0.0, 0.0])
+                for i, x in enumerate((d.count, d.errors, d.labelled, d.correct, d.abs_error_sum, d.sq_error_sum)):
+                    a[i] += x
+        return [Traffic(v, role, *a) for (v, role), a in sorted(acc.items(), key=lambda kv: (kv[0][0] or "",
+                                                                                              kv[0][1]))]
 
     def save_profile(self, profile):
         self._check("save_profile")

@@ -30,6 +30,7 @@ from services.errors import Invalid
 MAX_BINS = 10
 MISSING = -1
 PREDICTION = "__prediction__"  # the histogram name of the prediction (no feature may be called this)
+LABEL = "__label__"  # the histogram name of the ground truth, binned on the prediction's bins
 SOURCE = "reference profile"
 
 
@@ -97,7 +98,7 @@ class Profile:
     prediction: Bins | None = None
 
     def bins(self, name: str) -> Bins | None:
-        return self.prediction if name == PREDICTION else self.columns.get(name)
+        return self.prediction if name in (PREDICTION, LABEL) else self.columns.get(name)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "version": self.version, "source": self.source, "rows": self.rows,
@@ -173,8 +174,9 @@ def build_profile(model: str, version: str, frame, *, source: str, target: str =
     """The profile of a reference frame: every column but the target and prediction is a feature."""
     if frame is None or len(frame) == 0:
         raise Invalid(f"the reference of {model!r} v{version} has no rows: no profile can be built", source=SOURCE)
-    if PREDICTION in frame.columns:
-        raise Invalid(f"a column may not be called {PREDICTION!r}", source=SOURCE)
+    for reserved in (PREDICTION, LABEL):
+        if reserved in frame.columns:
+            raise Invalid(f"a column may not be called {reserved!r}", source=SOURCE)
     features = [c for c in frame.columns if c not in (target, prediction)]
     if not features:
         raise Invalid(f"the reference of {model!r} v{version} has no feature columns", source=SOURCE)

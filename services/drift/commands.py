@@ -10,7 +10,7 @@ from datetime import timedelta
 from services.cli_output import emit
 from services.drift.files import SOURCE, _names, files_report, report_text
 from services.drift.stats import dataset_verdict
-from services.drift.windows import endpoint_drift
+from services.drift.windows import endpoint_drift, performance
 from services.errors import Invalid
 from services.metrics import parse_time
 from services.policy import DRIFT_METHODS
@@ -70,7 +70,15 @@ def run_endpoint(c, args) -> int:
         if not 0 < args.share_threshold <= 1:
             raise Invalid("--share-threshold must be in (0, 1]", source=SOURCE)
         policy = replace(policy, share=args.share_threshold)
-    v = endpoint_drift(c.predictions, policy, args.endpoint, start, end, version=args.version)
+    model = c.serving.get_endpoint(args.endpoint).model
+    offline = None
+    if model and args.version:
+        offline = c.registry.get_version(model, args.version).metrics
+    v = endpoint_drift(c.predictions, policy, args.endpoint, start, end, version=args.version, model=model,
+                       offline=offline)
+    if offline is None and model:  # the busiest version, now known
+        v.performance = performance(c.predictions, args.endpoint, v.version, start, end,
+                                    c.registry.get_version(model, v.version).metrics)
     wanted = set(args.columns.split(",")) if args.columns else None
     cols = [f for f in v.features if wanted is None or f.column in wanted]
     rep = {**v.as_dict(), **dataset_verdict(cols, policy.share).as_dict(),
@@ -81,6 +89,14 @@ def run_endpoint(c, args) -> int:
     if v.prediction is not None and v.prediction.statistic is not None:
         text += (f"\nprediction drift ({v.prediction.method}): {v.prediction.statistic:.4g}"
                  f" ({'DRIFT' if v.prediction.drifted else 'no'})")
+    if v.label is not None and v.label.statistic is not None:
+        text += f"\nlabel drift ({v.label.method}): {v.label.statistic:.4g} ({'DRIFT' if v.label.drifted else 'no'})"
+    p = v.performance
+    if p:
+        off = p["offline_accuracy"]
+        text += (f"\nlive accuracy {p['accuracy']:.3f} (95 % {p['accuracy_low']:.3f}–{p['accuracy_high']:.3f}, "
+                 f"{p['labelled']} labelled)" + ("" if off is None else f" vs offline {off:.3f}"
+                                                 + (": DEGRADED" if p["degraded"] else "")))
     for a in v.alarms:
         text += (f"\nalarm: {a['feature']} {a['direction']} ({a['detector']}) at {a['at']:%Y-%m-%d %H:%M}, "
                  f"since {a['since']:%Y-%m-%d %H:%M}")

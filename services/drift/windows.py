@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from services.drift.bins import PREDICTION, Bins, Profile
+from services.drift.bins import LABEL, PREDICTION, Bins, Profile
 from services.drift.sequential import cusum, page_hinkley
 from services.drift.stats import NUMERIC, ColumnDrift, DatasetDrift, binned_drift, dataset_verdict
 from services.errors import Invalid, NotFound
@@ -53,6 +53,8 @@ class DriftView:
     features: list[ColumnDrift]
     prediction: ColumnDrift | None
     verdict: DatasetDrift
+    label: ColumnDrift | None = None  # ground truth (where labels arrived) against the reference's target
+    performance: dict | None = None  # live quality from the labels vs the version's offline metrics
     periods: list[datetime] = field(default_factory=list)
     heatmap: dict[str, list[float | None]] = field(default_factory=dict)  # feature -> statistic per period
     distributions: dict[str, Distribution] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class DriftView:
                 "to": self.end, "profile_source": self.profile_source, "reference_rows": self.reference_rows,
                 "current_rows": self.current_rows, "granularity": self.granularity,
                 "verdict": self.verdict.as_dict(), "prediction": self.prediction and self.prediction.as_dict(),
+                "label": self.label and self.label.as_dict(), "performance": self.performance,
                 "alarms": self.alarms}
 
 
@@ -78,7 +81,7 @@ def severity(c: ColumnDrift) -> tuple:
 
 def served_versions(log, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str | None, int]]:
     """``(version, role, requests)`` in the window (whole hours, as the view reads), most requests first."""
-    return sorted(((v, role, n) for v, role, n in log.served(endpoint, hour_of(start), end) if v),
+    return sorted(((t.version, t.role, t.requests) for t in log.served(endpoint, hour_of(start), end) if t.version),
                   key=lambda t: (-t[2], t[0]))
 
 
@@ -117,7 +120,8 @@ def _shares(counts: list[int] | tuple[int, ...]) -> list[float]:
 
 
 def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end: datetime, *,
-                   version: str | None = None, model: str | None = None) -> DriftView:
+                   version: str | None = None, model: str | None = None,
+                   offline: dict[str, float] | None = None) -> DriftView:
     """The drift of ``version`` (default: the one that answered most requests in the window) on ``endpoint``."""
     if start >= end:
         raise Invalid("the window starts after it ends", source=SOURCE)
@@ -149,6 +153,10 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
     if profile.prediction is not None:
         method, threshold = policy.for_feature(PREDICTION)
         prediction = _compare("prediction", profile.prediction, by_feature.get(PREDICTION, []), method, threshold)
+    label = None
+    if profile.prediction is not None and by_feature.get(LABEL):
+        method, threshold = policy.for_feature(PREDICTION)
+        label = _compare("label", profile.prediction, by_feature[LABEL], method, threshold)
     first = next(iter(profile.columns))
     step = heatmap_step([sum(c.counts) for c in by_feature.get(first, [])], end - start)
     periods = sorted({_floor(c.period, step) for c in cells})
@@ -156,9 +164,31 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
                      profile_source=profile.source, reference_rows=profile.rows,
                      current_rows=sum(sum(c.counts) for c in by_feature.get(first, [])),
                      granularity=f"{step} h", features=features, prediction=prediction,
-                     verdict=dataset_verdict(features, policy.share), periods=periods)
+                     verdict=dataset_verdict(features, policy.share), periods=periods, label=label,
+                     performance=performance(log, endpoint, version, start, end, offline))
     _timeline(view, profile, by_feature, policy, step)
     return view
+
+
+def performance(log, endpoint: str, version: str, start: datetime, end: datetime,
+                offline: dict[str, float] | None) -> dict | None:
+    """Live quality of the window's labelled requests (accuracy with its 95 % Wilson interval; MAE and RMSE)
+    beside the version's offline metrics; ``degraded`` when the offline accuracy lies above the live interval
+    (the live accuracy is significantly lower). None without labels."""
+    from scipy.stats import binomtest
+
+    rows = [t for t in log.served(endpoint, hour_of(start), end) if t.version == version]
+    n = sum(t.labelled for t in rows)
+    if not n:
+        return None
+    correct = sum(t.correct for t in rows)
+    low, high = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+    offline = offline or {}
+    acc = offline.get("accuracy")
+    return {"labelled": n, "accuracy": correct / n, "accuracy_low": float(low), "accuracy_high": float(high),
+            "mae": sum(t.abs_error_sum for t in rows) / n, "rmse": (sum(t.sq_error_sum for t in rows) / n) ** 0.5,
+            "offline_accuracy": acc, "offline_mae": offline.get("mae"), "offline_rmse": offline.get("rmse"),
+            "degraded": None if acc is None else bool(acc > high)}
 
 
 def per_period(method: str, reference, matrix) -> list[float | None]:
@@ -213,13 +243,15 @@ def _floor(t: datetime, step_h: int) -> datetime:
 
 def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: DriftPolicy, step: int) -> None:
     index = {p: i for i, p in enumerate(view.periods)}
-    for name, bins in [*profile.columns.items(), *([(PREDICTION, profile.prediction)] if profile.prediction
-                                                   else [])]:
-        method, threshold = policy.for_feature(name)
+    answers = [(PREDICTION, profile.prediction)] if profile.prediction else []
+    if profile.prediction and by_feature.get(LABEL):
+        answers.append((LABEL, profile.prediction))
+    for name, bins in [*profile.columns.items(), *answers]:
+        method, threshold = policy.for_feature(PREDICTION if name == LABEL else name)
         matrix = np.zeros((len(view.periods), bins.size))
         for c in by_feature.get(name, []):
             matrix[index[_floor(c.period, step)]] += c.counts[:bins.size]
-        label = "prediction" if name == PREDICTION else name
+        label = {PREDICTION: "prediction", LABEL: "label"}.get(name, name)
         view.heatmap[label] = per_period(method, bins.reference, matrix)
         counts, missing = _sum(by_feature.get(name, []), bins.size)
         view.distributions[label] = Distribution(bins.labels(), _shares(bins.reference), _shares(counts),

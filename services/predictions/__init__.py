@@ -86,6 +86,20 @@ class Rollup:
     prediction_bins: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """A window's totals of one version in one role: requests, errors and what labels say."""
+
+    version: str | None
+    role: str
+    requests: int
+    errors: int = 0
+    labelled: int = 0
+    correct: int = 0
+    abs_error_sum: float = 0.0
+    sq_error_sum: float = 0.0
+
+
 class PredictionLog(ABC):
     source = "prediction log"
 
@@ -109,8 +123,8 @@ class PredictionLog(ABC):
         """Per-minute rollups with ``start <= minute < end``, oldest first."""
 
     @abstractmethod
-    def served(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
-        """``(version, role, requests)`` of the rollups with ``start <= minute < end`` (summed in the store)."""
+    def served(self, endpoint: str, start: datetime, end: datetime) -> list[Traffic]:
+        """Per version and role, the rollups with ``start <= minute < end`` summed in the store."""
 
     @abstractmethod
     def purge(self, before: datetime) -> int:

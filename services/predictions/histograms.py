@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.drift.bins import MAX_BINS, MISSING, PREDICTION, Profile, number
+from services.drift.bins import LABEL, MAX_BINS, MISSING, PREDICTION, Profile, number
 
 PREDICTION_SLOTS = MAX_BINS + 2  # at most MAX_BINS bins (+1 "other" for categories) and one for missing
 MISSING_SLOT = PREDICTION_SLOTS - 1
@@ -89,6 +89,28 @@ def histogram_deltas(rows: Sequence, profiles: Profiles) -> dict[HistogramKey, C
                 columns.append((PREDICTION, profile.prediction, answered))
         for name, bins, values in columns:
             _count(out.setdefault((hour, endpoint, version, role, name), Cell()), bins, values)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3], kv[0][4])))
+
+
+def label_deltas(changes: Sequence[tuple], profiles: Profiles) -> dict[HistogramKey, Cell]:
+    """The ground-truth histogram's increments (feature :data:`LABEL`, on the version's prediction bins) of
+    labels stored or corrected: ``changes`` are ``(at, endpoint, model, version, role, old, new)``; a
+    corrected label takes its old value's count (and sums) back. In lock order."""
+    out: dict[HistogramKey, Cell] = {}
+    for at, endpoint, model, version, role, old, new in changes:
+        profile = profiles(model, version)
+        if profile is None or profile.prediction is None:
+            continue
+        cell = out.setdefault((hour_of(at), endpoint, version, role, LABEL), Cell())
+        for value, sign in ((old, -1), (new, 1)):
+            if value is None:
+                continue
+            b = profile.prediction.index(value)
+            cell.counts[slot_of(b)] += sign
+            x = number(value) if profile.prediction.kind == "numeric" and b != MISSING else None
+            if x is not None:
+                cell.total += sign * x
+                cell.total_sq += sign * x * x
     return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "", kv[0][3], kv[0][4])))
 
 

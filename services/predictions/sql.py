@@ -39,13 +39,20 @@ from services.predictions import (
     Rollup,
     RollupDelta,
     RollupKey,
+    Traffic,
     WriteResult,
     in_lock_order,
     label_contribution,
     minute_of,
     rollup_deltas,
 )
-from services.predictions.histograms import PREDICTION_SLOTS, HistogramCell, histogram_deltas, period_of
+from services.predictions.histograms import (
+    PREDICTION_SLOTS,
+    HistogramCell,
+    histogram_deltas,
+    label_deltas,
+    period_of,
+)
 from services.store.db import (
     HISTOGRAM_BIN_COLUMNS,
     LATENCY_BUCKET_COLUMNS,
@@ -117,14 +124,17 @@ class SqlPredictionLog(PredictionLog):
             inserted = {(rid, int(n)) for rid, n in conn.execute(self._insert_rows, values)}
             new = [unique[k] for k in sorted(inserted)]
             self._add_to_rollups(conn, rollup_deltas(new, lookup))
-            cells = histogram_deltas(new, lookup)
-            if cells:  # in lock order, after the rollups: every writer takes the same locks in the same order
-                conn.execute(self._upsert_histograms, [
-                    {"endpoint": ep, "hour": iso(hour), "version": "" if v is None else str(v), "role": role,
-                     "feature": f, **dict(zip(HISTOGRAM_BIN_COLUMNS, cell.counts, strict=True)),
-                     "total": cell.total, "total_sq": cell.total_sq}
-                    for (hour, ep, v, role, f), cell in cells.items()])
+            self._add_to_histograms(conn, histogram_deltas(new, lookup))
         return WriteResult(stored=len(new), duplicates=len(rows) - len(new), inserted=frozenset(inserted))
+
+    def _add_to_histograms(self, conn: Connection, cells: dict) -> None:
+        """In lock order, after the rollups: every writer takes the same locks in the same order."""
+        if cells:
+            conn.execute(self._upsert_histograms, [
+                {"endpoint": ep, "hour": iso(hour), "version": "" if v is None else str(v), "role": role,
+                 "feature": f, **dict(zip(HISTOGRAM_BIN_COLUMNS, cell.counts, strict=True)),
+                 "total": cell.total, "total_sq": cell.total_sq}
+                for (hour, ep, v, role, f), cell in cells.items()])
 
     def _add_to_rollups(self, conn: Connection, deltas: dict[RollupKey, RollupDelta]) -> None:
         if deltas:  # in lock order: executemany keeps the parameter sets' order
@@ -142,7 +152,7 @@ class SqlPredictionLog(PredictionLog):
         with guarded("storing labels", SOURCE), writing(self.engine) as conn:
             found: dict[str, list] = {}
             for i in range(0, len(ids), CHUNK):
-                q = (select(t.request_id, t.row, t.endpoint, t.at, t.version, t.role, t.prediction, t.label)
+                q = (select(t.request_id, t.row, t.endpoint, t.at, t.model, t.version, t.role, t.prediction, t.label)
                      .where(t.request_id.in_(ids[i:i + CHUNK])).order_by(t.request_id, t.row))
                 if conn.dialect.name == "postgresql":
                     q = q.with_for_update()
@@ -152,6 +162,7 @@ class SqlPredictionLog(PredictionLog):
             unknown: list[str] = []
             changed: dict[tuple[str, int], str] = {}
             deltas: dict[RollupKey, RollupDelta] = {}
+            relabelled: list[tuple] = []
             for rid, row, label in labels:
                 targets = [r for r in found.get(str(rid), []) if row is None or r["row"] == int(row)]
                 if not targets:
@@ -170,6 +181,8 @@ class SqlPredictionLog(PredictionLog):
                     if old is not None:  # a corrected label: its old contribution goes
                         d.add_label(label_contribution(pred, json.loads(old)), -1)
                     d.add_label(label_contribution(pred, label))
+                    relabelled.append((parse_iso(r["at"]), r["endpoint"], r["model"], r["version"], r["role"],
+                                       None if old is None else json.loads(old), label))
                     current[key] = changed[key] = dumps(label)
             if changed:
                 conn.execute(update(predictions)
@@ -178,6 +191,9 @@ class SqlPredictionLog(PredictionLog):
                              [{"rid": k[0], "n": k[1], "lbl": v, "when": iso(self.clock())}
                               for k, v in sorted(changed.items())])
                 self._add_to_rollups(conn, in_lock_order(deltas))
+                profiles = self._profiles_of([_Version(m, v) for _, _, m, v, *_ in relabelled])
+                self._add_to_histograms(conn, label_deltas(
+                    relabelled, lambda model, version: profiles.get((model, version))))
         return LabelResult(stored=len(changed), unknown=unknown)
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -271,15 +287,18 @@ class SqlPredictionLog(PredictionLog):
                                   total_sq=float(r[5 + slots] or 0.0))
                     for r in conn.execute(q)]
 
-    def served(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
+    def served(self, endpoint: str, start: datetime, end: datetime) -> list[Traffic]:
         from sqlalchemy import func
 
         c = prediction_rollups.c
-        q = (select(c.version, c.role, func.sum(c["count"]))
+        sums = [func.sum(c[name]) for name in ("count", "errors", "labelled", "correct", "abs_error_sum",
+                                               "sq_error_sum")]
+        q = (select(c.version, c.role, *sums)
              .where(c.endpoint == endpoint, c.minute >= iso(start), c.minute < iso(end))
              .group_by(c.version, c.role).order_by(c.version, c.role))
         with guarded(f"reading the traffic of {endpoint!r}", SOURCE), self.engine.connect() as conn:
-            return [(v or None, role, int(n)) for v, role, n in conn.execute(q)]
+            return [Traffic(v or None, role, int(n), int(e), int(lab), int(ok), float(ae), float(se))
+                    for v, role, n, e, lab, ok, ae, se in conn.execute(q)]
 
     def purge(self, before: datetime) -> int:
         """Per endpoint (the rollups name them all), so each delete walks the ``(endpoint, at)`` index."""
@@ -306,6 +325,13 @@ def _rollup_values(key: RollupKey, d: RollupDelta) -> dict:
             **dict(zip(LATENCY_BUCKET_COLUMNS, d.latency_buckets, strict=True)), "labelled": d.labelled,
             "correct": d.correct, "abs_error_sum": d.abs_error_sum, "sq_error_sum": d.sq_error_sum,
             **dict(zip(PREDICTION_BIN_COLUMNS, d.prediction_bins, strict=True))}
+
+
+class _Version:
+    """What ``_profiles_of`` reads of a row: its model and version."""
+
+    def __init__(self, model, version):
+        self.model, self.version = model, version
 
 
 def _period(text: str) -> datetime:

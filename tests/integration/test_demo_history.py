@@ -190,6 +190,9 @@ def test_drift_command_over_logged_traffic_finds_the_drifting_feature(seeded, hi
     first = rep["columns"][0]
     assert (first["column"], first["method"], first["drifted"]) == (DRIFT, "psi", True)
     assert rep["drifted_columns"] < rep["computable_columns"] / 2 and rep["version"]
+    perf = rep["performance"]  # the demo delivers labels: live accuracy beside the registered one
+    assert perf["labelled"] > 100 and 0.5 < perf["accuracy"] <= 1 and perf["offline_accuracy"] is not None
+    assert rep["label"]["method"] == "psi" and rep["label"]["current_rows"] == perf["labelled"]
     assert main([*args, "--method", "hellinger", "--columns", f"{DRIFT},mean radius"], container=seeded) == 0
     out = capsys.readouterr().out
     assert "hellinger" in out and DRIFT in out and "worst area" not in out

@@ -82,9 +82,10 @@ def test_the_fake_agrees_with_the_sql_adapter_on_histograms(log):
         assert [c.total for c in a] == pytest.approx([c.total for c in b])
     assert prediction_cells(log.rollups(EP, *window)) == prediction_cells(fake.rollups(EP, *window))
     assert log.served(EP, *window) == fake.served(EP, *window)
-    assert sorted(log.served(EP, *window)) == sorted(
-        (v, role, sum(1 for r in batch if (r.version, r.role) == (v, role))) for v, role in
-        {(r.version, r.role) for r in batch})
+    assert sorted((t.version, t.role, t.requests, t.errors) for t in log.served(EP, *window)) == sorted(
+        (v, role, sum(1 for r in batch if (r.version, r.role) == (v, role)),
+         sum(1 for r in batch if (r.version, r.role) == (v, role) and r.status >= 400))
+        for v, role in {(r.version, r.role) for r in batch})
     # what was binned: every row of a profiled version once per feature; answers only when they succeeded
     hist = log.histograms(EP, *window, granularity="day")
     profiled = [r for r in batch if r.version in ("2", "3")]
@@ -152,3 +153,25 @@ def test_the_builder_derives_a_missing_profile_once_and_a_failing_one_does_not_s
     assert log.profile("cancer", "2").source == "built" and log.profile("cancer", "9") is None
     cells = log.histograms(EP, T0, T0 + timedelta(hours=1))
     assert sum(sum(c.counts) for c in cells if c.feature == "grade") == 100 and {c.version for c in cells} == {"2"}
+
+
+def test_labels_are_binned_on_the_answer_bins_once_and_corrections_move(log):
+    """Ground truth joins the histograms under __label__ (the prediction's bins, from the reference target):
+    late, twice (nothing changes), corrected (the old value's count goes back); the fake agrees."""
+    from services.drift.bins import LABEL
+
+    fake = FakePredictionLog(clock=log.clock)
+    batch = rows(60, seed=8, spread=timedelta(minutes=50))
+    for target in (log, fake):
+        target.save_profile(build_profile("cancer", "2", reference(0), source="unit"))
+        target.write(batch)
+        target.add_labels([(r.request_id, r.row, i % 2) for i, r in enumerate(batch[:40])])
+        target.add_labels([(r.request_id, r.row, i % 2) for i, r in enumerate(batch[:40])])  # again: no change
+        target.add_labels([(batch[0].request_id, batch[0].row, 1), ("nope", None, 1)])  # a correction 0 -> 1
+    window = (T0, T0 + timedelta(hours=2))
+    got = [c for c in log.histograms(EP, *window) if c.feature == LABEL]
+    assert [(c.period, c.counts) for c in got] == [(c.period, c.counts) for c in fake.histograms(EP, *window)
+                                                   if c.feature == LABEL]
+    counts = [sum(c.counts[i] for c in got) for i in range(2)]
+    assert counts == [19, 21] and sum(sum(c.counts) for c in got) == 40
+    assert sum(c.total for c in got) == pytest.approx(21.0), "numeric labels keep their sum for means"

@@ -163,3 +163,11 @@ def test_a_profile_is_derived_once_from_training_data_or_a_baseline_window():
     p = profile_from_window(log, "m", "2", "ep", T0, T0 + timedelta(hours=1))
     assert p.rows == 40 and set(p.columns) == {"a", "b"} and p.source.startswith("baseline window")
     assert profile_from_window(log, "m", "2", "ep", T0, T0 + timedelta(minutes=5)) == p  # derived once
+
+
+def test_the_label_name_is_reserved():
+    from services.drift.bins import LABEL
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], LABEL: [0, 1], "target": [0, 1]})
+    with pytest.raises(Invalid, match="may not be called"):
+        build_profile("m", "1", frame, source="unit")

@@ -25,6 +25,10 @@ PER_HOUR = 60
 
 @pytest.fixture(scope="module")
 def log():
+    return make_log()
+
+
+def make_log() -> FakePredictionLog:
     rng = np.random.default_rng(3)
     n = 3000
     ref = pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.normal(5, 2, n), "c": rng.choice(["x", "y", "z"], n),
@@ -158,3 +162,23 @@ def test_long_windows_keep_the_heatmap_to_a_chart_s_width():
     for days in (7, 30, 90):
         step = heatmap_step([5000] * 24 * days, timedelta(days=days))
         assert 24 * days / step <= MAX_COLUMNS and step in (1, 2, 3, 6, 12, 24)
+
+
+def test_labels_give_label_drift_and_live_quality_beside_the_offline_metrics():
+    log = make_log()  # its own: labels change the log
+    rows = log.rows("ep", start=SHIFT_AT, end=SHIFT_AT + timedelta(hours=24), limit=0)
+    # ground truth: all 1 (the reference's target is half 0, half 1), so 1 answer in 2 is right
+    log.add_labels([(r.request_id, r.row, 1) for r in rows])
+    v = endpoint_drift(log, DriftPolicy(), "ep", SHIFT_AT, SHIFT_AT + timedelta(hours=24),
+                       offline={"accuracy": 0.9})
+    assert v.label is not None and v.label.drifted and v.label.current_rows == len(rows)
+    assert v.distributions["label"].current[-1] == pytest.approx(1.0) and "label" in v.heatmap
+    p = v.performance
+    ones = sum(1 for r in rows if r.prediction == 1)
+    assert p["labelled"] == len(rows) and p["accuracy"] == pytest.approx(ones / len(rows))
+    assert p["accuracy_low"] < p["accuracy"] < p["accuracy_high"] < 0.9 and p["degraded"] is True
+    quiet = endpoint_drift(log, DriftPolicy(), "ep", T0, SHIFT_AT)
+    assert quiet.label is None and quiet.performance is None, "no labels in that window"
+    same = endpoint_drift(log, DriftPolicy(), "ep", SHIFT_AT, SHIFT_AT + timedelta(hours=24),
+                          offline={"accuracy": p["accuracy"]})
+    assert same.performance["degraded"] is False
