@@ -90,7 +90,15 @@ class Container:
         from services.predictions.sql import SqlPredictionLog
 
         log = SqlPredictionLog(self.engine, clock=self.clock)
-        log.build_profile = lambda model, version: ensure_profile(log, self.registry, model, version)
+
+        def predict(model: str, version: str, frame):
+            from services.explain.service import for_registry
+
+            loaded = for_registry(self.registry).models(model, version)
+            return loaded.estimator.predict(frame[list(loaded.columns)] if loaded.columns else frame)
+
+        log.build_profile = lambda model, version: ensure_profile(log, self.registry, model, version,
+                                                                  predict=predict)
         return log
 
     @cached_property

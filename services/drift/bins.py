@@ -13,9 +13,11 @@ from a baseline window of the prediction log) and every histogram kept at ingest
 - missing values (None, NaN, ±inf, or text where a number is expected) get :data:`MISSING`: counted apart
   and excluded from the distributions.
 
-The prediction's bins come from the reference's ``prediction`` column when it has one, else from its target
-(a classifier's classes, a regressor's deciles): prediction drift compares what a version answers live with
-what it was trained to answer. Pure: numpy and pandas, no I/O.
+The prediction's bins come from the reference's ``prediction`` column — the version's own answers on its
+reference, added by :func:`services.drift.profiles.ensure_profile` — else from its target (a classifier's
+classes, a regressor's deciles): prediction drift compares what a version answers live with what it answered on
+its reference (a regressor's answers are narrower than its target, so the target alone would flag drift
+that is none). The target is also counted on the same bins, for label drift. Pure: numpy and pandas, no I/O.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Profile:
     rows: int
     columns: dict[str, Bins] = field(default_factory=dict)  # features, in the reference's column order
     prediction: Bins | None = None
+    target: Bins | None = None  # the reference's target on the prediction's bins (what labels compare with)
 
     def bins(self, name: str) -> Bins | None:
         return self.prediction if name in (PREDICTION, LABEL) else self.columns.get(name)
@@ -103,14 +106,16 @@ class Profile:
     def as_dict(self) -> dict:
         return {"model": self.model, "version": self.version, "source": self.source, "rows": self.rows,
                 "columns": [b.as_dict() for b in self.columns.values()],
-                "prediction": None if self.prediction is None else self.prediction.as_dict()}
+                "prediction": None if self.prediction is None else self.prediction.as_dict(),
+                "target": None if self.target is None else self.target.as_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Profile:
         cols = [Bins.from_dict(c) for c in d.get("columns", [])]
-        pred = d.get("prediction")
+        pred, target = d.get("prediction"), d.get("target")
         return cls(model=d["model"], version=str(d["version"]), source=d.get("source", ""), rows=int(d["rows"]),
-                   columns={b.column: b for b in cols}, prediction=None if pred is None else Bins.from_dict(pred))
+                   columns={b.column: b for b in cols}, prediction=None if pred is None else Bins.from_dict(pred),
+                   target=None if target is None else Bins.from_dict(target))
 
 
 # -- building ------------------------------------------------------------------------------------------
@@ -183,8 +188,23 @@ def build_profile(model: str, version: str, frame, *, source: str, target: str =
     cols = {str(c): column_bins(str(c), frame[c]) for c in features}
     answer = prediction if prediction in frame.columns else target if target in frame.columns else None
     pred = None if answer is None else column_bins(PREDICTION, frame[answer])
+    truth = None if pred is None or target not in frame.columns else rebin(pred, LABEL, frame[target])
     return Profile(model=model, version=str(version), source=source, rows=len(frame), columns=cols,
-                   prediction=pred)
+                   prediction=pred, target=truth)
+
+
+def rebin(bins: Bins, name: str, series) -> Bins:
+    """``bins``' edges or categories with the counts of another column (the target on the answers' bins)."""
+    counts = [0] * bins.size
+    missing = 0
+    for value in series:
+        i = bins.index(value)
+        if i == MISSING:
+            missing += 1
+        else:
+            counts[i] += 1
+    return Bins(name, bins.kind, edges=bins.edges, categories=bins.categories, reference=tuple(counts),
+                reference_missing=missing)
 
 
 def _fmt(x: float) -> str:

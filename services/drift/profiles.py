@@ -11,23 +11,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from services.clock import iso
 from services.drift.bins import PREDICTION, Profile, build_profile
-from services.errors import Invalid, NotFound
+from services.errors import ConsoleError, Invalid, NotFound
 
 SOURCE = "reference profile"
 
 
-def ensure_profile(log, registry, model: str, version: str) -> Profile:
-    """The version's stored profile, else one derived from its training data and stored (first one wins)."""
+Predict = Callable[[str, str, object], Sequence]  # (model, version, features frame) -> the version's answers
+
+
+def ensure_profile(log, registry, model: str, version: str, *, predict: Predict | None = None) -> Profile:
+    """The version's stored profile, else one derived from its training data and stored (first one wins).
+    With ``predict``, the version's own answers on that data are its prediction reference (else its target)."""
     stored = log.profile(model, str(version))
     if stored is not None:
         return stored
     frame = registry.reference_data(model, str(version), "train")
     artifact = getattr(registry, "REFERENCE_ARTIFACTS", {}).get("train", "training data")
-    return log.save_profile(build_profile(model, str(version), frame, source=f"training data ({artifact})"))
+    source = f"training data ({artifact})"
+    if predict is not None and "prediction" not in frame.columns:
+        try:
+            answers = predict(model, str(version), frame.drop(columns=["target"], errors="ignore"))
+            frame = frame.assign(prediction=list(answers))
+            source += f"; answers: v{version}'s own on it"
+        except ConsoleError as exc:
+            source += f"; answers: its target (v{version} could not be loaded: {exc.message})"
+    return log.save_profile(build_profile(model, str(version), frame, source=source))
 
 
 def profile_from_window(log, model: str, version: str, endpoint: str, start: datetime, end: datetime) -> Profile:

@@ -156,7 +156,7 @@ def endpoint_drift(log, policy: DriftPolicy, endpoint: str, start: datetime, end
     label = None
     if profile.prediction is not None and by_feature.get(LABEL):
         method, threshold = policy.for_feature(PREDICTION)
-        label = _compare("label", profile.prediction, by_feature[LABEL], method, threshold)
+        label = _compare("label", profile.target or profile.prediction, by_feature[LABEL], method, threshold)
     first = next(iter(profile.columns))
     step = heatmap_step([sum(c.counts) for c in by_feature.get(first, [])], end - start)
     periods = sorted({_floor(c.period, step) for c in cells})
@@ -245,7 +245,7 @@ def _timeline(view: DriftView, profile: Profile, by_feature: dict, policy: Drift
     index = {p: i for i, p in enumerate(view.periods)}
     answers = [(PREDICTION, profile.prediction)] if profile.prediction else []
     if profile.prediction and by_feature.get(LABEL):
-        answers.append((LABEL, profile.prediction))
+        answers.append((LABEL, profile.target or profile.prediction))
     for name, bins in [*profile.columns.items(), *answers]:
         method, threshold = policy.for_feature(PREDICTION if name == LABEL else name)
         matrix = np.zeros((len(view.periods), bins.size))

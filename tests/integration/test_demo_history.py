@@ -218,3 +218,22 @@ def test_drift_gates_read_the_real_explainer_and_the_histograms(seeded, history)
     assert seeded.live_metrics.current(EP, champion, "attribution_shift") is None
     assert seeded.live_metrics.current(EP, champion, "drift_share") is None
     assert seeded.live_metrics.current(EP, champion, "requests") == 0.0, "other metrics: the metrics source's"
+
+
+def test_a_regressor_s_answers_are_compared_with_its_own_answers_not_its_target(seeded, history):
+    """diabetes-risk serves no drift: its answers (narrower than the target, as a ridge regression's are) must
+    not read as prediction drift, which they would against the target's deciles."""
+    ep = "diabetes-risk"
+    version = seeded.serving.get_endpoint(ep).stable_version
+    model = seeded.serving.get_endpoint(ep).model
+    p = seeded.predictions.profile(model, version)
+    assert "answers: v" in p.source and p.target is not None and p.target.edges == p.prediction.edges
+    from services.drift.stats import psi
+    from services.drift.windows import endpoint_drift
+
+    v = endpoint_drift(seeded.predictions, seeded.policy.for_endpoint(ep).drift, ep, NOW - timedelta(days=DAYS),
+                       NOW, version=version)
+    assert v.prediction.drifted is False and v.prediction.statistic < v.prediction.threshold
+    current = [round(share * v.prediction.current_rows) for share in v.distributions["prediction"].current]
+    assert psi(p.target.reference, current) > 2 * v.prediction.statistic, "against the target it would drift"
+    assert v.label is not None and v.performance["labelled"] > 100 and v.performance["rmse"] > 0

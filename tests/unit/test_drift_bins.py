@@ -171,3 +171,29 @@ def test_the_label_name_is_reserved():
     frame = pd.DataFrame({"a": [1.0, 2.0], LABEL: [0, 1], "target": [0, 1]})
     with pytest.raises(Invalid, match="may not be called"):
         build_profile("m", "1", frame, source="unit")
+
+
+def test_the_prediction_reference_is_the_version_s_own_answers_and_labels_compare_with_the_target():
+    from services.errors import Unavailable
+
+    reg = _Registry()
+    log = FakePredictionLog()
+    seen = []
+
+    def predict(model, version, frame):
+        seen.append(list(frame.columns))
+        return [0.5 * x for x in frame["a"]]  # narrower than the target, as a regressor's answers are
+
+    p = ensure_profile(log, reg, "m", "1", predict=predict)
+    assert seen == [["a"]], "the features only, without the target"
+    assert p.source.endswith("answers: v1's own on it")
+    assert p.prediction.edges == (0.5, 1.0) and p.prediction.reference == (1, 1, 1)
+    assert p.target.edges == p.prediction.edges and p.target.reference == (2, 1, 0), "targets 0, 1, 0 on them"
+    assert Profile.from_dict(p.as_dict()) == p
+
+    def broken(model, version, frame):
+        raise Unavailable("no model files", source="gateway")
+
+    q = ensure_profile(FakePredictionLog(), reg, "m", "1", predict=broken)
+    assert "its target (v1 could not be loaded: no model files)" in q.source
+    assert q.prediction.edges == (0.0,) and q.target.reference == q.prediction.reference == (2, 1)
