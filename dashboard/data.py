@@ -58,3 +58,26 @@ def serving_overview():
 def endpoint_view(name: str):
     c = container()
     return deployments.endpoint_view(c.serving, c.registry, name)
+
+
+def endpoint_picker(where, *, key: str, nothing: str, clears: tuple[str, ...] = ()) -> str | None:
+    """The endpoint selectbox of pages about one endpoint (``endpoint`` in the URL, kept even when it no longer
+    serves, so a shared link says what it was about); None, with ``nothing`` said, when there is none.
+    Choosing another endpoint drops the URL's ``clears`` (what belonged to the old one)."""
+    from dashboard.components import guard
+
+    names: list[str] = []
+    with guard("serving"):
+        names = [v.endpoint.name for v in serving_overview()]
+    wanted = st.query_params.get("endpoint")
+    if wanted and wanted not in names:
+        names.append(wanted)
+    if not names:
+        st.info(nothing)
+        return None
+    picked = where.selectbox("Endpoint", names, index=names.index(wanted) if wanted in names else 0, key=key)
+    if picked != wanted:
+        st.query_params["endpoint"] = picked
+        for name in clears if wanted else ():
+            st.query_params.pop(name, None)
+    return picked

@@ -14,22 +14,11 @@ from dashboard.monitoring_view import time_range
 
 def main() -> None:
     st.title("Drift")
-    names = []
-    with guard("serving"):
-        names = [v.endpoint.name for v in data.serving_overview()]
-    wanted = st.query_params.get("endpoint")
-    if wanted and wanted not in names:
-        names.append(wanted)
-    if not names:
-        st.info("No serving endpoint found: no traffic to compare yet.")
-        return
     top = st.columns([2, 2])
-    picked = top[0].selectbox("Endpoint", names, index=names.index(wanted) if wanted in names else 0,
-                              key="drift-endpoint")
-    if picked != wanted:
-        st.query_params["endpoint"] = picked
-        st.query_params.pop("version", None)
-        st.query_params.pop("feature", None)
+    picked = data.endpoint_picker(top[0], key="drift-endpoint", clears=("version", "feature"),
+                                  nothing="No serving endpoint found: no traffic to compare yet.")
+    if picked is None:
+        return
     with guard("time range"):
         start, end = time_range(container().clock(), default=DEFAULT_FROM, key="drift", presets=PRESETS)
         with top[1]:

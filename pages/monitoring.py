@@ -17,20 +17,11 @@ REFRESH_SECONDS = 15
 
 def main() -> None:
     st.title("Monitoring")
-    names = []
-    with guard("serving"):
-        names = [v.endpoint.name for v in data.serving_overview()]
-    wanted = st.query_params.get("endpoint")
-    if wanted and wanted not in names:
-        names.append(wanted)
-    if not names:
-        st.info("No serving endpoint found: nothing to monitor yet.")
-        return
     top = st.columns([2, 1])
-    picked = top[0].selectbox("Endpoint", names, index=names.index(wanted) if wanted in names else 0,
-                              key="mon-endpoint")
-    if picked != wanted:
-        st.query_params["endpoint"] = picked
+    picked = data.endpoint_picker(top[0], key="mon-endpoint", nothing="No serving endpoint found: nothing to "
+                                                                      "monitor yet.")
+    if picked is None:
+        return
     auto = top[1].toggle(f"Auto-refresh every {REFRESH_SECONDS} s", key="mon-auto")
     with guard("time range"):
         start, end = time_range(container().clock())
