@@ -37,6 +37,7 @@ from services.store.tables import (  # noqa: F401 - the schema, re-exported for 
     PREDICTION_BIN_COLUMNS,
     _version_metadata,
     alembic_version,
+    alerts,
     approval_requests,
     audit_log,
     endpoint_revisions,
@@ -52,7 +53,7 @@ from services.store.tables import (  # noqa: F401 - the schema, re-exported for 
 SOURCE = "console database"
 UPGRADE_COMMAND = "python -m services db upgrade"
 # oldest first; the files are services/store/migrations/versions/
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD = REVISIONS[-1]
 WRITE = "mlops_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 
@@ -184,7 +185,7 @@ def schema_status(conn: Connection) -> SchemaStatus:
                 return SchemaStatus(",".join(sorted(rows)))
             return SchemaStatus(rows[0])
     ours = tables & {*LEGACY_TABLES, "serving_changes", "predictions", "prediction_rollups", "reference_profiles",
-                     "feature_histograms"}
+                     "feature_histograms", "alerts"}
     if not ours:
         return SchemaStatus(None, empty=True, stamped=False)
     missing = [t for t in LEGACY_TABLES if t not in tables]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -186,6 +187,30 @@ feature_histograms = Table(
     Column("total", Double, nullable=False),  # sum of the values that are not missing (numeric features)
     Column("total_sq", Double, nullable=False),
     PrimaryKeyConstraint("endpoint", "hour", "version", "role", "feature", name="pk_feature_histograms"),
+)
+
+# 0007: alerts (services.alerts.sql). ``firing`` is 1 while the alert fires and NULL once resolved: the unique key
+# (endpoint, rule, firing) allows one firing alert per endpoint and rule, and any number of resolved ones (NULLs
+# never conflict in a unique key, on SQLite as on PostgreSQL).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("rule", String(255), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("firing", Integer),
+    Column("started_at", String(40), nullable=False),
+    Column("resolved_at", String(40)),
+    Column("value", Double),
+    Column("last_value", Double),
+    Column("summary", Text, nullable=False),
+    Column("acknowledged_by", String(255)),
+    Column("acknowledged_at", String(40)),
+    UniqueConstraint("endpoint", "rule", "firing", name="uq_alerts_firing"),
+    Index("ix_alerts_started_at", "started_at"),
+    Index("ix_alerts_endpoint_started_at", "endpoint", "started_at"),
 )
 
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001
