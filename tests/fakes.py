@@ -458,3 +458,59 @@ class FakePredictionLog(PredictionLog, _Failing):
             acc.setdefault((period_of(hour, granularity), v, role, feature), Cell()).merge(cell)
         return [HistogramCell(p, v, role, f, tuple(c.counts), c.total, c.total_sq)
                 for (p, v, role, f), c in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", *kv[0][2:]))]
+
+
+# -- alerts -----------------------------------------------------------------------------------------------
+from services.alerts import Alert, AlertStore  # noqa: E402 - this section's own imports
+
+
+class FakeAlertStore(AlertStore, _Failing):
+    """The SQL store's semantics in a list: one firing alert per endpoint and rule, resolved in place."""
+
+    def __init__(self):
+        self.rows: list[Alert] = []
+        self.fail = {}
+
+    def _firing(self, endpoint, rule):
+        return next((i for i, a in enumerate(self.rows) if (a.endpoint, a.rule, a.state) == (endpoint, rule,
+                                                                                               "firing")), None)
+
+    def fire(self, endpoint, rule, at, value, summary):
+        self._check("fire")
+        i = self._firing(endpoint, rule.name)
+        if i is not None:
+            self.rows[i] = replace(self.rows[i], last_value=value, summary=summary)
+            return self.rows[i]
+        alert = Alert(id=str(len(self.rows) + 1), endpoint=endpoint, rule=rule.name, severity=rule.severity,
+                      state="firing", started_at=at, value=value, last_value=value, summary=summary)
+        self.rows.append(alert)
+        return alert
+
+    def resolve(self, endpoint, rule_name, at):
+        self._check("resolve")
+        i = self._firing(endpoint, rule_name)
+        if i is None:
+            return None
+        self.rows[i] = replace(self.rows[i], state="resolved", resolved_at=at)
+        return self.rows[i]
+
+    def alerts(self, *, endpoint=None, state=None, start=None, end=None, limit=500):
+        self._check("alerts")
+        out = [a for a in self.rows if (endpoint is None or a.endpoint == endpoint)
+               and (state is None or a.state == state) and (end is None or a.started_at < end)
+               and (start is None or a.resolved_at is None or a.resolved_at >= start)]
+        out.sort(key=lambda a: (a.started_at, int(a.id)), reverse=True)
+        return out[:limit] if limit else out
+
+    def get(self, alert_id):
+        self._check("get")
+        return next((a for a in self.rows if a.id == str(alert_id)), None)
+
+    def acknowledge(self, alert_id, actor_subject, at):
+        self._check("acknowledge")
+        i = next((i for i, a in enumerate(self.rows) if a.id == str(alert_id)), None)
+        if i is None:
+            raise NotFound(f"no alert {alert_id!r}", source=self.source)
+        if self.rows[i].acknowledged_by is None:
+            self.rows[i] = replace(self.rows[i], acknowledged_by=actor_subject, acknowledged_at=at)
+        return self.rows[i]
