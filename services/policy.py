@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from services.alerts import AlertRule, parse_rules
 from services.errors import Invalid
 
 SOURCE = "policy"
@@ -123,6 +124,7 @@ class EndpointPolicy:
     live_gates: tuple[LiveGate, ...] = ()
     gate_actions: tuple[str, ...] = ("promote", "start_canary")
     drift: DriftPolicy = field(default_factory=DriftPolicy)
+    alerts: tuple[AlertRule, ...] = ()  # services.alerts: the rules the evaluator watches
 
     def roles_for(self, action: str) -> tuple[str, ...]:
         """Roles that may do ``action`` here (admin always may); the catalog's defaults where not set."""
@@ -265,6 +267,7 @@ def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> Endpoint
         live_gates=tuple(live),
         gate_actions=gate_kinds,
         drift=_drift_policy(raw.get("drift") or {}, f"{where}.drift"),
+        alerts=parse_rules(raw.get("alerts"), f"{where}.alerts"),
     )
 
 
