@@ -95,6 +95,8 @@ class Settings:
     promql_latency_unit_ms: float = 1000.0  # MLOPS_PROMQL_LATENCY_UNIT_MS: milliseconds per unit of "le"
     promql_version_label: str = "version"  # MLOPS_PROMQL_VERSION_LABEL
     promql_role_label: str = "role"  # MLOPS_PROMQL_ROLE_LABEL
+    alert_interval_seconds: int = 15  # MLOPS_ALERT_INTERVAL_SECONDS: how often `up` evaluates the alert rules
+    alertmanager_url: str | None = None  # MLOPS_ALERTMANAGER_URL: read its alerts (with prometheus)
 
     @property
     def artifact_root(self) -> Path:
@@ -189,4 +191,6 @@ class Settings:
             promql_latency_unit_ms=unit_ms,
             promql_version_label=get("MLOPS_PROMQL_VERSION_LABEL", "version"),
             promql_role_label=get("MLOPS_PROMQL_ROLE_LABEL", "role"),
+            alert_interval_seconds=int_setting("MLOPS_ALERT_INTERVAL_SECONDS", 15, 1, 3600),
+            alertmanager_url=(get("MLOPS_ALERTMANAGER_URL") or "").strip().rstrip("/") or None,
         )
