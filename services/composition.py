@@ -83,6 +83,25 @@ class Container:
         return SqlServingHistory(self.engine, backend=self.settings.serving_backend, clock=self.clock)
 
     @cached_property
+    def alerts(self):
+        """The console's alert store (services.alerts): what the evaluator fires and people acknowledge."""
+        if "alerts" in self.overrides:
+            return self.overrides["alerts"]
+        from services.alerts.sql import SqlAlertStore
+
+        return SqlAlertStore(self.engine, clock=self.clock)
+
+    @cached_property
+    def external_alerts(self):
+        """Alertmanager's alerts, read-only, where Prometheus is the metrics source and MLOPS_ALERTMANAGER_URL
+        is set; else None."""
+        if "external_alerts" in self.overrides:
+            return self.overrides["external_alerts"]
+        from services.alerts.alertmanager import AlertmanagerAlerts
+
+        return AlertmanagerAlerts.from_settings(self.settings)
+
+    @cached_property
     def predictions(self):
         """The prediction log; a version written without a reference profile gets one derived from its
         training data in the registry (services.drift.profiles), so its histograms start with its traffic."""
