@@ -49,11 +49,16 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
     threads = [threading.Thread(target=s.run, name=f"uvicorn-{i}", daemon=True) for i, s in enumerate(servers)]
     for t in threads:
         t.start()
+    stop = threading.Event()
     try:
         _wait_started(servers, threads)
         gateway_url = f"http://{host}:{gateway_port}"
         say(f"gateway http://{host}:{gateway_port}  ·  ingest {ingest_url}  ·  Ctrl-C stops both")
         threading.Thread(target=_retention, args=(container, say), daemon=True, name="retention").start()
+        from services.alerts.runner import loop as alert_loop  # the alert rules, every MLOPS_ALERT_INTERVAL_SECONDS
+
+        every = container.settings.alert_interval_seconds
+        threading.Thread(target=alert_loop, args=(container, every, stop, say), daemon=True, name="alerts").start()
         if traffic:
             for name in _demo_endpoints(container):
                 threading.Thread(target=_gentle, args=(name, gateway_url, ingest_url), daemon=True,
@@ -65,6 +70,7 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
     except KeyboardInterrupt:
         return 0
     finally:
+        stop.set()
         for s in servers:
             s.should_exit = True
         for t in threads:
