@@ -180,6 +180,22 @@ class Container:
                            window=timedelta(minutes=self.settings.live_window_minutes))
 
     @cached_property
+    def incidents(self):
+        """The Incidents page's and the CLI's timeline, "what served at T", suspects and report; every port is
+        built on first use, so one that cannot be built is one source marked unavailable."""
+        from services.incidents import Incidents
+
+        def drift():
+            from services.drift.windows import endpoint_drift
+
+            return lambda ep, s, e: endpoint_drift(self.predictions, self.policy.for_endpoint(ep).drift, ep, s,
+                                                   e).alarms
+
+        return Incidents(history=lambda: self.history, audit=lambda: self.audit, registry=lambda: self.registry,
+                         serving=lambda: self.serving, alerts=lambda: getattr(self, "alerts", None), drift=drift,
+                         predictions=lambda: self.predictions, metrics=lambda: self.metrics, clock=self.clock)
+
+    @cached_property
     def actions(self):
         from datetime import timedelta
 
