@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Make sure what the test suite needs outside Python is here: Debian's Chromium (for Playwright),
-# Debian's Prometheus (the Prometheus metrics source is tested against a real one) and a running
-# PostgreSQL. Installs only what is missing; needs root for apt-get.
+# Debian's Prometheus and Alertmanager (the Prometheus metrics source and the Alertmanager alerts are tested
+# against real ones) and a running PostgreSQL. Installs only what is missing; needs root for apt-get.
 set -euo pipefail
 
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
-    echo "missing Debian packages (${need_apt[*]}); run as root or install them: the browser and Prometheus tests will fail" >&2
+    echo "missing Debian packages (${need_apt[*]}); run as root or install them: the browser, Prometheus and Alertmanager tests will fail" >&2
   fi
 fi
 
