@@ -131,3 +131,44 @@ def test_cli_refuses_bad_input_and_unknown_endpoints(container, capsys):
         assert (got, word in err) == (code, True), (argv, err)
     got, out, _ = run(c, capsys, "timeline", "--endpoint", "nope", "--json")
     assert got == 4 and json.loads(out)["error"] == "not_found"
+
+
+def test_a_scripted_incident_with_the_real_alert_store_and_metrics(container, clock):
+    """A canary that errs: the alert (the real SQL alert store) fires after the canary start, the timeline
+    lists the start first, and the canary start is the first suspect (the rollups' two-proportion test)."""
+    from dataclasses import replace
+
+    from services.alerts import AlertRule
+    from services.alerts.sql import SqlAlertStore
+
+    c = container
+    clock.advance(minutes=10)
+    act(c, "alice", "abort_canary", "quiet")  # 12:10
+    clock.advance(minutes=10)
+    act(c, "alice", "start_canary", "second try", version="2", weight=30)  # 12:20
+    start = T0 + timedelta(minutes=20)
+    c.predictions.write([PredictionRow(f"p{i}", 0, ENDPOINT, start + timedelta(seconds=2 * i),
+                                       "2" if i % 3 == 0 else "1", "canary" if i % 3 == 0 else "stable", MODEL,
+                                       status=500 if i % 3 == 0 and i % 2 == 0 else 200) for i in range(300)])
+    store = SqlAlertStore(c.engine, clock=clock)
+    rule = AlertRule("canary-errors", "error_rate", timedelta(minutes=1), above=0.1, role="canary", severity="page")
+    alert = store.fire(ENDPOINT, rule, T0 + timedelta(minutes=25), 0.5, rule.condition)
+    store.resolve(ENDPOINT, rule.name, T0 + timedelta(minutes=45))
+    store.fire(ENDPOINT, replace(rule, name="other"), T0 + timedelta(hours=2), 0.5, "later: out of the window")
+    incidents = replace(c.incidents, alerts=lambda: store)
+    events = incidents.timeline(ENDPOINT, T0 + timedelta(minutes=5), T0 + timedelta(hours=1))
+    assert [(e.kind, (e.at - T0).total_seconds() / 60) for e in events] == [
+        ("serving_change", 10), ("action", 10), ("serving_change", 20), ("action", 20), ("alert_fired", 25),
+        ("alert_resolved", 45)]
+    assert events[4].details["id"] == alert.id and "canary-errors" in events[4].title
+    ranked = incidents.suspects(events, alert)
+    assert [(s["event"]["kind"], s["minutes_before"]) for s in ranked] == [("serving_change", 5),
+                                                                           ("serving_change", 15)]
+    top = ranked[0]
+    assert top["test"]["metric"] == "error_rate" and top["test"]["worse"] and top["test"]["p_value"] < 1e-6
+    assert (top["test"]["candidate"], top["test"]["baseline"]) == ("2", "1")
+    assert ranked[1]["test"] is None, "after the abort no canary served: nothing to compare"
+    md, data = incidents.report(ENDPOINT, T0 + timedelta(minutes=5), T0 + timedelta(hours=1))
+    assert "## What served at 2026-11-26T12:25:00.000000Z" in md and "canary v2 at 30 %" in md, \
+        "the report's moment is the first alert"
+    assert {(v["version"], v["role"]) for v in data["metrics"]["versions"]} == {("1", "stable"), ("2", "canary")}
