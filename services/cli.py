@@ -360,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_drift(sub, common)  # drift
     from services.explain.commands import add_command as add_explain
     add_explain(sub, common)  # explain
-    from services.incidents.commands import add_command as add_incidents
-    add_incidents(sub, common)  # timeline, served-at
+    from services.alerts.commands import add_command as add_alerts
+    add_alerts(sub, common)  # alerts, ack
     return p
 
 
