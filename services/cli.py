@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain(sub, common)  # explain
     from services.alerts.commands import add_command as add_alerts
     add_alerts(sub, common)  # alerts, ack
+    from services.incidents.commands import add_command as add_incidents
+    add_incidents(sub, common)  # timeline, served-at
     return p
 
 
