@@ -179,7 +179,9 @@ def audit_event(entry, endpoint: str, model: str | None) -> Event:
     rid = details.get("request_id")
     ok = entry.result in ("ok", "requested")
     kind = APPROVAL if entry.action in APPROVAL_ACTIONS and ok else ACTION
-    if entry.action == "request_promotion" and entry.result == "requested":
+    if entry.action == "acknowledge_alert" and ok:
+        title = f"alert {details.get('rule') or details.get('alert_id') or ''} acknowledged".replace("  ", " ")
+    elif entry.action == "request_promotion" and entry.result == "requested":
         title = f"{_what(entry.action, params)} requested" + (f" (request #{rid})" if rid else "")
     elif entry.action in ("approve", "reject") and ok:
         what = _what(details.get("request_action") or "", params) if details.get("request_action") else ""

@@ -17,7 +17,8 @@ The comparison for a change that left a canary running is canary vs stable over 
 (the requests the alert was about); for a change of the stable version without a canary, the new stable
 version after the change against the old one over as long a period before it. An action and the serving
 change it made (same resulting state, within a minute) are one suspect: the serving change, with the action's
-actor and reason attached.
+actor and reason attached. Refused attempts and actions that change nothing that serves (an alert
+acknowledged) are no suspects.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.actions.catalog import ACTIONS
 from services.errors import ConsoleError
 from services.incidents.events import ACTION, ALIAS_MOVE, CHANGE_KINDS, REGISTRATION, SERVING_CHANGE, Event, utc
 from services.metrics import compare
@@ -67,13 +69,19 @@ def _endpoint(alert_or_time: Any, events: list[Event]) -> str | None:
     return ep or next((e.endpoint for e in events if e.endpoint), None)
 
 
+def _changed(e: Event) -> bool:
+    """Actions that changed what serves (a guarded action of the catalog that went through); refusals and
+    bookkeeping (an alert acknowledged) changed nothing."""
+    return e.kind != ACTION or (not e.details.get("refused") and e.details.get("action") in ACTIONS)
+
+
 def _merge_actions(candidates: list[Event]) -> tuple[list[Event], dict[int, Event]]:
     """Drop the actions whose serving change is also a candidate; return the action of each serving change."""
     changes = [e for e in candidates if e.kind == SERVING_CHANGE]
     via: dict[int, Event] = {}
     keep = []
     for e in candidates:
-        if e.kind == ACTION and not e.details.get("refused"):
+        if e.kind == ACTION:
             twin = next((c for c in changes if abs(c.at - e.at) <= SAME_CHANGE and e.details.get("after")
                          and _same_state(c.details.get("after"), e.details["after"])), None)
             if twin is not None:
@@ -124,7 +132,7 @@ def suspects(events: Iterable[Event], alert_or_time: Any, *, metrics=None, windo
     t0 = _start(alert_or_time)
     metric = metric or alert_metric(alert_or_time)
     endpoint = _endpoint(alert_or_time, events)
-    candidates = [e for e in events if e.kind in CHANGE_KINDS and t0 - window <= e.at <= t0]
+    candidates = [e for e in events if e.kind in CHANGE_KINDS and t0 - window <= e.at <= t0 and _changed(e)]
     candidates, via = _merge_actions(candidates)
     until = t0 + AFTER_ALERT
     out = []

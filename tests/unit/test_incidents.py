@@ -338,7 +338,16 @@ def test_an_action_and_its_serving_change_are_one_suspect():
     w = World()
     w.clock.now = at(10)
     w.act("alice", "start_canary", "try", version="2", weight=20)
+    w.clock.now = at(20)
+    with pytest.raises(Exception):  # noqa: B017,PT011 - carol is a viewer: refused, changes nothing
+        w.act("carol", "abort_canary")
+    w.audit.append(actor="bob", action="acknowledge_alert", target=EP, result="ok", reason="on it",
+                   details={"alert_id": "a1", "rule": "canary-errors"})
     events = w.timeline()
+    assert [(e.kind, e.title) for e in events if e.at == at(20)] == [
+        ("action", "REFUSED: Abort canary — permission_denied: policy: carol (viewer) may not abort canary on "
+                   "screening; needs one of: operator by carol"),
+        ("action", "alert canary-errors acknowledged by bob: “on it”")]
     ranked = suspects(events, Alert(1, EP, "canary-errors", "page", "firing", at(30)))
     assert [s["event"]["kind"] for s in ranked] == ["serving_change", "serving_change"]
     assert ranked[0]["action"]["details"]["action"] == "start_canary" and "through start_canary by alice" in \
