@@ -1,6 +1,6 @@
 """The evaluator's runs: every endpoint's rules against its sources, the decisions applied to the alert store.
 
-:func:`run_once` reads each endpoint in a worker thread with a deadline (a dead source cannot hang the run: that
+:func:`run_once` reads each endpoint on a few daemon threads with a deadline (a dead source cannot hang the run: that
 endpoint is logged and skipped, its alerts stay as they are, the others go on) and writes the store from the
 calling thread, so a read that finishes after its deadline changes nothing. A firing alert whose rule left the
 policy, or whose endpoint is gone, resolves. :func:`loop` repeats it every ``MLOPS_ALERT_INTERVAL_SECONDS``;
@@ -10,11 +10,13 @@ policy, or whose endpoint is gone, resolves. :func:`loop` repeats it every ``MLO
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from services.alerts import Alert, AlertStore
 from services.alerts.evaluate import Decision, evaluate, observe
@@ -39,6 +41,37 @@ class AlertChange:
         return f"alert {self.kind}: {a.endpoint} · {a.rule} ({a.severity}) · {a.summary}"
 
 
+def bounded(calls: dict[str, Callable[[], object]], timeout_s: float) -> dict[str, object]:
+    """Run the calls on at most :data:`WORKERS` daemon threads; what each returned (or raised) by the deadline.
+    A call still running then is left behind (a daemon thread never holds up the process's exit) and the calls
+    not started yet are dropped."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for item in calls.items():
+        todo.put(item)
+    results: dict[str, object] = {}
+    over = threading.Event()
+
+    def work() -> None:
+        while not over.is_set():
+            try:
+                name, fn = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who says it
+                results[name] = exc
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"alerts-{i}") for i in range(min(WORKERS, len(calls)))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    over.set()
+    return dict(results)
+
+
 def _decide(endpoint, rules, *, metrics, predictions, drift_policy, now: datetime) -> list[Decision]:
     obs = observe(rules, endpoint, metrics=metrics, predictions=predictions, drift_policy=drift_policy, now=now)
     return evaluate(rules, obs)
@@ -54,25 +87,20 @@ def run_once(store: AlertStore, policy, metrics, predictions, serving, clock: Ca
     for a in store.alerts(state="firing", limit=None):
         firing.setdefault(a.endpoint, {})[a.rule] = a
     work = {name: policy.for_endpoint(name).alerts for name in endpoints}
-    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="alerts")
-    try:
-        futures = {pool.submit(_decide, endpoints[name], rules, metrics=metrics, predictions=predictions,
-                               drift_policy=policy.for_endpoint(name).drift, now=now): name
-                   for name, rules in work.items() if rules}
-        done, late = wait(futures, timeout=timeout_s)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    calls = {name: partial(_decide, endpoints[name], rules, metrics=metrics, predictions=predictions,
+                           drift_policy=policy.for_endpoint(name).drift, now=now)
+             for name, rules in work.items() if rules}
+    results = bounded(calls, timeout_s)
     changes: list[AlertChange] = []
-    for f in late:
-        warn(f"alerts: {futures[f]}: not evaluated within {timeout_s:g} s (a source hangs?); its alerts stay as "
-             "they are")
     decided: dict[str, list[Decision]] = {}
-    for f in done:
-        name = futures[f]
-        try:
-            decided[name] = f.result()
-        except Exception as exc:  # noqa: BLE001 - one endpoint's failure must not stop the others
-            warn(f"alerts: {name}: evaluation failed: {_text(exc)}; its alerts stay as they are")
+    for name in calls:
+        if name not in results:
+            warn(f"alerts: {name}: not evaluated within {timeout_s:g} s (a source hangs?); its alerts stay as "
+                 "they are")
+        elif isinstance(results[name], BaseException):
+            warn(f"alerts: {name}: evaluation failed: {_text(results[name])}; its alerts stay as they are")
+        else:
+            decided[name] = results[name]
     for name, decisions in decided.items():
         changes += _apply(store, name, decisions, firing.get(name, {}), now, warn)
     for name, open_ in firing.items():  # rules that left the policy, endpoints that are gone
