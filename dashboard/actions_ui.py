@@ -63,16 +63,16 @@ def _reset_dialog() -> None:
         st.session_state.pop(key, None)
 
 
-def start(action: str, endpoint: str, **params) -> None:
+def start(action: str, endpoint: str, *, context: dict | None = None, **params) -> None:
     """Plan an action (dry run); the confirmation dialog opens at the end of the page run (:func:`resume`).
-    Refusals while planning are shown at once."""
+    Refusals while planning are shown at once. ``context`` (e.g. the alert acted on) goes into the audit entry."""
     try:
         plan = container().actions.plan(current_actor(), action, endpoint, **params)
     except ConsoleError as exc:
         show_error(exc)
         return
     _reset_dialog()
-    st.session_state[PENDING] = {"kind": "plan", "plan": plan}
+    st.session_state[PENDING] = {"kind": "plan", "plan": plan, "context": context}
 
 
 def start_decision(kind: str, request: dict) -> None:
@@ -101,6 +101,9 @@ def confirm_dialog() -> None:
     actor = current_actor()
     if pending["kind"] == "plan":
         plan = pending["plan"]
+        if (pending.get("context") or {}).get("alert"):
+            a = pending["context"]["alert"]
+            st.caption(f"In answer to alert **{a.get('rule')}** ({a.get('id')}): linked in the audit entry.")
         render_plan(plan)
         button = "File request" if plan.needs_approval else "Confirm"
     else:
@@ -131,7 +134,8 @@ def confirm_dialog() -> None:
         c = container()
         try:
             if plan is not None:
-                out = c.actions.execute(plan, actor, reason, override_reason=override)
+                out = c.actions.execute(plan, actor, reason, override_reason=override,
+                                        context=pending.get("context"))
             elif pending["kind"] == "approve":
                 out = c.actions.approve(actor, pending["request"]["id"], reason, override_reason=override)
             else:

@@ -37,10 +37,13 @@ class Executor:
     def registry(self):
         return self.planning.registry
 
-    def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None) -> Outcome:
-        """Apply a plan (or file it for approval). Audits every attempt."""
+    def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None,
+                context: dict | None = None) -> Outcome:
+        """Apply a plan (or file it for approval). Audits every attempt; ``context`` (e.g. the alert an
+        on-call engineer acted on) is recorded with the entry."""
         target = plan.endpoint
         audit = {"before": plan.before, "gates": plan.gates, "model": plan.model}
+        extra = {"context": context} if context else {}
         try:
             if actor.subject != plan.actor:
                 raise PermissionDenied("a plan can only be executed by whoever planned it", source=SOURCE)
@@ -55,7 +58,7 @@ class Executor:
                 entry = self.recorder.record(
                     actor, plan.action, target, "requested", reason=reason, after=plan.after, **audit,
                     details={"request_id": req.id, "plan_hash": plan.plan_hash, "params": plan.params,
-                             "overridden_gates": overridden, "override_reason": override_reason})
+                             "overridden_gates": overridden, "override_reason": override_reason, **extra})
                 return Outcome("pending_approval", plan.action, target,
                                f"request #{req.id} filed: another person with the approver role must approve it "
                                f"before {req.expires_at:%Y-%m-%d %H:%M} UTC", request_id=req.id,
@@ -64,14 +67,14 @@ class Executor:
         except ConsoleError as exc:
             self.recorder.quietly(actor, plan.action, target, result_of(exc),
                                   reason=reason if isinstance(reason, str) else "", error=exc, after=plan.after,
-                                  details={"plan_hash": plan.plan_hash, "params": plan.params}, **audit)
+                                  details={"plan_hash": plan.plan_hash, "params": plan.params, **extra}, **audit)
             raise
         after = state_of(ep_after, plan.after.get("champion"))
         try:
             entry = self.recorder.record(
                 actor, plan.action, target, "ok", reason=reason, after=after, **audit,
                 details={"plan_hash": plan.plan_hash, "params": plan.params, "overridden_gates": overridden,
-                         "override_reason": override_reason, "backend": plan.backend})
+                         "override_reason": override_reason, "backend": plan.backend, **extra})
         except ConsoleError as exc:
             raise applied_but(f"{plan.label} on {target}", "writing its audit entry", exc) from exc
         return Outcome("applied", plan.action, target, f"{plan.label} on {target}: done", audit_seq=entry.seq,

@@ -56,8 +56,10 @@ class Actions:
             self.recorder.refusal(actor, action, target, exc, stage="plan", params=given)
             raise
 
-    def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None) -> Outcome:
-        return self.executor.execute(plan, actor, reason, override_reason=override_reason)
+    def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None,
+                context: dict | None = None) -> Outcome:
+        """``context``: what the action answers (e.g. ``{"alert": {"id": …, "rule": …}}``), kept in its audit entry."""
+        return self.executor.execute(plan, actor, reason, override_reason=override_reason, context=context)
 
     # -- requests -----------------------------------------------------------------
     def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,

@@ -235,3 +235,14 @@ def test_every_planned_action_has_a_cli_command_with_its_planner_parameters():
     assert args.to_version == "3"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["request-promotion", "--endpoint", EP, "--reason", "r"])  # --version required
+
+
+def test_the_context_of_an_action_is_kept_in_its_audit_entry(w):
+    plan = w.actions.plan(w.who("alice"), "abort_canary", EP)
+    context = {"alert": {"id": "a-1", "rule": "canary-errors"}}
+    w.actions.execute(plan, w.who("alice"), "canary errors at 30 %", context=context)
+    entry = w.audit.entries(limit=1)[0]
+    assert (entry.action, entry.result) == ("abort_canary", "ok") and entry.details["context"] == context
+    plain = w.actions.plan(w.who("alice"), "start_canary", EP, version="2", weight=10)
+    w.actions.execute(plain, w.who("alice"), "again")
+    assert "context" not in w.audit.entries(limit=1)[0].details
