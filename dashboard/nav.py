@@ -23,6 +23,7 @@ PAGE_SPECS = MappingProxyType({
     "models": ("models.py", "Models", ":material/history:", "models"),
     "deployments": ("deployments.py", "Deployments", ":material/rocket_launch:", "deployments"),
     "monitoring": ("monitoring.py", "Monitoring", ":material/monitoring:", "monitoring"),
+    "incidents": ("incidents.py", "Incidents", ":material/crisis_alert:", "incidents"),
     "drift": ("drift.py", "Drift", ":material/query_stats:", "drift"),
     "explain": ("explain.py", "Explanations", ":material/psychology:", "explain"),
     "approvals": ("approvals.py", "Approvals", ":material/how_to_reg:", "approvals"),

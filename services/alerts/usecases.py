@@ -16,7 +16,7 @@ from services.alerts import Alert, AlertStore
 from services.alerts.alertmanager import PREFIX as ALERTMANAGER_PREFIX
 from services.audit import AuditTrail
 from services.clock import utcnow
-from services.errors import Conflict, ConsoleError, Invalid, NotFound, PreconditionFailed
+from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
 from services.identity import Actor
 
 ACTION = "acknowledge_alert"
@@ -64,6 +64,9 @@ def acknowledge(store: AlertStore, audit: AuditTrail, actor: Actor, alert_id: st
     try:
         if not alert_id:
             raise Invalid("say which alert: its id (python -m services alerts lists them)", source=SOURCE)
+        if not set(actor.roles) - {"viewer"}:
+            raise PermissionDenied(f"{actor.name} is a viewer: acknowledging an alert says you are on it, which "
+                                   "takes a role (requester, operator, approver or admin)", source="policy")
         if len(note) > MAX_NOTE:
             raise Invalid(f"the note is longer than {MAX_NOTE} characters", source=SOURCE)
         if alert_id.startswith(ALERTMANAGER_PREFIX):

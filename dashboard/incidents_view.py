@@ -1,0 +1,268 @@
+"""Views of the Incidents page: the endpoint's alerts, one chart of its traffic with every event on it (click a
+moment: "what served at T"), the suspects of the selected alert, the guarded actions one step away (the alert
+linked in their audit entry), the timeline's events with links to their pages, and the incident report.
+Everything comes from ``container().incidents`` (``services.incidents``), the same as the CLI's ``timeline``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from dashboard.bootstrap import container
+from dashboard.components import MISSING, fmt_time, show_error, table
+from dashboard.nav import href
+from services.alerts.usecases import list_alerts
+from services.clock import parse_iso
+from services.errors import ConsoleError
+
+PRESETS = {"-1h": "1 hour", "-6h": "6 hours", "-24h": "24 hours", "-7d": "7 days"}
+DEFAULT_FROM = "-24h"
+KIND_COLOURS = {"serving_change": "#0969da", "action": "#8250df", "approval": "#6e7781", "registration": "#1a7f37",
+                "alias_move": "#1a7f37", "alert_fired": "#cf222e", "alert_resolved": "#2da44e",
+                "drift_alarm": "#bf8700", "source_unavailable": "#57606a"}
+ROLE_COLOURS = {"stable": "#0969da", "canary": "#bf8700", "unknown": "#6e7781"}
+
+
+# -- data (cached briefly: an incident moves) ------------------------------------------------------------------
+@st.cache_data(ttl=10, show_spinner=False)
+def events(key: str, endpoint: str, start: datetime, end: datetime) -> list:  # noqa: ARG001 - key: settings
+    return container().incidents.timeline(endpoint, start, end)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def alerts(key: str, endpoint: str, start: datetime, end: datetime) -> tuple[list, list[str]]:  # noqa: ARG001
+    c = container()
+    found = list_alerts(c.alerts, c.external_alerts, endpoint=endpoint, start=start, end=end, firing_first=True)
+    return found.alerts, [f"{p.source}: {p.message}" for p in found.problems]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def series(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
+    from dashboard.monitoring_view import page_data
+
+    return page_data(container().metrics, endpoint, start, end)["series"]
+
+
+# -- alerts ------------------------------------------------------------------------------------------------------
+def alerts_section(endpoint: str, found: list, problems: list[str]):
+    """The window's alerts, firing first; the one picked (``alert`` in the URL) is what suspects rank for."""
+    st.subheader("Alerts", anchor=False)
+    for p in problems:
+        st.warning(f"Not shown: {p}", icon=":material/cloud_off:")
+    if not found:
+        st.caption("No alert on this endpoint in the window.")
+        return None
+    df = pd.DataFrame([{"State": a.state, "Severity": a.severity, "Rule": a.rule, "Started": a.started_at,
+                        "Resolved": a.resolved_at, "Value": a.value, "Summary": a.summary,
+                        "Acknowledged by": a.acknowledged_by or MISSING, "Source": a.source, "Id": a.id}
+                       for a in found])
+    when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm [UTC]")
+    table(df, key="inc-alerts", file_name=f"alerts-{endpoint}.csv",
+          column_config={"Started": when, "Resolved": when, "Value": st.column_config.NumberColumn(format="%.4g")})
+    ids = [a.id for a in found]
+    wanted = st.query_params.get("alert")
+    picked = st.selectbox("Investigate alert", ids, index=ids.index(wanted) if wanted in ids else 0,
+                          format_func=lambda i: _alert_label(next(a for a in found if a.id == i)), key="inc-alert")
+    if picked != wanted:
+        st.query_params["alert"] = picked
+    alert = next(a for a in found if a.id == picked)
+    if alert.firing and alert.source == "console" and not alert.acknowledged_by:
+        acknowledge_button(alert)
+    return alert
+
+
+def _alert_label(a) -> str:
+    return f"{'🔴' if a.firing else '🟢'} {a.rule} ({a.severity}) from {fmt_time(a.started_at)}"
+
+
+def acknowledge_button(alert) -> None:
+    from dashboard.identity import current_actor
+    from services.alerts.usecases import acknowledge
+
+    actor = current_actor()
+    refusal = None if set(actor.roles) - {"viewer"} else f"{actor.name} is a viewer: only people with a role " \
+        "acknowledge alerts"
+    if st.button("Acknowledge", key="inc-ack", icon=":material/notifications_paused:", disabled=bool(refusal),
+                 help=refusal or "Say you are on it: recorded in the audit trail"):
+        c = container()
+        try:
+            acknowledge(c.alerts, c.audit, actor, alert.id, "acknowledged on the Incidents page", clock=c.clock)
+        except ConsoleError as exc:
+            show_error(exc)
+            return
+        st.cache_data.clear()
+        st.rerun()
+
+
+# -- the chart ---------------------------------------------------------------------------------------------------
+def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetime | None) -> datetime | None:
+    """Request rate, error rate and p95 latency per version, the events as markers, alerts as red bands.
+    Clicking a point returns its time (what served then)."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("Requests / s", "Error rate", "p95 latency (ms)"))
+    if not data.empty:
+        for name, g in data.groupby("series", sort=False):
+            colour = ROLE_COLOURS.get(g["role"].iloc[0], "#6e7781")
+            for row, col in ((1, "request_rate"), (2, "error_rate"), (3, "latency_p95_ms")):
+                fig.add_trace(go.Scatter(x=g["at"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
+                                         showlegend=row == 1, line={"color": colour}, marker={"size": 4},
+                                         hovertemplate=f"{name}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>%{{y:.4g}}"
+                                                       "<extra></extra>"), row=row, col=1)
+    top = float(data["request_rate"].max()) if not data.empty and data["request_rate"].notna().any() else 1.0
+    marks = [e for e in evs if e.kind not in ("alert_fired", "alert_resolved", "source_unavailable")]
+    if marks:
+        fig.add_trace(go.Scatter(
+            x=[e.at for e in marks], y=[top * 1.08] * len(marks), mode="markers", name="events",
+            marker={"symbol": "triangle-down", "size": 11, "color": [KIND_COLOURS.get(e.kind) for e in marks]},
+            text=[f"{e.kind.replace('_', ' ')} · {e.source}<br>{e.title}" for e in marks],
+            hovertemplate="%{x|%Y-%m-%d %H:%M:%S} UTC<br>%{text}<extra></extra>"), row=1, col=1)
+    for e in marks:
+        if e.kind in ("serving_change", "action"):
+            fig.add_vline(x=e.at, line={"color": KIND_COLOURS[e.kind], "width": 1, "dash": "dot"})
+    now = container().clock()
+    for a in found:
+        fig.add_vrect(x0=a.started_at, x1=a.resolved_at or now, fillcolor="#cf222e", opacity=0.08, line_width=0)
+    if at is not None:
+        fig.add_vline(x=at, line={"color": "#24292f", "width": 2})
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
+                      legend={"orientation": "h", "y": 1.06, "x": 1, "xanchor": "right"}, clickmode="event+select")
+    fig.update_yaxes(tickformat=".1%", row=2, col=1)
+    st.caption("Click a point to see what served at that moment · ▼ events (hover for what) · red bands: alerts "
+               "firing · dotted lines: serving changes and actions")
+    picked = st.plotly_chart(fig, key="inc-chart", on_select="rerun", selection_mode="points", width="stretch")
+    points = (picked or {}).get("selection", {}).get("points", []) if isinstance(picked, dict) else \
+        getattr(getattr(picked, "selection", None), "points", []) or []
+    if points:
+        x = points[0].get("x")
+        return pd.Timestamp(x).tz_localize("UTC").to_pydatetime() if pd.Timestamp(x).tzinfo is None else \
+            pd.Timestamp(x).to_pydatetime()
+    return None
+
+
+# -- what served at T, suspects, events, report ---------------------------------------------------------------
+def served_section(endpoint: str, at: datetime) -> dict | None:
+    st.subheader(f"What served at {fmt_time(at)}", anchor=False)
+    try:
+        s = container().incidents.served_at(endpoint, at)
+    except ConsoleError as exc:
+        show_error(exc)
+        return None
+    if not s["known"]:
+        st.info(s["note"] or "The serving history cannot say what served then.")
+        return s
+    cols = st.columns(3)
+    cols[0].metric("Stable", f"v{s['stable_version']}", help=f"{s['stable_weight']}% of the traffic")
+    cols[1].metric("Canary", f"v{s['canary_version']}" if s["canary_version"] else MISSING,
+                   help=f"{s['canary_weight']}% of the traffic" if s["canary_version"] else "no canary then")
+    cols[2].metric("Canary weight", f"{s['canary_weight']}%")
+    for label, ch in (("The change that led here", s["change_before"]), ("The next change", s["change_after"])):
+        if ch:
+            approved = f", approved by {ch['approved_by']}" if ch.get("approved_by") else ""
+            st.caption(f"**{label}:** {fmt_time(parse_iso(ch['at']))} — {ch.get('what', '')} "
+                       f"(by {ch.get('actor') or MISSING}{approved})")
+    if s["traffic"]:
+        st.dataframe(pd.DataFrame(s["traffic"]), hide_index=True, key="inc-served-traffic",
+                     column_config={"error_rate": st.column_config.NumberColumn("error rate", format="percent")})
+    if s["requests"]:
+        st.dataframe(pd.DataFrame([{**{k: r[k] for k in ("at", "version", "role", "status", "latency_ms")},
+                                    "explain": href(r["link"]["page"], **{k: v for k, v in r["link"].items()
+                                                                         if k != "page"})}
+                                   for r in s["requests"]]), hide_index=True, key="inc-served-requests",
+                     column_config={"explain": st.column_config.LinkColumn("Explain", display_text="explain ↗")})
+    for w in s["warnings"]:
+        st.warning(w, icon=":material/cloud_off:")
+    return s
+
+
+def suspects_section(evs: list, alert) -> None:
+    st.subheader("Suspects", anchor=False)
+    ranked = container().incidents.suspects(evs, alert)
+    if not ranked:
+        st.caption("No change in the two hours before this alert.")
+        return
+    st.caption("Changes before the alert, ranked by closeness in time and by whether the versions that served "
+               "after them differ on the alert's metric (services/incidents/suspects.py documents the score).")
+    table(pd.DataFrame([{"Rank": r["rank"], "Score": round(r["score"], 3), "When": r["event"]["at"],
+                         "Minutes before": round(r["minutes_before"], 1), "What": r["event"]["title"],
+                         "Why": r["why"], "Link": _link(r["event"].get("link"))} for r in ranked]),
+          key="inc-suspects", file_name="suspects.csv",
+          column_config={"Link": st.column_config.LinkColumn("Open", display_text="open ↗")})
+
+
+def _link(link: dict | None) -> str | None:
+    if not link or "page" not in link:
+        return None
+    return href(link["page"], **{k: v for k, v in link.items() if k != "page"})
+
+
+def events_section(endpoint: str, evs: list) -> None:
+    st.subheader("Timeline", anchor=False)
+    if not evs:
+        st.caption("Nothing happened on this endpoint in the window.")
+        return
+    df = pd.DataFrame([{"Time": e.at, "Kind": e.kind.replace("_", " "), "Source": e.source, "What": e.title,
+                        "Who": e.actor or MISSING, "Open": _link(e.link)} for e in evs])
+    table(df, key="inc-events", file_name=f"timeline-{endpoint}.csv",
+          column_config={"Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss [UTC]"),
+                         "Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
+
+
+def report_section(endpoint: str, start: datetime, end: datetime, at: datetime | None) -> None:
+    try:
+        markdown, data = container().incidents.report(endpoint, start, end, at=at)
+    except ConsoleError as exc:
+        show_error(exc)
+        return
+    cols = st.columns(2)
+    stamp = f"{endpoint.replace('/', '_')}-{start:%Y%m%dT%H%M}"
+    cols[0].download_button("Incident report (Markdown)", markdown.encode("utf-8"), file_name=f"incident-{stamp}.md",
+                            mime="text/markdown", key="inc-report-md", icon=":material/description:",
+                            on_click="ignore")
+    cols[1].download_button("Incident report (JSON)", json.dumps(data, indent=2, default=str).encode("utf-8"),
+                            file_name=f"incident-{stamp}.json", mime="application/json", key="inc-report-json",
+                            icon=":material/data_object:", on_click="ignore")
+
+
+def moment(start: datetime, end: datetime) -> datetime | None:
+    """``at`` of the URL (ISO), if inside the window."""
+    from services.metrics import parse_time
+
+    text = st.query_params.get("at")
+    if not text:
+        return None
+    return parse_time(text, now=container().clock(), what="at")
+
+
+def actions(endpoint: str, alert) -> None:
+    """Abort the canary or roll back, one step from the alert: the same dry run and dialog as the Deployments
+    page, with the alert recorded in the audit entry."""
+    from dashboard.actions_ui import start
+    from dashboard.identity import current_actor
+
+    c = container()
+    try:
+        ep = c.serving.get_endpoint(endpoint)
+    except ConsoleError as exc:
+        show_error(exc)
+        return
+    st.subheader("Act", anchor=False)
+    may = c.actions.permissions(current_actor(), endpoint)
+    context = {"alert": {"id": alert.id, "rule": alert.rule, "started_at": alert.started_at.isoformat()}} \
+        if alert is not None else None
+    targets = c.actions.rollback_targets(ep)
+    cols = st.columns(2)
+    refusal = may["abort_canary"] or (None if ep.canary_version else "no canary runs on this endpoint")
+    if cols[0].button(f"Abort canary v{ep.canary_version}" if ep.canary_version else "Abort canary",
+                      key="inc-abort", icon=":material/cancel:", disabled=refusal is not None, help=refusal,
+                      width="stretch"):
+        start("abort_canary", endpoint, context=context)
+    refusal = may["rollback"] or (None if targets else "no earlier stable version on record")
+    if cols[1].button(f"Roll back to v{targets[0]}" if targets else "Roll back", key="inc-rollback",
+                      icon=":material/undo:", disabled=refusal is not None, help=refusal, width="stretch"):
+        start("rollback", endpoint, to_version=targets[0], context=context)
+    st.caption("Each shows its dry run first; the alert is linked in the audit entry.")
