@@ -108,6 +108,9 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
         st.info(f"No requests on **{endpoint}** in this window. Traffic through the gateway "
                 "(`python -m services serve`) lands in the prediction log and shows here.")
         return
+    from dashboard.alerts_view import alerts_panel
+
+    alerts_panel(endpoint=endpoint, start=start, end=end, key="mon-alerts")
     side_by_side(rep)
     series = rep["series"]
     slo = slo_lines(endpoint)

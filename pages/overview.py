@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from dashboard.alerts_view import alerts_panel
 from dashboard.bootstrap import container
 from dashboard.components import clean_frame, flash, fmt_time, guard, table
 from dashboard.monitoring_view import live_line
@@ -57,6 +58,10 @@ def main() -> None:
     with guard("approvals"):
         pending = container().actions.requests(status="pending")
     counters[3].metric("Pending approvals", len(pending))
+
+    st.subheader("Alerts", anchor=False)
+    with guard("alerts"):
+        alerts_panel(key="overview-alerts")
 
     left, right = st.columns([3, 2])
     with left:

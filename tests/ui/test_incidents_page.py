@@ -122,3 +122,14 @@ def test_a_viewer_cannot_act_or_acknowledge(incident):
 def _qp(at, key):
     v = at.query_params[key]
     return v[0] if isinstance(v, list) else v
+
+
+def test_the_overview_and_monitoring_lead_with_the_firing_alert(incident):
+    for page, query in (("overview.py", {}), ("monitoring.py", {"endpoint": CANCER})):
+        at = incident(page, **query)
+        assert not at.exception, page
+        banner = " ".join(e.value for e in at.error)
+        assert "canary-errors" in banner and "firing" in banner and "/incidents?endpoint=" in banner, page
+        table = next(d.value for d in at.dataframe if "Investigate" in getattr(d.value, "columns", []))
+        assert table["State"].iloc[0].endswith("firing") and table["Rule"].iloc[0] == "canary-errors"
+        assert table["Investigate"].iloc[0].startswith(f"/incidents?endpoint={CANCER}&alert=")
