@@ -272,10 +272,12 @@ def seed_history(c, *, days: float = 7, now: datetime | None = None, seed: int =
         return {"skipped": True, "endpoints": {}, "seconds": round(time.perf_counter() - t0, 2)}
     ingest = Ingest(c.predictions, Attribution(c.history), backend=c.settings.serving_backend, clock=c.clock)
     summary: dict = {"skipped": False, "from": now - timedelta(days=days), "to": now, "endpoints": {}}
+    stories = []
     for name in endpoints:
         ep = c.serving.get_endpoint(name)
         versions = [str(v.version) for v in c.registry.list_versions(ep.model, with_metrics=False)]
         s = story(ep, versions, now, days)
+        stories.append(s)
         rows, labels, sds = demo_rows(name)
         rng = random.Random(f"{seed}/{name}")
         reqs = requests_of(s, rows, sds, rng)
@@ -291,6 +293,11 @@ def seed_history(c, *, days: float = 7, now: datetime | None = None, seed: int =
                                                                          "from": s.drift[2]}}
         say(f"{name}: {len(reqs):,} requests, {stored:,} rows, {labelled:,} labels over {days:g} days"
             + "".join(f"; canary v{w.version} {w.start:%a %H:%M}" for w in s.canaries))
+    from services.demo.alerts import replay_alerts
+
+    summary["alerts"] = replay_alerts(c, stories, now)
+    say(f"alerts replayed over the story: {summary['alerts']['fired']} fired, {summary['alerts']['resolved']} "
+        "resolved")
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     say(f"demo history seeded in {summary['seconds']:.1f} s")
     return summary

@@ -237,3 +237,21 @@ def test_a_regressor_s_answers_are_compared_with_its_own_answers_not_its_target(
     current = [round(share * v.prediction.current_rows) for share in v.distributions["prediction"].current]
     assert psi(p.target.reference, current) > 2 * v.prediction.statistic, "against the target it would drift"
     assert v.label is not None and v.performance["labelled"] > 100 and v.performance["rmse"] > 0
+
+
+def test_the_bad_canary_left_an_alert_that_fired_and_resolved(seeded, history):
+    """The story's aborted canary fails 15 % of its answers: the replayed evaluator fired canary-errors while it
+    ran and resolved it once its traffic was gone; the Incidents timeline lists it after the canary's start."""
+    windows = [(datetime.fromisoformat(str(w["from"])), datetime.fromisoformat(str(w["to"])))
+               for w in history["endpoints"][EP]["canaries"]]
+    start, end = next((s, e) for s, e in windows if e < NOW)
+    assert history["alerts"]["fired"] >= 1 and history["alerts"]["resolved"] >= 1
+    found = seeded.alerts.alerts(endpoint=EP, start=start - timedelta(hours=1), end=end + timedelta(hours=1))
+    canary = [a for a in found if a.rule == "canary-errors-hourly"]
+    assert canary and all(a.state == "resolved" for a in canary)
+    first = min(canary, key=lambda a: a.started_at)
+    assert start < first.started_at <= start + timedelta(hours=1)
+    assert end <= max(a.resolved_at for a in canary) <= end + timedelta(minutes=70)
+    events = seeded.incidents.timeline(EP, start - timedelta(minutes=30), end + timedelta(minutes=90))
+    kinds = [e.kind for e in events]
+    assert kinds.index("serving_change") < kinds.index("alert_fired") < kinds.index("alert_resolved")
