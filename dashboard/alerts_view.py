@@ -49,7 +49,7 @@ def alerts_panel(*, endpoint: str | None = None, start: datetime | None = None, 
         st.error(f"{len(firing)} alert{'s' if len(firing) > 1 else ''} firing — the worst: **{worst.rule}** on "
                  f"**{worst.endpoint}** ({worst.severity}). [Investigate]({_incident_link(worst)})",
                  icon=":material/notifications_active:")
-    df = pd.DataFrame([{"State": "🔴 firing" if a.firing else "🟢 resolved", "Severity": a.severity,
+    df = pd.DataFrame([{"State": "firing" if a.firing else "resolved", "Severity": a.severity,
                         "Endpoint": a.endpoint, "Rule": a.rule, "Since": a.started_at, "Resolved": a.resolved_at,
                         "Acknowledged by": a.acknowledged_by or MISSING, "Summary": a.summary,
                         "Investigate": _incident_link(a)} for a in found])

@@ -77,7 +77,7 @@ def alerts_section(endpoint: str, found: list, problems: list[str]):
 
 
 def _alert_label(a) -> str:
-    return f"{'🔴' if a.firing else '🟢'} {a.rule} ({a.severity}) from {fmt_time(a.started_at)}"
+    return f"{'FIRING' if a.firing else 'resolved'} · {a.rule} ({a.severity}) from {fmt_time(a.started_at)}"
 
 
 def acknowledge_button(alert) -> None:
@@ -169,11 +169,14 @@ def served_section(endpoint: str, at: datetime) -> dict | None:
         st.dataframe(pd.DataFrame(s["traffic"]), hide_index=True, key="inc-served-traffic",
                      column_config={"error_rate": st.column_config.NumberColumn("error rate", format="percent")})
     if s["requests"]:
-        st.dataframe(pd.DataFrame([{**{k: r[k] for k in ("at", "version", "role", "status", "latency_ms")},
+        st.dataframe(pd.DataFrame([{"at": parse_iso(r["at"]), **{k: r[k] for k in ("version", "role", "status",
+                                                                                    "latency_ms")},
                                     "explain": href(r["link"]["page"], **{k: v for k, v in r["link"].items()
                                                                          if k != "page"})}
                                    for r in s["requests"]]), hide_index=True, key="inc-served-requests",
-                     column_config={"explain": st.column_config.LinkColumn("Explain", display_text="explain ↗")})
+                     column_config={"explain": st.column_config.LinkColumn("Explain", display_text="explain ↗"),
+                                    "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss [UTC]"),
+                                    "latency_ms": st.column_config.NumberColumn("latency ms", format="%.1f")})
     for w in s["warnings"]:
         st.warning(w, icon=":material/cloud_off:")
     return s
@@ -187,7 +190,8 @@ def suspects_section(evs: list, alert) -> None:
         return
     st.caption("Changes before the alert, ranked by closeness in time and by whether the versions that served "
                "after them differ on the alert's metric (services/incidents/suspects.py documents the score).")
-    table(pd.DataFrame([{"Rank": r["rank"], "Score": round(r["score"], 3), "When": r["event"]["at"],
+    table(pd.DataFrame([{"Rank": r["rank"], "Score": round(r["score"], 3),
+                         "When": fmt_time(parse_iso(r["event"]["at"])),
                          "Minutes before": round(r["minutes_before"], 1), "What": r["event"]["title"],
                          "Why": r["why"], "Link": _link(r["event"].get("link"))} for r in ranked]),
           key="inc-suspects", file_name="suspects.csv",
