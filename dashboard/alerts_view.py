@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.bootstrap import container, settings_key
-from dashboard.components import MISSING, table
+from dashboard.components import MISSING, fmt_time, table
 from dashboard.nav import href
 from services.alerts.usecases import list_alerts
 
@@ -46,14 +46,14 @@ def alerts_panel(*, endpoint: str | None = None, start: datetime | None = None, 
         return
     if firing:
         worst = min(firing, key=lambda a: SEVERITY_ORDER.get(a.severity, 3))
-        st.error(f"{len(firing)} alert{'s' if len(firing) > 1 else ''} firing — the worst: **{worst.rule}** on "
-                 f"**{worst.endpoint}** ({worst.severity}). [Investigate]({_incident_link(worst)})",
-                 icon=":material/notifications_active:")
+        say = {"page": st.error, "ticket": st.warning}.get(worst.severity, st.info)
+        say(f"{len(firing)} alert{'s' if len(firing) > 1 else ''} firing — the worst: **{worst.rule}** on "
+            f"**{worst.endpoint}** ({worst.severity}). [Investigate]({_incident_link(worst)})",
+            icon=":material/notifications_active:")
     df = pd.DataFrame([{"State": "firing" if a.firing else "resolved", "Severity": a.severity,
-                        "Endpoint": a.endpoint, "Rule": a.rule, "Since": a.started_at, "Resolved": a.resolved_at,
+                        "Endpoint": a.endpoint, "Rule": a.rule, "Since": fmt_time(a.started_at),
+                        "Resolved": fmt_time(a.resolved_at) if a.resolved_at else MISSING,
                         "Acknowledged by": a.acknowledged_by or MISSING, "Summary": a.summary,
                         "Investigate": _incident_link(a)} for a in found])
-    when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm [UTC]")
     table(df, key=key, file_name="alerts.csv",
-          column_config={"Since": when, "Resolved": when,
-                         "Investigate": st.column_config.LinkColumn("Investigate", display_text="incident ↗")})
+          column_config={"Investigate": st.column_config.LinkColumn("Investigate", display_text="incident ↗")})

@@ -57,13 +57,13 @@ def alerts_section(endpoint: str, found: list, problems: list[str]):
     if not found:
         st.caption("No alert on this endpoint in the window.")
         return None
-    df = pd.DataFrame([{"State": a.state, "Severity": a.severity, "Rule": a.rule, "Started": a.started_at,
-                        "Resolved": a.resolved_at, "Value": a.value, "Summary": a.summary,
+    df = pd.DataFrame([{"State": a.state, "Severity": a.severity, "Rule": a.rule, "Started": fmt_time(a.started_at),
+                        "Resolved": fmt_time(a.resolved_at) if a.resolved_at else MISSING, "Value": a.value,
+                        "Summary": a.summary,
                         "Acknowledged by": a.acknowledged_by or MISSING, "Source": a.source, "Id": a.id}
                        for a in found])
-    when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm [UTC]")
     table(df, key="inc-alerts", file_name=f"alerts-{endpoint}.csv",
-          column_config={"Started": when, "Resolved": when, "Value": st.column_config.NumberColumn(format="%.4g")})
+          column_config={"Value": st.column_config.NumberColumn(format="%.4g")})
     ids = [a.id for a in found]
     wanted = st.query_params.get("alert")
     picked = st.selectbox("Investigate alert", ids, index=ids.index(wanted) if wanted in ids else 0,
