@@ -39,6 +39,9 @@ def alerts_panel(*, endpoint: str | None = None, start: datetime | None = None, 
     found, problems = _alerts(settings_key(), endpoint, start, end)
     for p in problems:
         st.warning(f"Not shown: {p}", icon=":material/cloud_off:")
+    from dashboard.incidents_view import order
+
+    found = order(found)
     firing = [a for a in found if a.firing]
     if not found:
         st.caption("No alert " + (f"on {endpoint} " if endpoint else "") + "in the last 24 hours." if start ==

@@ -57,6 +57,7 @@ def alerts_section(endpoint: str, found: list, problems: list[str]):
     if not found:
         st.caption("No alert on this endpoint in the window.")
         return None
+    found = order(found)
     df = pd.DataFrame([{"State": a.state, "Severity": a.severity, "Rule": a.rule, "Started": fmt_time(a.started_at),
                         "Resolved": fmt_time(a.resolved_at) if a.resolved_at else MISSING, "Value": a.value,
                         "Summary": a.summary,
@@ -74,6 +75,15 @@ def alerts_section(endpoint: str, found: list, problems: list[str]):
     if alert.firing and alert.source == "console" and not alert.acknowledged_by:
         acknowledge_button(alert)
     return alert
+
+
+SEVERITY = {"page": 0, "ticket": 1, "info": 2}
+
+
+def order(found: list) -> list:
+    """Firing before resolved, then the most severe, then the newest."""
+    newest = sorted(found, key=lambda a: a.started_at, reverse=True)
+    return sorted(newest, key=lambda a: (not a.firing, SEVERITY.get(a.severity, 3)))
 
 
 def _alert_label(a) -> str:
@@ -134,14 +144,24 @@ def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetim
     fig.update_yaxes(tickformat=".1%", row=2, col=1)
     st.caption("Click a point to see what served at that moment · ▼ events (hover for what) · red bands: alerts "
                "firing · dotted lines: serving changes and actions")
-    picked = st.plotly_chart(fig, key="inc-chart", on_select="rerun", selection_mode="points", width="stretch")
-    points = (picked or {}).get("selection", {}).get("points", []) if isinstance(picked, dict) else \
-        getattr(getattr(picked, "selection", None), "points", []) or []
+    # A callback, not on_select="rerun": the figure changes between runs (a firing alert's band ends now), so the
+    # rerun's chart is a new element whose selection is empty; a callback reads the click before the run.
+    st.plotly_chart(fig, key="inc-chart", on_select=_clicked, selection_mode="points", width="stretch")
+    x = st.session_state.pop(CLICKED, None)
+    if x is None:
+        return None
+    t = pd.Timestamp(x)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+
+
+CLICKED = "inc-clicked"
+
+
+def _clicked() -> None:
+    points = getattr(getattr(st.session_state.get("inc-chart"), "selection", None), "points", None) or \
+        ((st.session_state.get("inc-chart") or {}).get("selection", {}).get("points") or [])
     if points:
-        x = points[0].get("x")
-        return pd.Timestamp(x).tz_localize("UTC").to_pydatetime() if pd.Timestamp(x).tzinfo is None else \
-            pd.Timestamp(x).to_pydatetime()
-    return None
+        st.session_state[CLICKED] = points[0].get("x")
 
 
 # -- what served at T, suspects, events, report ---------------------------------------------------------------

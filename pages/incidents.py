@@ -35,19 +35,18 @@ def main() -> None:
                 st.query_params["at"] = clicked.strftime("%Y-%m-%dT%H:%M:%S")
                 st.rerun()
         at = at or (alert.started_at if alert is not None else None)
-        left, right = st.columns(2)
+        left, right = st.columns([3, 2])
         with left:
             if at is not None:
                 with guard("serving history"):
                     view.served_section(picked, at)
             else:
                 st.caption("Click a moment on the chart (or pick an alert) to see what served then.")
-        with right:
-            if alert is not None:
-                with guard("suspects"):
-                    view.suspects_section(evs, alert)
-            with guard("actions"):
-                view.actions(picked, alert)
+        with right, guard("actions"):
+            view.actions(picked, alert)
+        if alert is not None:
+            with guard("suspects"):
+                view.suspects_section(evs, alert)
         with guard("timeline"):
             view.events_section(picked, evs)
             view.report_section(picked, start, end, at)

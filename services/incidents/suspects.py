@@ -6,8 +6,9 @@ The score of a change that happened ``Δ`` before the alert started, in a window
     evidence  = 1 − p   when the version the change introduced is worse than the one it is compared with
                         on the alert's metric (two-proportion z-test on errors, Mann–Whitney U on latency)
               = 0       when it is not worse
-              = closeness   when there is nothing to test (no metrics source, no data, or a change that
-                        introduced no version: then the score is closeness alone)
+              = ½ × closeness   when there is nothing to test (no metrics source, no data, or a change that
+                        introduced no version): half credit, so a change the metrics incriminate ranks above
+                        an untested one that merely came later
     score     = weight(kind) × (closeness + evidence) / 2
     weight    = 1 for serving changes and actions (they change what serves), 0.6 for alias moves (the champion
                 moves; serving follows only through an endpoint change), 0.3 for registrations (nothing serves
@@ -18,7 +19,7 @@ The comparison for a change that left a canary running is canary vs stable over 
 version after the change against the old one over as long a period before it. An action and the serving
 change it made (same resulting state, within a minute) are one suspect: the serving change, with the action's
 actor and reason attached. Refused attempts and actions that change nothing that serves (an alert
-acknowledged) are no suspects.
+acknowledged) are no suspects, nor is the first recorded state (what served already).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ WINDOW = timedelta(hours=2)
 AFTER_ALERT = timedelta(minutes=5)
 SAME_CHANGE = timedelta(minutes=1)
 WEIGHTS = {SERVING_CHANGE: 1.0, ACTION: 1.0, ALIAS_MOVE: 0.6, REGISTRATION: 0.3}
+UNTESTED = 0.5  # the evidence of a change with nothing to test, as a share of its closeness
 ERROR_WORDS = ("error", "errors", "5xx", "failure", "fail")
 LATENCY_WORDS = ("latency", "p50", "p95", "p99", "slow")
 
@@ -72,6 +74,8 @@ def _endpoint(alert_or_time: Any, events: list[Event]) -> str | None:
 def _changed(e: Event) -> bool:
     """Actions that changed what serves (a guarded action of the catalog that went through); refusals and
     bookkeeping (an alert acknowledged) changed nothing."""
+    if e.kind == SERVING_CHANGE and e.details.get("before") is None:
+        return False  # the first recorded state: what served already, not a change
     return e.kind != ACTION or (not e.details.get("refused") and e.details.get("action") in ACTIONS)
 
 
@@ -144,7 +148,7 @@ def suspects(events: Iterable[Event], alert_or_time: Any, *, metrics=None, windo
                 test = _test(metrics, endpoint, e, max(until, e.at + AFTER_ALERT), metric)
             except ConsoleError as exc:
                 problem = f"{exc.source}: {exc.message}"
-        evidence = closeness if test is None else ((1 - test["p_value"]) if test["worse"] else 0.0)
+        evidence = UNTESTED * closeness if test is None else ((1 - test["p_value"]) if test["worse"] else 0.0)
         score = WEIGHTS.get(e.kind, 0.3) * (closeness + evidence) / 2
         action = via.get(id(e))
         out.append({"score": round(score, 4), "closeness": round(closeness, 4),

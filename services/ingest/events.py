@@ -222,10 +222,13 @@ def features(instance: Any, columns: list[str] | None) -> dict[str, Any]:
 
 def pair_rows(request: Half, response: Half, *, at: datetime, version: str | None, role: str,
               model: str | None, columns: list[str] | None) -> list[PredictionRow]:
-    """One row per instance. ``at``: when the request arrived; latency from the two ``ce-time``s."""
+    """One row per instance. ``at``: when the request arrived; latency from the two ``ce-time``s — unknown
+    (None, left out of the latency histogram) when the response is stamped before its request: the two pods'
+    clocks disagree, and a clamped 0 ms would pull every quantile and latency test down."""
     latency = None
     if request.time is not None and response.time is not None:
-        latency = max(0.0, (response.time - request.time).total_seconds() * 1000.0)
+        ms = (response.time - request.time).total_seconds() * 1000.0
+        latency = ms if ms >= 0 else None
     return [PredictionRow(request_id=request.id, row=i, endpoint=request.endpoint, at=at, version=version,
                           role=role, model=model, features=features(inst, columns),
                           prediction=None if response.predictions is None else response.predictions[i],

@@ -313,10 +313,12 @@ def test_suspects_rank_by_closeness_then_by_the_metric():
     outside = Event(t - timedelta(minutes=30), title="old", **change)
     alert = Event(t + timedelta(minutes=110), kind="alert_fired", source="alerts", title="canary errors",
                   endpoint=EP, details={"rule": "canary-errors"})
-    # without metrics: score = weight × closeness; the registration (10 min before) beats the canary (100 min)
+    # without metrics: score = weight × (closeness + ½ closeness) / 2; the registration (10 min before) beats
+    # the canary (100 min)
     ranked = suspects([outside, far, near, alert], alert)
     assert [(s["event"]["title"], s["closeness"], s["score"], s["evidence"]) for s in ranked] == [
-        ("v3 registered", 0.9167, 0.275, None), ("canary v2 started", 0.1667, 0.1667, None)], \
+        ("v3 registered", 0.9167, round(0.3 * 0.75 * (1 - 10 / 120), 4), None),
+        ("canary v2 started", 0.1667, round(0.75 * (1 - 100 / 120), 4), None)], \
         "the change before the window and the alert itself are no suspects"
     assert [s["minutes_before"] for s in ranked] == [10, 100]
     # with metrics: the canary errs 10 × more than stable -> it is the suspect
@@ -349,7 +351,7 @@ def test_an_action_and_its_serving_change_are_one_suspect():
                    "screening; needs one of: operator by carol"),
         ("action", "alert canary-errors acknowledged by bob: “on it”")]
     ranked = suspects(events, Alert(1, EP, "canary-errors", "page", "firing", at(30)))
-    assert [s["event"]["kind"] for s in ranked] == ["serving_change", "serving_change"]
+    assert [s["event"]["kind"] for s in ranked] == ["serving_change"], "the first recorded state is no change"
     assert ranked[0]["action"]["details"]["action"] == "start_canary" and "through start_canary by alice" in \
         ranked[0]["why"]
 
