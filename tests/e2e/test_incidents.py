@@ -24,7 +24,7 @@ from tests.e2e.helpers import (
     wait_idle,
     widget,
 )
-from tests.ui.test_incidents_page import scripted_incident
+from tests.ui.test_incidents_page import age_history, scripted_incident
 
 pytestmark = pytest.mark.e2e
 # the promotion flow test changes cancer-screening (and the live gates it reads would see this failing canary);
@@ -44,7 +44,9 @@ def incident(e2e_env):
 
     c = build(Settings.from_env(e2e_env))
     alice = c.directory.get("alice")
-    _away_from_the_ambiguous_seconds()
+    # the store was seeded minutes ago: its serving history is moved back two hours, so the scripted canary
+    # starts between the seed's state and now with its traffic after it
+    age_history(c, ENDPOINT, timedelta(hours=2))
     story: dict = {}
     try:
         story = scripted_incident(c, ENDPOINT)
@@ -58,21 +60,6 @@ def incident(e2e_env):
             run_once(c.alerts, c.policy, c.metrics, c.predictions, c.serving, lambda: datetime.now(UTC))
         finally:
             c.engine.dispose()
-
-
-def _away_from_the_ambiguous_seconds() -> None:
-    """Start the script at a second of the minute where the canary's start is the first suspect for sure.
-
-    ``scripted_incident`` records the canary's start at the real time, just after the last of its (backdated)
-    canary rows, which end 31 s before its ``now``. The suspects' test compares canary and stable from the
-    minute the canary started: started in the first half of a minute, that minute has no canary rows (no test:
-    the score is closeness alone, the highest of all); started late in it, enough canary rows at 40 % errors to
-    be significantly worse. In between (about :31 to :45) a handful of canary rows make a weak test, and the
-    demo's seed ("first recorded state", seconds or minutes earlier, nothing to test) can outrank the canary."""
-    import time
-
-    while 24 <= datetime.now(UTC).second <= 46:
-        time.sleep(0.5)  # a bounded wait for the clock to leave a range of seconds (at most ~23 s)
 
 
 def _remove_scripted_traffic(c, *, since: datetime) -> None:
@@ -106,20 +93,20 @@ def _served_heading(scope):
 
 
 def _click_point_before(page, moment: datetime) -> None:
-    """Click a point of the chart's first trace (the first version's request rate) that carries traffic and lies
-    well before ``moment``. Plotly finds the point under the mouse from its drag layer (the point's own element
-    takes no pointer events), so hover it first, then click at the same place."""
+    """Click a point of the chart's first trace (the first version's request rate; its steps before the traffic
+    are zeros) that lies well before ``moment``. Plotly finds the point under the mouse from its drag layer
+    (the point's own element takes no pointer events), so hover it first, then click at the same place."""
     trace = page.locator(f'{LIVE} [data-testid="stPlotlyChart"] .scatterlayer .trace').first
     points = trace.locator("path.point")
     expect(points.first).to_be_attached()
     # each point element carries its calcdata (x in ms on a date axis, y): pick the one nearest 20 minutes back
     index = trace.evaluate("""(t, target) => {
         const pts = [...t.querySelectorAll('path.point')].map((p, i) => ({i, x: p.__data__.x, y: p.__data__.y}));
-        const busy = pts.filter(p => p.y > 0 && p.x <= target);
+        const busy = pts.filter(p => p.y !== undefined && p.x <= target);
         busy.sort((a, b) => Math.abs(a.x - target) - Math.abs(b.x - target));
         return busy.length ? busy[0].i : -1;
     }""", _epoch_ms(moment - timedelta(minutes=20)))
-    assert index >= 0, "no point with traffic before the canary started on the request-rate line"
+    assert index >= 0, "no point before the canary started on the request-rate line"
     point = points.nth(index)
     point.scroll_into_view_if_needed()
     box = point.bounding_box()
@@ -185,8 +172,7 @@ def test_on_call_finds_the_canary_and_aborts_it_from_the_incident(new_context, i
     served = main.locator('[data-testid="stColumn"]').filter(has=_served_heading(page))
     expect(served).to_have_count(1)
     expect(_served_heading(main)).to_contain_text(clicked.strftime("%Y-%m-%d %H:%M"))
-    # the stable version alone, or (the e2e store's serving history starts when the demo was seeded, minutes
-    # before this canary) the history saying it cannot tell: either way not the new canary
+    # the seed's state (its history moved two hours back): the stable version, not the new canary
     expect(served).to_contain_text(re.compile(r"Canary weight|cannot say what served"))
     expect(metric(page, "Canary").filter(has_text=f"v{canary}")).to_have_count(0)
     assert_no_exception(page)

@@ -18,20 +18,32 @@ CANCER = "cancer-screening"
 
 
 def scripted_incident(c, endpoint: str = CANCER, *, now: datetime | None = None) -> dict:
-    """A fresh canary started 40 minutes ago by alice; 30 minutes of traffic, the canary failing 40 % of its
-    answers from 12 minutes ago; the alert evaluator run at ``now``. Returns what happened."""
+    """A fresh canary started by alice 31 minutes before ``now`` (or just after the endpoint's last recorded
+    change, if later: recorded at that time, the actions run on a container whose clock says so), 30 minutes of
+    traffic with the canary failing 40 % of its answers for the last 12 (on a demo seeded minutes ago some canary
+    rows come before its recorded start), and the alert evaluator run at ``now``. Returns what happened."""
     from services.alerts.runner import run_once
+    from services.composition import build
 
     now = now or datetime.now(UTC)
-    alice = c.directory.get("alice")
-    ep = c.serving.get_endpoint(endpoint)
-    seeded, before_changes = ep.canary_version, datetime.now(UTC)
-    if ep.canary_version:
-        c.actions.execute(c.actions.plan(alice, "abort_canary", endpoint), alice, "a clean start")
-    canary = next(v.version for v in c.registry.list_versions(ep.model) if v.version != ep.stable_version)
-    c.actions.execute(c.actions.plan(alice, "start_canary", endpoint, version=canary, weight=20), alice,
-                      "try the challenger")
-    ep = c.serving.get_endpoint(endpoint)
+    recorded = [ch.at for ch in c.history.changes(endpoint)]
+    # 31 minutes ago, or just after the last recorded change if that is later (a demo seeded minutes ago)
+    started = max([now - timedelta(minutes=31), *(t + timedelta(milliseconds=2) for t in recorded)])
+    now = max(now, started + timedelta(milliseconds=2))  # the alert comes after the canary's start
+    then = build(c.settings, clock=lambda: started)  # the same databases, its clock at the canary's start
+    try:
+        alice = then.directory.get("alice")
+        ep = then.serving.get_endpoint(endpoint)
+        seeded = ep.canary_version
+        before_changes = started - timedelta(milliseconds=1)  # after every earlier change, before ours
+        if ep.canary_version:
+            then.actions.execute(then.actions.plan(alice, "abort_canary", endpoint), alice, "a clean start")
+        canary = next(v.version for v in then.registry.list_versions(ep.model) if v.version != ep.stable_version)
+        then.actions.execute(then.actions.plan(alice, "start_canary", endpoint, version=canary, weight=20), alice,
+                             "try the challenger")
+        ep = then.serving.get_endpoint(endpoint)
+    finally:
+        then.engine.dispose()
     failing_from = now - timedelta(minutes=12)
     rng = np.random.default_rng(4)
     rows = []
@@ -44,15 +56,32 @@ def scripted_incident(c, endpoint: str = CANCER, *, now: datetime | None = None)
                                           role, ep.model, {"x": 1.0}, None if bad else 1, 8.0, 503 if bad else 200,
                                           "boom" if bad else ""))
     c.predictions.write(rows)
-    evaluated = datetime.now(UTC)  # after the canary started (the serving history has real times)
-    changes = run_once(c.alerts, c.policy, c.metrics, c.predictions, c.serving, lambda: evaluated)
-    return {"canary": ep.canary_version, "stable": ep.stable_version, "changes": changes, "now": evaluated,
-            "failing_from": failing_from, "seeded_canary": seeded, "before_changes": before_changes}
+    changes = run_once(c.alerts, c.policy, c.metrics, c.predictions, c.serving, lambda: now)
+    return {"canary": ep.canary_version, "stable": ep.stable_version, "changes": changes, "now": now,
+            "failing_from": failing_from, "seeded_canary": seeded, "before_changes": before_changes,
+            "started": started}
+
+
+def age_history(c, endpoint: str, by: timedelta) -> None:
+    """Move the endpoint's recorded serving history back by ``by`` (a private copy of a demo seeded seconds
+    ago: as if seeded earlier, so a scripted canary can start between the seed and now)."""
+    from sqlalchemy import update
+
+    from services.clock import iso
+    from services.store.db import serving_changes, writing
+
+    rows = c.history.changes(endpoint)
+    with writing(c.engine) as conn:
+        for i, ch in enumerate(rows):
+            conn.execute(update(serving_changes).where(serving_changes.c.endpoint == endpoint,
+                                                       serving_changes.c.at == iso(ch.at))
+                         .values(at=iso(ch.at - by + timedelta(microseconds=i))))
 
 
 @pytest.fixture
 def incident(app, private_demo):
     c = private_demo()
+    age_history(c, CANCER, timedelta(hours=2))
     app.story = scripted_incident(c)
     app.container = c
     return app
