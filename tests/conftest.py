@@ -30,6 +30,24 @@ TEST_POLICY = {
 }
 
 
+def wait_for(what: str, check, *, timeout: float = 60.0, every: float = 0.2):
+    """Poll ``check`` (another process's work) until it returns something true, at most ``timeout`` seconds;
+    an exception counts as "not yet". Fails naming ``what`` and the last answer seen."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline, then say what was seen
+            last = exc
+        time.sleep(every)  # bounded polling
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +17,7 @@ import requests
 
 from services.alerts.alertmanager import AlertmanagerAlerts, parse_time
 from services.errors import Unavailable
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 CONFIG = """route: {receiver: nowhere, group_wait: 1s}
 receivers: [{name: nowhere}]
@@ -35,20 +34,6 @@ def _binary() -> str:
     return path
 
 
-def _wait(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline, then say what was seen
-            last = exc
-        time.sleep(0.2)  # bounded polling of another process
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory):
     binary = _binary()
@@ -61,7 +46,8 @@ def alertmanager(tmp_path_factory):
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait("Alertmanager", lambda: requests.get(f"{url}/-/ready", timeout=2).ok or proc.poll() is not None)
+        wait_for("Alertmanager", lambda: requests.get(f"{url}/-/ready", timeout=2).ok or proc.poll() is not None,
+                 timeout=30)
         assert proc.poll() is None, (d / "alertmanager.log").read_text(errors="replace")[-2000:]
         yield url
     finally:
@@ -102,7 +88,7 @@ def test_alertmanager_alerts_read_as_console_alerts(alertmanager):
         noisy = [a for a in found if a.rule == "Noisy"]
         return found if len(found) == 3 and noisy and "silenced" in noisy[0].summary else None
 
-    found = _wait("the alerts and the silence to show", silenced_and_listed)
+    found = wait_for("the alerts and the silence to show", silenced_and_listed, timeout=30)
     assert [(a.rule, a.endpoint, a.severity, a.state, a.source) for a in found] == [
         ("Noisy", "cancer-screening", "ticket", "firing", "alertmanager"),
         ("SlowPredictor", "models-prod/fraud", "ticket", "firing", "alertmanager"),

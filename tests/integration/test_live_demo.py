@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 
 ENDPOINT = "cancer-screening"
 START_TIMEOUT_S = 90  # the gateway preloads the demo's models
@@ -61,14 +61,6 @@ def running(demo, tmp_path_factory):
         proc.wait(timeout=20)
 
 
-def _until(what: str, check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)  # bounded polling of the running processes' work
-    return got
-
-
 def test_a_scripted_incident_through_the_gateway(running):
     """The issue's incident: a canary (re)started by alice, traffic through the gateway, the canary failing 60 %
     from a known second; up's evaluator fires canary-errors; the timeline lists the canary start before the
@@ -94,7 +86,7 @@ def test_a_scripted_incident_through_the_gateway(running):
              "10", "--from", "2", "--errors", "4=0.6", "--gateway", f"http://127.0.0.1:{gw}", "--ingest",
              f"http://127.0.0.1:{ing}/", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        alert = _until("canary-errors to fire", lambda: next(
+        alert = wait_for("canary-errors to fire", timeout=90, check=lambda: next(
             (a for a in c.alerts.alerts(endpoint=ENDPOINT, state="firing", start=started) if a.rule ==
              "canary-errors"), None))
         assert started < alert.started_at < started + timedelta(seconds=60) and alert.value > 0.1
@@ -113,7 +105,8 @@ def test_a_scripted_incident_through_the_gateway(running):
         entry = next(e for e in c.audit.entries(limit=5) if e.action == "abort_canary" and e.result == "ok")
         assert entry.details["context"]["alert"]["id"] == alert.id
         # the rule's window is a minute, counted in whole minutes: the failures leave it within two
-        resolved = _until("the alert to resolve", lambda: c.alerts.get(alert.id).resolved_at, timeout=180)
+        resolved = wait_for("the alert to resolve", lambda: c.alerts.get(alert.id).resolved_at, timeout=180,
+                            every=0.5)
         assert resolved > alert.started_at
     finally:
         if not c.serving.get_endpoint(ENDPOINT).canary_version:  # as the demo serves it, for the next test

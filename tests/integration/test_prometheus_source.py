@@ -10,14 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from services.metrics.prometheus import PrometheusMetricsSource
-from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container
+from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container, wait_for
 
 N = 120  # requests sent
 WINDOW = timedelta(minutes=10)
@@ -33,20 +32,6 @@ def _binary() -> str:
             pytest.fail(why)
         pytest.skip(why)
     return path
-
-
-def _wait(what: str, check, timeout: float = 60.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline, then say what was seen
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def _proc(args, env, log_path):
@@ -78,9 +63,9 @@ def stack(registry_template, tmp_path):
     ]
     prom = f"http://127.0.0.1:{prom_port}"
     try:
-        _wait("the ingest", lambda: requests.get(f"http://127.0.0.1:{ingest_port}/healthz", timeout=2).ok)
-        _wait("the gateway", lambda: requests.get(f"http://127.0.0.1:{gw_port}/metrics", timeout=2).ok)
-        _wait("Prometheus", lambda: requests.get(f"{prom}/-/ready", timeout=2).ok)
+        wait_for("the ingest", lambda: requests.get(f"http://127.0.0.1:{ingest_port}/healthz", timeout=2).ok)
+        wait_for("the gateway", lambda: requests.get(f"http://127.0.0.1:{gw_port}/metrics", timeout=2).ok)
+        wait_for("Prometheus", lambda: requests.get(f"{prom}/-/ready", timeout=2).ok)
         yield c, f"http://127.0.0.1:{gw_port}", prom
     finally:
         for p, _log in procs:
@@ -111,7 +96,7 @@ def test_prometheus_source_says_what_the_sql_source_says(stack):
         n = sum(s.requests for s in sql.summary(ENDPOINT, start, datetime.now(UTC) + timedelta(minutes=1)))
         return n if n == N else None
 
-    _wait(f"the prediction log to hold {N} requests", sql_total)
+    wait_for(f"the prediction log to hold {N} requests", sql_total)
 
     def source(**templates):
         return PrometheusMetricsSource(prom, timeout=5, **{"requests_query": c.settings.promql_requests,
@@ -126,7 +111,7 @@ def test_prometheus_source_says_what_the_sql_source_says(stack):
         n = sum(s.requests for s in exact.summary(ENDPOINT, now - WINDOW, now))
         return n if n == N else None
 
-    _wait(f"Prometheus to have scraped {N} requests", scraped, timeout=90)
+    wait_for(f"Prometheus to have scraped {N} requests", scraped, timeout=90, every=0.5)
     end = datetime.now(UTC) + timedelta(seconds=1)
     by_sql = {(s.version, s.role): s for s in sql.summary(ENDPOINT, start, end + timedelta(minutes=1))}
     by_prom = {(s.version, s.role): s for s in exact.summary(ENDPOINT, end - WINDOW, end)}
