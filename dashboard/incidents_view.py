@@ -110,15 +110,48 @@ def acknowledge_button(alert) -> None:
 
 
 # -- the chart ---------------------------------------------------------------------------------------------------
-def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetime | None) -> datetime | None:
-    """Request rate, error rate and p95 latency per version, the events as markers, alerts as red bands.
-    Clicking a point returns its time (what served then)."""
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("Requests / s", "Error rate", "p95 latency (ms)"))
+@st.cache_data(ttl=30, show_spinner=False)
+def drift_share(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
+    """The share of the busiest version's features drifted, per heatmap period of the Drift view (empty when
+    the endpoint has no profiled traffic in the window)."""
+    from services.drift.windows import endpoint_drift
+    from services.errors import NotFound
+
+    c = container()
+    try:
+        v = endpoint_drift(c.predictions, c.policy.for_endpoint(endpoint).drift, endpoint, start, end)
+    except NotFound:
+        return pd.DataFrame(columns=["at", "share"])
+    limits = {f.column: f.threshold for f in v.features}
+    rows = []
+    for i, period in enumerate(v.periods):
+        scored = [(x, limits[f]) for f, xs in v.heatmap.items() if f in limits and (x := xs[i]) is not None]
+        if scored:
+            rows.append({"at": period, "share": sum(x >= t for x, t in scored) / len(scored),
+                         "version": v.version})
+    return pd.DataFrame(rows, columns=["at", "share", "version"])
+
+
+def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetime | None,
+          drift: pd.DataFrame | None = None) -> datetime | None:
+    """Request rate, error rate, p95 latency and live quality per version, the drift share, the events as
+    markers, alerts as red bands. Clicking a point returns its time (what served then)."""
+    quality = next((q for q in ("accuracy", "mae") if q in data and data[q].notna().any()), None)
+    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=("Requests / s", "Error rate", "p95 latency (ms)",
+                                        f"Live quality ({quality or 'no labels yet'})",
+                                        "Drift share (features drifted)"))
+    if drift is not None and not drift.empty:
+        fig.add_trace(go.Scatter(x=drift["at"], y=drift["share"], mode="lines+markers", name="drift share",
+                                 line={"color": "#bf8700", "shape": "hv"}, marker={"size": 4},
+                                 hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.0%} of the features drifted"
+                                               "<extra></extra>"), row=5, col=1)
     if not data.empty:
         for name, g in data.groupby("series", sort=False):
             colour = ROLE_COLOURS.get(g["role"].iloc[0], "#6e7781")
-            for row, col in ((1, "request_rate"), (2, "error_rate"), (3, "latency_p95_ms")):
+            rows = [(1, "request_rate"), (2, "error_rate"), (3, "latency_p95_ms")] + ([(4, quality)] if quality
+                                                                                     else [])
+            for row, col in rows:
                 fig.add_trace(go.Scatter(x=g["at"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
                                          showlegend=row == 1, line={"color": colour}, marker={"size": 4},
                                          hovertemplate=f"{name}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>%{{y:.4g}}"
@@ -139,9 +172,10 @@ def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetim
         fig.add_vrect(x0=a.started_at, x1=a.resolved_at or now, fillcolor="#cf222e", opacity=0.08, line_width=0)
     if at is not None:
         fig.add_vline(x=at, line={"color": "#24292f", "width": 2})
-    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
+    fig.update_layout(height=860, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
                       legend={"orientation": "h", "y": 1.06, "x": 1, "xanchor": "right"}, clickmode="event+select")
     fig.update_yaxes(tickformat=".1%", row=2, col=1)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05], row=5, col=1)
     st.caption("Click a point to see what served at that moment · ▼ events (hover for what) · red bands: alerts "
                "firing · dotted lines: serving changes and actions")
     # A callback, not on_select="rerun": the figure changes between runs (a firing alert's band ends now), so the

@@ -30,7 +30,8 @@ def main() -> None:
             alert = view.alerts_section(picked, found, problems)
         at = view.moment(start, end)
         with guard("metrics"):
-            clicked = view.chart(picked, view.series(key, picked, start, end), evs, found, at)
+            clicked = view.chart(picked, view.series(key, picked, start, end), evs, found, at,
+                                 drift=view.drift_share(key, picked, start, end))
             if clicked is not None and clicked != at:
                 st.query_params["at"] = clicked.strftime("%Y-%m-%dT%H:%M:%S")
                 st.rerun()

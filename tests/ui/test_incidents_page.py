@@ -108,6 +108,9 @@ def test_the_alert_leads_to_what_served_the_suspect_and_the_timeline(incident):
     assert events["Open"].notna().all()
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any(t.get("name") == "events" for t in fig["data"]) and fig["layout"].get("shapes")
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert titles[:3] == ["Requests / s", "Error rate", "p95 latency (ms)"]
+    assert titles[3].startswith("Live quality") and titles[4].startswith("Drift share")
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Incident report (Markdown)", "Incident report (JSON)"} <= labels
 
