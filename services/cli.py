@@ -186,11 +186,24 @@ def _version_sort(versions) -> list[str]:
 
 
 def cmd_verify_audit(c, args) -> int:
-    res = c.audit.verify()
+    """The chain, and the latest anchor outside the database (a cut tail is invisible to the chain alone)."""
+    from services.audit.anchor import FileAnchors, check
+
+    res, anchor, cut = check(c.audit, FileAnchors(c.settings.anchor_file))
     text = (f"audit chain OK: {res.entries} entries, head {res.head_hash[:16]}…" if res.ok
             else f"audit chain BROKEN at entry {res.first_bad_seq}: {res.problem}")
-    _print(args, res.as_dict(), text)
-    return 0 if res.ok else 9
+    text += (f"\nanchor of {anchor.at:%Y-%m-%d %H:%M} UTC ({anchor.entries} entries): " + (cut or "holds")
+             if anchor else "\nno anchor yet (python -m services anchor-audit, or `up` every hour)")
+    _print(args, {**res.as_dict(), "anchor": anchor.as_dict() if anchor else None, "cut": cut or None}, text)
+    return 0 if res.ok and not cut else 9
+
+
+def cmd_anchor_audit(c, args) -> int:
+    from services.audit.anchor import FileAnchors, anchor_now
+
+    a = anchor_now(c.audit, FileAnchors(c.settings.anchor_file), c.clock())
+    _print(args, a.as_dict(), f"anchored {a.entries} entries, head {a.head_hash[:16]}… in {c.settings.anchor_file}")
+    return 0
 
 
 # command -> the catalog's actions it runs (set-canary starts a canary, or re-weights the running one)
@@ -339,8 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--version", help="entries about this model version (its main version: the one promoted, "
                                       "rolled back to, or started as canary)")
     sp.set_defaults(fn=cmd_audit)
-    sub.add_parser("verify-audit", help="verify the audit hash chain", parents=[common]).set_defaults(
-        fn=cmd_verify_audit)
+    sub.add_parser("verify-audit", help="verify the audit hash chain and its latest anchor",
+                   parents=[common]).set_defaults(fn=cmd_verify_audit)
+    sub.add_parser("anchor-audit", help="anchor the audit head outside the database (MLOPS_AUDIT_ANCHOR_FILE)",
+                   parents=[common]).set_defaults(fn=cmd_anchor_audit)
     _add_db_commands(sub, common)
     metrics_command(sub, common)
     sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2, docs/gateway.md)",

@@ -59,6 +59,7 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
 
         every = container.settings.alert_interval_seconds
         threading.Thread(target=alert_loop, args=(container, every, stop, say), daemon=True, name="alerts").start()
+        threading.Thread(target=_anchor, args=(container, stop, say), daemon=True, name="audit-anchor").start()
         if traffic:
             for name in _demo_endpoints(container):
                 threading.Thread(target=_gentle, args=(name, gateway_url, ingest_url), daemon=True,
@@ -75,6 +76,20 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
             s.should_exit = True
         for t in threads:
             t.join(timeout=10)
+
+
+def _anchor(container, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Anchor the audit head outside the database now and every MLOPS_AUDIT_ANCHOR_MINUTES."""
+    from services.audit.anchor import FileAnchors, anchor_now
+    from services.errors import ConsoleError
+
+    anchors = FileAnchors(container.settings.anchor_file)
+    while not stop.is_set():
+        try:
+            anchor_now(container.audit, anchors, container.clock())
+        except ConsoleError as exc:
+            say(f"audit anchor: {exc.source}: {exc.message}")
+        stop.wait(container.settings.audit_anchor_minutes * 60)
 
 
 def purge_expired(container) -> tuple[int, object]:

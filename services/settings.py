@@ -97,6 +97,12 @@ class Settings:
     promql_role_label: str = "role"  # MLOPS_PROMQL_ROLE_LABEL
     alert_interval_seconds: int = 15  # MLOPS_ALERT_INTERVAL_SECONDS: how often `up` evaluates the alert rules
     alertmanager_url: str | None = None  # MLOPS_ALERTMANAGER_URL: read its alerts (with prometheus)
+    audit_anchor_file: Path | None = None  # MLOPS_AUDIT_ANCHOR_FILE: the audit head, anchored outside the database
+    audit_anchor_minutes: int = 60  # MLOPS_AUDIT_ANCHOR_MINUTES: how often `up` anchors it
+
+    @property
+    def anchor_file(self) -> Path:
+        return self.audit_anchor_file or self.data_dir / "audit-anchors.jsonl"
 
     @property
     def artifact_root(self) -> Path:
@@ -183,6 +189,9 @@ class Settings:
             metrics_source=metrics_source,
             live_window_minutes=int_setting("MLOPS_LIVE_WINDOW_MINUTES", 60, 1, 60 * 24 * 7),
             prediction_retention_days=int_setting("MLOPS_PREDICTION_RETENTION_DAYS", 30, 1, 3650),
+            audit_anchor_file=Path(get("MLOPS_AUDIT_ANCHOR_FILE")).expanduser() if get("MLOPS_AUDIT_ANCHOR_FILE")
+            else None,
+            audit_anchor_minutes=int_setting("MLOPS_AUDIT_ANCHOR_MINUTES", 60, 1, 60 * 24),
             prometheus_url=prom_url.rstrip("/") if prom_url else None,
             prometheus_timeout_seconds=int_setting("MLOPS_PROMETHEUS_TIMEOUT_SECONDS", 10, 1, 300),
             promql_requests=get("MLOPS_PROMQL_REQUESTS", DEFAULT_PROMQL_REQUESTS),

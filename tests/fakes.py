@@ -235,6 +235,9 @@ class FakeAuditTrail(AuditTrail, _Failing):
     def targets(self) -> list[str]:
         return sorted({r["target"] for r in self.rows})
 
+    def head_at(self, seq: int) -> str | None:
+        return next((r["hash"] for r in self.rows if r["seq"] == int(seq)), None)
+
     def verify(self, *, start: VerifyResult | None = None) -> VerifyResult:
         prev, n = GENESIS, 0
         for row in self.rows:

@@ -94,6 +94,10 @@ class AuditTrail(ABC):
     def verify(self, *, start: VerifyResult | None = None) -> VerifyResult:
         """Check the chain; with ``start`` (an earlier OK result) only the entries after it are read."""
 
+    @abstractmethod
+    def head_at(self, seq: int) -> str | None:
+        """The hash of entry ``seq`` (None when there is no such entry): what an anchor is checked against."""
+
 
 _VERSION_KEYS = ("stable_version", "canary_version", "champion")
 _PARAM_VERSION_KEYS = ("version", "to_version")

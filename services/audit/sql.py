@@ -125,6 +125,10 @@ class SqlAuditTrail(AuditTrail):
     def _sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def head_at(self, seq: int) -> str | None:
+        with guarded("reading the audit trail", SOURCE), self.engine.connect() as conn:
+            return conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == int(seq))).scalar()
+
     def verify(self, *, start: VerifyResult | None = None) -> VerifyResult:
         """Check the whole chain, or with ``start`` (an earlier OK result) only what was appended since: the
         entry that was the head must still carry the head hash ``start`` saw, then the chain goes on from it.
