@@ -8,7 +8,8 @@ values; 3 categorical of 2, 5 and 12 categories), 100,000 reference × 1,000,000
 shares). Both sides read the same Parquet files from a temporary folder.
 
 * Baseline, same run: Evidently 0.7 ``Report([DataDriftPreset()]).run(current, reference)`` with the column
-  types given explicitly (``DataDefinition``), in its own virtualenv ``bench/.venv-evidently`` (Evidently needs
+  types given explicitly (``DataDefinition``), in its own virtualenv outside the repository
+  (``$MLOPS_BENCH_EVIDENTLY_VENV``, default ``~/.cache/mlops-console/venv-evidently``; Evidently needs
   pandas < 3; created with ``python3 -m venv`` and ``pip install "evidently==0.7.*" "pandas<3" pyarrow`` when
   missing), timed around ``run`` only (not the Parquet read), once.
 * Ours: ``dataset_drift`` in this process on the DataFrames read from the same files, best and worst of 3 runs
@@ -39,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402, F401  (sets up sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
-EVIDENTLY_VENV = ROOT / "bench" / ".venv-evidently"
+# outside the repository: a virtualenv's third-party files are not the project's
+EVIDENTLY_VENV = Path(os.environ.get("MLOPS_BENCH_EVIDENTLY_VENV",
+                                     Path.home() / ".cache" / "mlops-console" / "venv-evidently")).expanduser()
 EVIDENTLY_PACKAGES = ("evidently==0.7.*", "pandas<3", "pyarrow")
 SPEED_TARGET = 10.0
 TOLERANCE = 1e-6
@@ -83,7 +86,8 @@ def ensure_evidently() -> Path:
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     base = shutil.which("python3") or sys.executable
-    print(f"creating {EVIDENTLY_VENV.relative_to(ROOT)} (Evidently 0.7 with pandas < 3) ...", flush=True)
+    print(f"creating {EVIDENTLY_VENV} (Evidently 0.7 with pandas < 3) ...", flush=True)
+    EVIDENTLY_VENV.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([base, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *EVIDENTLY_PACKAGES], check=True)
     return python
