@@ -1,8 +1,8 @@
 """``python -m services ...``: the same use cases as the pages, for people and pipelines.
 
 Exit codes: 0 done (or request filed), 2 invalid input, 4 not found, 5
-conflict, 6 precondition failed (gates, stale/expired requests), 7 permission
-denied, 8 a source is unavailable. ``--json`` prints one JSON document on
+conflict, 6 precondition failed (gates, stale/expired requests, nothing to repair), 7
+permission denied, 8 a source is unavailable. ``--json`` prints one JSON document on
 stdout, errors included.
 """
 
@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from services.actions.catalog import ACTIONS
+from services.actions.commands import add_command as repair_command
+from services.actions.commands import cmd_endpoints
 from services.cli_output import cell as _cell
 from services.cli_output import emit as _print
 from services.cli_output import table as _table
@@ -24,14 +26,13 @@ from services.metrics.report import add_command as metrics_command
 
 
 def _actor(c, args, action: str, target: str):
-    """Who acts. An attempt by nobody or by an unknown identity is refused and audited like any other."""
-    name = args.as_ or os.environ.get("MLOPS_ACTOR")
+    """Who acts (services/auth/cli.py: a dev identity or a verified token). Refusals are audited like any other."""
+    from services.auth.cli import claimed_name, cli_actor
+
     try:
-        if not name:
-            raise Invalid("say who acts: --as NAME (or MLOPS_ACTOR)", source="cli")
-        return c.directory.get(name)
+        return cli_actor(c, args.as_, os.environ)
     except ConsoleError as exc:
-        c.actions.audit_refusal(name or "(nobody)", action, target, exc)
+        c.actions.audit_refusal(claimed_name(c.settings, args.as_, os.environ), action, target, exc)
         raise
 
 
@@ -87,35 +88,15 @@ def cmd_models(c, args) -> int:
     return 0
 
 
-def cmd_endpoints(c, args) -> int:
-    from services.deployments import serving_overview
-
-    views = serving_overview(c.serving, c.registry)
-    data = [{"name": v.endpoint.name, "model": v.endpoint.model, "stable": v.endpoint.stable_version,
-             "canary": v.endpoint.canary_version, "canary_weight": v.endpoint.canary_weight,
-             "ready": v.endpoint.ready, "champion": v.champion, "resource_version": v.endpoint.resource_version,
-             "warnings": v.warnings} for v in views]
-    rows = [[d["name"], d["model"], _v(d["stable"]),
-             f"{_v(d['canary'])} @ {d['canary_weight']}%" if d["canary"] else None, _v(d["champion"]),
-             "yes" if d["ready"] else "no", "DISAGREES" if d["warnings"] else "agrees"] for d in data]
-    text = _table(["ENDPOINT", "MODEL", "STABLE", "CANARY", "CHAMPION", "READY", "REGISTRY"], rows,
-                  notes=[[f"! {w}" for w in d["warnings"]] for d in data])
-    _print(args, data, text if data else "(no endpoints)")
-    return 0
-
-
 def cmd_requests(c, args) -> int:
     reqs = c.actions.requests(status=args.status)
-    rows = [[r["id"], r["status"], r["endpoint"], " ".join([r["action"], _params(r.get("params"))]).strip(),
-             r["requester"], _when(r.get("created_at")), _when(r.get("expires_at")), r.get("reason")]
-            for r in reqs]
-    text = _table(["ID", "STATUS", "ENDPOINT", "ACTION", "REQUESTER", "CREATED", "EXPIRES", "REASON"], rows)
+    rows = [[r["id"], r["status"] + (" (NEEDS REPAIR)" if r.get("needs_repair") else ""), r["endpoint"],
+             " ".join([r["action"], _params(r.get("params"))]).strip(), r["requester"], _when(r.get("created_at")),
+             _when(r.get("expires_at")), r.get("reason")] for r in reqs]
+    text = _table(["ID", "STATUS", "ENDPOINT", "ACTION", "REQUESTER", "CREATED", "EXPIRES", "REASON"], rows,
+                  notes=[[f"! {r[k]}" for k in ("needs_repair", "applying_now") if r.get(k)] for r in reqs])
     _print(args, reqs, text if reqs else "(no requests)")
     return 0
-
-
-def _v(version: Any) -> str | None:
-    return f"v{version}" if version not in (None, "") else None
 
 
 def _params(params: Any) -> str:
@@ -318,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_models)
     sub.add_parser("endpoints", help="what serves where", parents=[common]).set_defaults(fn=cmd_endpoints)
     sp = sub.add_parser("requests", help="approval requests", parents=[common])
-    sp.add_argument("--status", choices=["pending", "approved", "rejected", "expired", "void", "failed"])
+    sp.add_argument("--status", choices=["pending", "applying", "approved", "rejected", "expired", "void", "failed"])
     sp.set_defaults(fn=cmd_requests)
 
     for command, actions in ACTION_COMMANDS.items():  # the actions' catalog: one command per action
@@ -358,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                    parents=[common]).set_defaults(fn=cmd_anchor_audit)
     _add_db_commands(sub, common)
     metrics_command(sub, common)
+    repair_command(sub, common)  # repair
     sp = sub.add_parser("serve", help="serve the local endpoints (KServe V1/V2, docs/gateway.md)",
                         parents=[common])
     sp.add_argument("--host", default="127.0.0.1")
@@ -389,8 +371,10 @@ def main(argv: list[str] | None = None, container=None) -> int:
     args.as_ = args.as_ or args.as_global
     try:
         from services.composition import build
+        from services.settings import Settings
 
-        c = container or build()
+        people = args.command in {*ACTION_COMMANDS, "approve", "reject", "ack"}  # dev identities: local data only
+        c = container or build(Settings.from_env(for_people=people))
         return args.fn(c, args)
     except ConsoleError as exc:
         if args.json:

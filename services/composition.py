@@ -75,6 +75,13 @@ class Container:
         return SqlApprovalRepository(self.engine, clock=self.clock)
 
     @cached_property
+    def intents(self):
+        """What each action is about to do, recorded before it acts (services.actions.intents)."""
+        from services.actions.intents_sql import SqlIntentStore
+
+        return SqlIntentStore(self.engine)
+
+    @cached_property
     def history(self):
         if "history" in self.overrides:
             return self.overrides["history"]
@@ -131,7 +138,19 @@ class Container:
 
     @cached_property
     def directory(self) -> Directory:
-        return Directory(self.settings.identities)
+        """Development identities; none when people sign in (MLOPS_AUTH_MODE oidc or proxy)."""
+        return Directory(self.settings.identities if self.settings.auth_mode == "dev" else {})
+
+    @cached_property
+    def token_verifier(self):
+        """Bearer tokens of the command line (MLOPS_AUTH_MODE oidc/proxy), against the issuer's keys."""
+        if "token_verifier" in self.overrides:
+            return self.overrides["token_verifier"]
+        from services.auth.tokens import TokenVerifier
+
+        s = self.settings
+        return TokenVerifier(s.oidc_issuer or "", s.oidc_audience or "", timeout=s.oidc_timeout_seconds,
+                             leeway=s.oidc_leeway_seconds)
 
     @cached_property
     def metrics(self):
@@ -204,7 +223,7 @@ class Container:
         return Actions(registry=self.registry, serving=self.serving, audit=self.audit, approvals=self.approvals,
                        history=self.history, policy=self.policy, clock=self.clock,
                        approval_ttl=timedelta(minutes=self.settings.approval_ttl_minutes),
-                       live_metrics=self.live_metrics)
+                       live_metrics=self.live_metrics, intents=self.intents)
 
 
 def build(settings: Settings | None = None, *, clock: Clock = utcnow, **overrides) -> Container:

@@ -1,7 +1,7 @@
 """Who is acting, and what their roles allow.
 
-Dev identities come from settings (no login yet); a later OIDC adapter
-produces the same :class:`Actor` from a verified token.
+Dev identities come from settings; signed-in people (OIDC, an authenticating proxy, a CLI bearer token)
+become the same :class:`Actor` through :mod:`services.auth`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class Actor:
 
     name: str
     roles: tuple[str, ...]
-    authenticated_by: str = "dev"  # "dev" | "oidc" | "cli"
+    authenticated_by: str = "dev"  # "dev" | "oidc" (browser sign-in) | "proxy" | "token" (CLI bearer token)
     subject_id: str = ""
 
     def has_any(self, roles: tuple[str, ...] | list[str]) -> bool:

@@ -49,7 +49,14 @@ def _read_secrets(path: Path) -> dict:
     # Accept both flat keys and a [mlops] table.
     flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
     flat.update(data.get("mlops", {}))
-    return {str(k).upper(): v for k, v in flat.items()}
+    out = {str(k).upper(): v for k, v in flat.items()}
+    auth = data.get("auth")  # Streamlit's own [auth] section (st.login): the CLI's token defaults come from it
+    if isinstance(auth, dict):
+        out[AUTH_SECTION] = {k: v for k, v in auth.items() if k in ("server_metadata_url", "client_id")}
+    return out
+
+
+AUTH_SECTION = "[auth]"  # where _read_secrets keeps what it read of Streamlit's [auth] section
 
 
 def parse_identities(text: str) -> dict[str, tuple[str, ...]]:
@@ -88,7 +95,7 @@ class Settings:
     live_window_minutes: int = 60  # MLOPS_LIVE_WINDOW_MINUTES: the window live gates read (at most)
     prediction_retention_days: int = 30  # MLOPS_PREDICTION_RETENTION_DAYS: raw rows kept; rollups stay
     prometheus_url: str | None = None  # MLOPS_PROMETHEUS_URL
-    prometheus_timeout_seconds: int = 10  # MLOPS_PROMETHEUS_TIMEOUT_SECONDS
+    prometheus_timeout_seconds: int = 5  # MLOPS_PROMETHEUS_TIMEOUT_SECONDS: a page answers within 10 s
     promql_requests: str = DEFAULT_PROMQL_REQUESTS  # MLOPS_PROMQL_REQUESTS
     promql_errors: str = DEFAULT_PROMQL_ERRORS  # MLOPS_PROMQL_ERRORS
     promql_latency_buckets: str = DEFAULT_PROMQL_LATENCY_BUCKETS  # MLOPS_PROMQL_LATENCY_BUCKETS
@@ -99,6 +106,21 @@ class Settings:
     alertmanager_url: str | None = None  # MLOPS_ALERTMANAGER_URL: read its alerts (with prometheus)
     audit_anchor_file: Path | None = None  # MLOPS_AUDIT_ANCHOR_FILE: the audit head, anchored outside the database
     audit_anchor_minutes: int = 60  # MLOPS_AUDIT_ANCHOR_MINUTES: how often `up` anchors it
+    # Signing in (MLOPS_AUTH_MODE oidc | proxy; services/auth). dev: development identities (the demo).
+    allow_dev_auth: bool = False  # MLOPS_ALLOW_DEV_AUTH: dev identities even on data that is not local
+    role_map: dict[str, tuple[str, ...]] = field(default_factory=dict)  # MLOPS_OIDC_ROLE_MAP: group -> roles
+    oidc_roles_claim: str = "groups"  # MLOPS_OIDC_ROLES_CLAIM (a dotted path reaches nested claims)
+    default_role: str = "viewer"  # MLOPS_OIDC_DEFAULT_ROLE: viewer | none, for people no group maps
+    oidc_session_hours: int = 12  # MLOPS_OIDC_SESSION_HOURS: a browser sign-in older than this is renewed
+    oidc_issuer: str | None = None  # MLOPS_OIDC_ISSUER (else [auth] server_metadata_url): the CLI's tokens
+    oidc_audience: str | None = None  # MLOPS_OIDC_AUDIENCE (else [auth] client_id)
+    oidc_timeout_seconds: int = 10  # MLOPS_OIDC_TIMEOUT_SECONDS: every call to the issuer
+    oidc_leeway_seconds: int = 60  # MLOPS_OIDC_LEEWAY_SECONDS: clock skew allowed on exp/nbf/iat
+    trusted_proxies: tuple[str, ...] = ()  # MLOPS_TRUSTED_PROXIES: the authenticating proxy's addresses
+    proxy_user_header: str = "X-Forwarded-User"  # MLOPS_PROXY_USER_HEADER: the subject
+    proxy_email_header: str = "X-Forwarded-Email"  # MLOPS_PROXY_EMAIL_HEADER
+    proxy_groups_header: str = "X-Forwarded-Groups"  # MLOPS_PROXY_GROUPS_HEADER: comma-separated
+    proxy_name_header: str = "X-Forwarded-Preferred-Username"  # MLOPS_PROXY_NAME_HEADER: the name shown
 
     @property
     def anchor_file(self) -> Path:
@@ -115,7 +137,12 @@ class Settings:
         return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
     @classmethod
-    def from_env(cls, env: dict | None = None, secrets_path: Path | None = None) -> Settings:
+    def from_env(cls, env: dict | None = None, secrets_path: Path | None = None, *,
+                 for_people: bool = False) -> Settings:
+        """``for_people``: this process lets people act under its identities (the dashboard, a CLI command
+        that acts); development identities are then refused on data that is not local unless
+        MLOPS_ALLOW_DEV_AUTH=1 (services/auth/local.py). Processes that act for nobody (ingest, gateway,
+        migrations) leave it False."""
         env = dict(os.environ if env is None else env)
         secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
 
@@ -154,10 +181,13 @@ class Settings:
                 raise Invalid(f"{name} must be between {lo} and {hi}, got {value}", source="settings")
             return value
 
-        auth_mode = get("MLOPS_AUTH_MODE", "dev").strip().lower()
-        if auth_mode != "dev":
-            raise Invalid(f"MLOPS_AUTH_MODE must be 'dev' (OIDC login is not built yet), got {auth_mode!r}",
-                          source="settings")
+        auth = _auth_settings(get, secrets.get(AUTH_SECTION) or {}, int_setting)
+        if auth["auth_mode"] == "dev" and for_people and not auth["allow_dev_auth"]:
+            from services.auth.local import not_local, refusal
+
+            reasons = not_local(database_url=db_url, tracking_uri=tracking, serving_backend=backend)
+            if reasons:
+                raise Invalid(refusal(reasons), source="settings")
         policy = Path(get("MLOPS_POLICY_FILE", str(REPO_ROOT / "deploy" / "policy.yaml"))).expanduser()
         ui = get("MLOPS_MLFLOW_UI_URL")
         metrics_source = get("MLOPS_METRICS_SOURCE", "sql").strip().lower()
@@ -184,7 +214,7 @@ class Settings:
             kubeconfig=get("KUBECONFIG"),
             policy_file=policy,
             identities=identities,
-            auth_mode=auth_mode,
+            **auth,
             approval_ttl_minutes=int_setting("MLOPS_APPROVAL_TTL_MINUTES", 24 * 60, 1, 60 * 24 * 90),
             metrics_source=metrics_source,
             live_window_minutes=int_setting("MLOPS_LIVE_WINDOW_MINUTES", 60, 1, 60 * 24 * 7),
@@ -193,7 +223,7 @@ class Settings:
             else None,
             audit_anchor_minutes=int_setting("MLOPS_AUDIT_ANCHOR_MINUTES", 60, 1, 60 * 24),
             prometheus_url=prom_url.rstrip("/") if prom_url else None,
-            prometheus_timeout_seconds=int_setting("MLOPS_PROMETHEUS_TIMEOUT_SECONDS", 10, 1, 300),
+            prometheus_timeout_seconds=int_setting("MLOPS_PROMETHEUS_TIMEOUT_SECONDS", 5, 1, 300),
             promql_requests=get("MLOPS_PROMQL_REQUESTS", DEFAULT_PROMQL_REQUESTS),
             promql_errors=get("MLOPS_PROMQL_ERRORS", DEFAULT_PROMQL_ERRORS),
             promql_latency_buckets=get("MLOPS_PROMQL_LATENCY_BUCKETS", DEFAULT_PROMQL_LATENCY_BUCKETS),
@@ -203,3 +233,60 @@ class Settings:
             alert_interval_seconds=int_setting("MLOPS_ALERT_INTERVAL_SECONDS", 15, 1, 3600),
             alertmanager_url=(get("MLOPS_ALERTMANAGER_URL") or "").strip().rstrip("/") or None,
         )
+
+
+def _flag(value) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _auth_settings(get, auth_section: dict, int_setting) -> dict:
+    """MLOPS_AUTH_MODE and what its mode needs, checked (services/auth)."""
+    from services.auth import AUTH_MODES
+    from services.auth.proxy import parse_trusted_proxies
+    from services.auth.roles import DEFAULT_ROLES, parse_role_map
+    from services.auth.tokens import issuer_of
+
+    mode = get("MLOPS_AUTH_MODE", "dev").strip().lower()
+    if mode not in AUTH_MODES:
+        raise Invalid(f"MLOPS_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}", source="settings")
+    default_role = get("MLOPS_OIDC_DEFAULT_ROLE", "viewer").strip().lower()
+    if default_role not in DEFAULT_ROLES:
+        raise Invalid(f"MLOPS_OIDC_DEFAULT_ROLE must be one of {', '.join(DEFAULT_ROLES)}, got {default_role!r}",
+                      source="settings")
+    map_text = get("MLOPS_OIDC_ROLE_MAP")
+    if mode != "dev" and not map_text:
+        raise Invalid(f"MLOPS_AUTH_MODE={mode} needs MLOPS_OIDC_ROLE_MAP: which groups get which console roles, "
+                      "e.g. ml-approvers=approver,ml-ops=operator+requester", source="settings")
+    metadata_url = str(auth_section.get("server_metadata_url") or "")
+    issuer = (get("MLOPS_OIDC_ISSUER") or issuer_of(metadata_url) or "").strip() or None
+    if issuer:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(issuer)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise Invalid(f"MLOPS_OIDC_ISSUER must be an https:// URL (http:// only on localhost), got {issuer!r}",
+                          source="settings")
+    audience = (get("MLOPS_OIDC_AUDIENCE") or str(auth_section.get("client_id") or "")).strip() or None
+    proxies = get("MLOPS_TRUSTED_PROXIES", "")
+    if mode == "proxy" or proxies:
+        proxies = ",".join(str(n) for n in parse_trusted_proxies(proxies))
+    headers = {}
+    for key, name, default in (("user", "USER", "X-Forwarded-User"), ("email", "EMAIL", "X-Forwarded-Email"),
+                               ("groups", "GROUPS", "X-Forwarded-Groups"),
+                               ("name", "NAME", "X-Forwarded-Preferred-Username")):
+        value = get(f"MLOPS_PROXY_{name}_HEADER", default).strip()
+        if not value or not all(ch.isalnum() or ch in "-_" for ch in value):
+            raise Invalid(f"MLOPS_PROXY_{name}_HEADER must be an HTTP header name, got {value!r}", source="settings")
+        headers[f"proxy_{key}_header"] = value
+    claim = get("MLOPS_OIDC_ROLES_CLAIM", "groups").strip()
+    if not claim:
+        raise Invalid("MLOPS_OIDC_ROLES_CLAIM is empty", source="settings")
+    return dict(
+        auth_mode=mode, allow_dev_auth=_flag(get("MLOPS_ALLOW_DEV_AUTH")),
+        role_map=parse_role_map(map_text) if map_text else {}, oidc_roles_claim=claim, default_role=default_role,
+        oidc_session_hours=int_setting("MLOPS_OIDC_SESSION_HOURS", 12, 1, 24 * 30),
+        oidc_issuer=issuer, oidc_audience=audience,
+        oidc_timeout_seconds=int_setting("MLOPS_OIDC_TIMEOUT_SECONDS", 10, 1, 120),
+        oidc_leeway_seconds=int_setting("MLOPS_OIDC_LEEWAY_SECONDS", 60, 0, 600),
+        trusted_proxies=tuple(p for p in proxies.split(",") if p), **headers)

@@ -14,6 +14,9 @@ import pytest
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# Tests drive development identities on PostgreSQL, MLflow servers and the Kubernetes double on purpose; the
+# app and the CLI refuse that outside tests (services/auth/local.py). Tests of the refusal pass their own env.
+os.environ.setdefault("MLOPS_ALLOW_DEV_AUTH", "1")
 
 pytest_plugins = ("tests.k8s_double.fixtures",)
 

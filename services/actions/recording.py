@@ -29,6 +29,8 @@ class Recorder:
         details = {**(details or {}), "model": model, "versions": versions_of(before, after, details)}
         if actor.name != actor.subject:
             details["actor_name"] = actor.name
+        if actor.authenticated_by != "dev":  # how they were identified: oidc, proxy, token
+            details["authenticated_by"] = actor.authenticated_by
         return self.audit.append(actor=actor.subject, action=action, target=target, result=result,
                                  reason=reason, error=err, before=before, after=after,
                                  gates=[g.as_dict() if isinstance(g, GateResult) else g for g in gates or []],

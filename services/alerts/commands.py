@@ -13,7 +13,7 @@ import sys
 
 from services.alerts.usecases import acknowledge, list_alerts, record_refusal
 from services.cli_output import emit, table
-from services.errors import ConsoleError, Invalid
+from services.errors import ConsoleError
 
 HEADERS = ["ID", "STATE", "SEVERITY", "ENDPOINT", "RULE", "STARTED", "RESOLVED", "VALUE", "ACK", "SUMMARY"]
 
@@ -46,13 +46,13 @@ def run_alerts(c, args) -> int:
 
 
 def run_ack(c, args) -> int:
-    name = args.as_ or os.environ.get("MLOPS_ACTOR")
+    from services.auth.cli import claimed_name, cli_actor
+
     try:
-        if not name:
-            raise Invalid("say who acknowledges: --as NAME (or MLOPS_ACTOR)", source="cli")
-        actor = c.directory.get(name)
+        actor = cli_actor(c, args.as_, os.environ, what="acknowledges")
     except ConsoleError as exc:
-        record_refusal(c.audit, name or "(nobody)", args.alert_id, exc, note=args.note or "")
+        record_refusal(c.audit, claimed_name(c.settings, args.as_, os.environ), args.alert_id, exc,
+                       note=args.note or "")
         raise
     a = acknowledge(c.alerts, c.audit, actor, args.alert_id, args.note or "", clock=c.clock)
     if a.acknowledged_by == actor.subject:

@@ -85,6 +85,8 @@ def acknowledge(store: AlertStore, audit: AuditTrail, actor: Actor, alert_id: st
         details["already_acknowledged_by"] = before.acknowledged_by
     if actor.name != actor.subject:
         details["actor_name"] = actor.name
+    if actor.authenticated_by != "dev":
+        details["authenticated_by"] = actor.authenticated_by
     audit.append(actor=actor.subject, action=ACTION, target=after.endpoint, result="ok", reason=note,
                  before={"acknowledged_by": before.acknowledged_by},
                  after={"acknowledged_by": after.acknowledged_by}, details=details)
