@@ -185,3 +185,5 @@ def add_commands(sub, common) -> None:
     sp.add_argument("--gateway", default="http://127.0.0.1:8080")
     sp.add_argument("--ingest", default=os.environ.get("MLOPS_INGEST_URL", "http://127.0.0.1:8090/"))
     sp.set_defaults(fn=cmd_traffic)
+    from services.worker import add_command as add_worker
+    add_worker(sub, common)  # worker: the jobs that run once per installation (deploy/worker.yaml)
