@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.actions import planners
+from services.actions.repair import plan_repair
 from services.policy import PolicyVocabulary
 
 
@@ -18,9 +19,10 @@ from services.policy import PolicyVocabulary
 class ActionSpec:
     name: str
     label: str
-    kind: str | None  # what ``require_approval`` names in the policy; None for the decisions on requests
+    kind: str | None  # what ``require_approval`` names in the policy; None for the decisions on requests and repair
     default_roles: tuple[str, ...]
     planner: Callable | None  # None for approve/reject: they decide a request, they are not planned
+    # repair is planned (its dry run) but never needs approval: it finishes a change that was already decided
     help: str = ""
 
     @property
@@ -41,6 +43,9 @@ _SPECS = (
                "send all traffic back to the stable version and remove the canary"),
     ActionSpec("rollback", "Roll back", "rollback", ("operator",), planners.rollback,
                "go back to a version that was stable on this endpoint before"),
+    ActionSpec("repair", "Repair", None, ("operator",), plan_repair,
+               "finish what a stopped process left half-done: move @champion to what the endpoint serves, decide "
+               "the request it was applying, close the record (the endpoint itself is not changed)"),
     ActionSpec("approve", "Approve request", None, ("approver",), None, "approve another person's request"),
     ActionSpec("reject", "Reject request", None, ("approver",), None, "reject a request"),
 )

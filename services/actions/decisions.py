@@ -8,16 +8,20 @@ from typing import Any
 
 from services.actions.execute import Executor
 from services.actions.inputs import parse_reason, parse_request_id
+from services.actions.intents import DONE, NOT_APPLIED
 from services.actions.plan import (
     SOURCE,
     Outcome,
     Plan,
     applied_but,
+    left_for_repair,
     plan_from_request,
+    repair_hint,
     result_of,
     state_of,
     what_changed,
 )
+from services.actions.stalled import Stalls
 from services.errors import Conflict, ConsoleError, PermissionDenied, PreconditionFailed
 from services.identity import Actor
 
@@ -25,6 +29,7 @@ from services.identity import Actor
 @dataclass
 class Decisions:
     executor: Executor
+    stalls: Stalls | None = None  # what stopped processes left applying (services.actions.stalled)
 
     @property
     def approvals(self):
@@ -36,7 +41,10 @@ class Decisions:
 
     def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,
                 override_reason: str | None = None) -> Outcome:
-        rid, req = None, None
+        """Claim the request (pending → applying), apply it, mark it approved. Its intent is recorded before the
+        claim and closed last, so a process stopping anywhere in between leaves evidence for repair; an error
+        that leaves the change live (or its fate unknown) leaves the request ``applying`` for repair to decide."""
+        rid, req, progress, audited = None, None, None, False
         target = f"request #{request_id}"
         try:
             rid = parse_request_id(request_id)
@@ -54,18 +62,21 @@ class Decisions:
                 raise PreconditionFailed(f"request #{rid} is {settled.status}: {settled.decision_reason}",
                                          source=SOURCE)
             overridden = self.executor.check_gates(plan, actor, override_reason)
+            progress = self.executor.begin(plan, req.requester, approved_by=actor.subject, request_id=rid)
             if not self.approvals.transition(rid, from_status="pending", to_status="applying",
-                                             row_version=req.row_version):
+                                             row_version=req.row_version, by=actor.subject, reason=reason):
                 raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
             try:
-                ep_after = self.executor.apply(plan, Actor(req.requester, ()),
-                                               f"request #{rid}: {req.reason} — approved: {reason}",
-                                               approved_by=actor.subject)
-            except Exception as exc:  # noqa: BLE001 - never leave a claimed request in "applying"
-                self.approvals.transition(rid, from_status="applying", to_status="failed",
-                                          row_version=req.row_version + 1, by=actor.subject,
-                                          reason=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+                ep_after, notes = self.executor.apply(plan, Actor(req.requester, ()),
+                                                      f"request #{rid}: {req.reason} — approved: {reason}",
+                                                      approved_by=actor.subject, progress=progress)
+            except Exception as exc:  # noqa: BLE001 - never leave a claimed request in "applying" unless repair must decide it
+                if not getattr(exc, "needs_repair", False):
+                    self.approvals.transition(rid, from_status="applying", to_status="failed",
+                                              row_version=req.row_version + 1, by=actor.subject,
+                                              reason=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                 raise
+            progress.step("champion moved" if plan.registry_changes else "endpoint written")
             try:
                 recorded = self.approvals.transition(rid, from_status="applying", to_status="approved",
                                                      row_version=req.row_version + 1, by=actor.subject, reason=reason)
@@ -73,16 +84,21 @@ class Decisions:
             except ConsoleError as exc:
                 recorded, record_error = False, exc
             if not recorded:
-                err = applied_but(f"request #{rid}", "marking the request approved", record_error)
+                err = left_for_repair(progress, applied_but(f"request #{rid}", "marking the request approved",
+                                                            record_error, endpoint=req.endpoint),
+                                      req.endpoint, "marking the request approved failed")
                 self.recorder.quietly(actor, "approve", req.endpoint, "ok", reason=reason, error=err,
                                       before=plan.before, after=plan.after, details={"request_id": rid},
                                       model=req.model)
+                audited = True
                 raise err
         except ConsoleError as exc:
-            if getattr(exc, "applied", False):
+            if progress is not None and not getattr(exc, "needs_repair", False):
+                progress.close(NOT_APPLIED, exc.message)
+            if audited:
                 raise
-            self.recorder.quietly(actor, "approve", target, result_of(exc),
-                                  reason=reason if isinstance(reason, str) else "", error=exc,
+            self.recorder.quietly(actor, "approve", target, "ok" if getattr(exc, "applied", False) else
+                                  result_of(exc), reason=reason if isinstance(reason, str) else "", error=exc,
                                   before=req.plan.get("before") if req else None,
                                   after=req.plan.get("after") if req else None,
                                   details={"request_id": rid, "params": req.params if req else None},
@@ -94,11 +110,15 @@ class Decisions:
                 actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before, after=after, gates=plan.gates,
                 model=req.model, details={"request_id": rid, "requester": req.requester, "request_action": req.action,
                                           "params": req.params, "plan_hash": plan.plan_hash,
-                                          "overridden_gates": overridden, "override_reason": override_reason})
+                                          "overridden_gates": overridden, "override_reason": override_reason}
+                | ({"notes": notes} if notes else {}))
         except ConsoleError as exc:
-            raise applied_but(f"request #{rid}", "writing its audit entry", exc) from exc
-        return Outcome("applied", "approve", req.endpoint, f"request #{rid} approved and applied on {req.endpoint}",
-                       request_id=rid, audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
+            raise left_for_repair(progress, applied_but(f"request #{rid}", "writing its audit entry", exc),
+                                  req.endpoint, f"writing the audit entry failed: {exc.message}") from exc
+        progress.close(DONE)
+        return Outcome("applied", "approve", req.endpoint, " ".join(
+            [f"request #{rid} approved and applied on {req.endpoint}.", *notes]), request_id=rid,
+            audit_seq=entry.seq, endpoint_after=after, overridden_gates=overridden)
 
     def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
         rid, req = None, None
@@ -164,8 +184,13 @@ class Decisions:
     def requests(self, status: str | None = None, endpoint: str | None = None) -> list[dict]:
         query_status = None if status in ("expired", "void") else status
         out = []
+        stalled = None
         for r in self.approvals.list(status=query_status, endpoint=endpoint):
             extra: dict = {}
+            if r.status == "applying":
+                if stalled is None:
+                    stalled = self._stalled(endpoint)
+                extra.update(stalled.get(r.id) or stalled.get(None) or {})
             if r.status == "pending":
                 try:
                     r, plan = self.settle(r)
@@ -177,6 +202,23 @@ class Decisions:
             if status and d["status"] != status:
                 continue
             out.append(d)
+        return out
+
+    def _stalled(self, endpoint: str | None) -> dict[int | None, dict]:
+        """Per request left applying: ``needs_repair`` (what stopped, where to repair) or ``applying_now``; under
+        None, what to say of every one when that cannot be read."""
+        if self.stalls is None:
+            return {}
+        try:
+            found = self.stalls.find(endpoint)
+        except ConsoleError as exc:
+            return {None: {"freshness_unknown": f"whether it is still being applied cannot be told: {exc.message}"}}
+        out: dict[int | None, dict] = {}
+        for s in found:
+            if s.request_id is None or s.request_row_version is None:
+                continue
+            out[s.request_id] = ({"needs_repair": f"{s.what} — {s.stopped}. {repair_hint(s.endpoint)}"}
+                                 if s.stopped else {"applying_now": f"being applied right now: {s.what}"})
         return out
 
 

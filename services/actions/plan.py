@@ -25,7 +25,7 @@ class Plan:
     model: str | None
     actor: str  # the subject id of whoever planned it
     params: dict
-    change: Change
+    change: Change | None  # None for a repair: it never changes the endpoint
     before: dict
     after: dict
     endpoint_diff: list[dict]
@@ -37,6 +37,8 @@ class Plan:
     backend_preview: Any = None
     plan_hash: str = ""
     label: str = ""
+    notes: list[str] = field(default_factory=list)  # what happened (a repair: the exact difference it found)
+    steps: list[str] = field(default_factory=list)  # what executing does besides the endpoint and registry rows
 
     @property
     def failing_gates(self) -> list[GateResult]:
@@ -44,9 +46,9 @@ class Plan:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["change"] = {"op": self.change.op, "expected_resource_version": self.change.expected_resource_version,
-                       "version": self.change.version.version if self.change.version else None,
-                       "weight": self.change.weight}
+        ch = self.change
+        d["change"] = ch and {"op": ch.op, "expected_resource_version": ch.expected_resource_version,
+                              "version": ch.version.version if ch.version else None, "weight": ch.weight}
         return d
 
 
@@ -126,14 +128,21 @@ def result_of(exc: ConsoleError) -> str:
     return "failed"
 
 
-def applied_but(what: str, step: str, exc: ConsoleError | None) -> ConsoleError:
-    """The change is live but a bookkeeping step failed: say so loudly, never as a plain failure."""
+def applied_but(what: str, step: str, exc: ConsoleError | None, *, endpoint: str | None = None) -> ConsoleError:
+    """The change is live but a bookkeeping step failed: say so loudly, never as a plain failure. With
+    ``endpoint``: the action's intent was left for repair, and the message says where to repair it."""
     err = Unavailable(f"{what} WAS APPLIED, but {step} failed"
                       + (f" ({exc.message})" if exc else " (the record changed meanwhile)")
-                      + "; do not retry: check the endpoint and record the change by hand",
+                      + ("; do not retry: " + repair_hint(endpoint) if endpoint else
+                         "; do not retry: check the endpoint and record the change by hand"),
                       source=exc.source if exc else SOURCE, detail=exc.detail if exc else None)
     err.applied = True
     return err
+
+
+def repair_hint(endpoint: str) -> str:
+    return (f"{endpoint} shows as needs repair: repair it on its Deployments page or with "
+            f"`python -m services repair --endpoint {endpoint}`")
 
 
 def plan_from_request(req) -> Plan:
@@ -144,3 +153,16 @@ def plan_from_request(req) -> Plan:
                 params=p["params"], change=Change(ch["op"], ch["expected_resource_version"]), before=p["before"],
                 after=p["after"], endpoint_diff=p["endpoint_diff"], registry_changes=p["registry_changes"],
                 plan_hash=p["plan_hash"], label=p.get("label") or p["action"].replace("_", " "))
+
+
+def left_for_repair(progress, err: ConsoleError, endpoint: str, why: str) -> ConsoleError:
+    """``err`` after giving the intent up: marked ``needs_repair`` and saying where to repair."""
+    if progress is not None:
+        progress.give_up(why)
+    if "needs repair" not in err.message:
+        applied = getattr(err, "applied", False)
+        err = type(err)(f"{err.message}; do not retry: {repair_hint(endpoint)}", source=err.source,
+                        detail=err.detail)
+        err.applied = applied
+    err.needs_repair = True
+    return err

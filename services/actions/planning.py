@@ -4,10 +4,11 @@ Nothing here writes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.actions.plan import SOURCE, Plan, endpoint_diff, plan_hash, state_of
-from services.errors import Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.errors import ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
 from services.history.serving import ServingHistory
 from services.identity import Actor
 from services.metrics import LiveMetrics
@@ -23,6 +24,7 @@ class Planning:
     policy: Policy
     history: ServingHistory
     live_metrics: LiveMetrics | None = None
+    stalled: Callable[[str], list] | None = None  # unfinished actions on an endpoint (services.actions.stalled)
 
     def policy_for(self, endpoint: str) -> EndpointPolicy:
         return self.policy.for_endpoint(endpoint)
@@ -68,6 +70,17 @@ class Planning:
                 out.append(v)
         return out
 
+    def repair_warnings(self, endpoint: str) -> list[str]:
+        """An action on an endpoint that needs repair goes on (it supersedes what was left half-done), warned."""
+        try:
+            stopped = [s for s in (self.stalled(endpoint) if self.stalled else []) if s.stopped]
+        except ConsoleError:
+            return []  # the intents cannot be read: the action's own intent will fail to be written, and say so
+        if not stopped:
+            return []
+        return [f"{endpoint} NEEDS REPAIR: {'; '.join(f'{s.what} — {s.stopped}' for s in stopped)}. Repair it first "
+                "(action repair) unless this change is meant to supersede it"]
+
     def gates(self, ep: Endpoint, action: str, kind: str, candidate: str | None,
               champion: str | None) -> list[GateResult]:
         """Offline gates for the kinds the policy gates; live gates for the actions each one names."""
@@ -110,6 +123,7 @@ class Planning:
         if ep.read_only:
             raise PermissionDenied(f"endpoint {ep.name} is read-only: {ep.read_only_reason}",
                                    source=self.serving.source)
+        warnings = [*self.repair_warnings(ep.name), *(warnings or [])]
         before_state = ep.state()
         after_state = change.target_state(before_state)
         registry_changes = []
@@ -123,7 +137,7 @@ class Planning:
             action=spec.name, kind=spec.kind, endpoint=ep.name, model=ep.model, actor=actor.subject, params=params,
             change=change, before=before, after=after, endpoint_diff=endpoint_diff(before_state, after_state, ep),
             registry_changes=registry_changes, gates=self.gates(ep, spec.name, spec.kind, candidate, champion),
-            warnings=list(warnings or []), needs_approval=self.policy_for(ep.name).needs_approval(spec.kind),
+            warnings=warnings, needs_approval=self.policy_for(ep.name).needs_approval(spec.kind),
             backend=self.serving.name, backend_preview=self.serving.preview(ep, change), plan_hash=plan_hash(bound),
             label=spec.label,
         )

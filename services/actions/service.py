@@ -10,9 +10,12 @@ from typing import Any
 from services.actions.catalog import ACTIONS, PLANNED
 from services.actions.decisions import Decisions
 from services.actions.execute import Executor
+from services.actions.intents import LEASE, IntentStore, MemoryIntents
 from services.actions.plan import SOURCE, Outcome, Plan
 from services.actions.planning import Planning
 from services.actions.recording import Recorder
+from services.actions.repair import Repairer, findings
+from services.actions.stalled import Finding, Stalled, Stalls
 from services.approvals import ApprovalRepository
 from services.audit import AuditTrail
 from services.clock import Clock, utcnow
@@ -31,11 +34,16 @@ class Actions:
 
     def __init__(self, *, registry: ModelRegistry, serving: ServingBackend, audit: AuditTrail,
                  approvals: ApprovalRepository, history: ServingHistory, policy: Policy, clock: Clock = utcnow,
-                 approval_ttl: timedelta = timedelta(hours=24), live_metrics: LiveMetrics | None = None):
-        self.planning = Planning(registry, serving, policy, history, live_metrics)
+                 approval_ttl: timedelta = timedelta(hours=24), live_metrics: LiveMetrics | None = None,
+                 intents: IntentStore | None = None, lease: timedelta = LEASE):
+        self.intents = intents if intents is not None else MemoryIntents()
+        self.stalls = Stalls(self.intents, approvals, clock, lease)
+        self.planning = Planning(registry, serving, policy, history, live_metrics, stalled=self.stalls.find)
         self.recorder = Recorder(audit, serving)
-        self.executor = Executor(self.planning, approvals, history, self.recorder, clock, approval_ttl)
-        self.decisions = Decisions(self.executor)
+        self.executor = Executor(self.planning, approvals, history, self.recorder, clock, approval_ttl,
+                                 self.intents, lease)
+        self.decisions = Decisions(self.executor, self.stalls)
+        self.repairer = Repairer(self.planning, self.stalls, approvals, history, self.recorder, clock)
 
     # -- plan and execute ---------------------------------------------------------
     def plan(self, actor: Actor, action: str, endpoint: str, **params) -> Plan:
@@ -59,7 +67,19 @@ class Actions:
     def execute(self, plan: Plan, actor: Actor, reason: Any, *, override_reason: str | None = None,
                 context: dict | None = None) -> Outcome:
         """``context``: what the action answers (e.g. ``{"alert": {"id": …, "rule": …}}``), kept in its audit entry."""
+        if plan.action == "repair":
+            return self.repairer.execute(plan, actor, reason, context=context)
         return self.executor.execute(plan, actor, reason, override_reason=override_reason, context=context)
+
+    # -- what stopped processes left half-done ------------------------------------------
+    def needs_repair(self, endpoint: str | None = None) -> list[Finding]:
+        """Endpoints (or ``endpoint``) with an action a stopped process left half-done: the exact difference
+        (``lines``, ``summary``) and what a repair does (``steps``). Reads only; nothing is repaired here."""
+        return findings(self.planning, self.stalls, endpoint)
+
+    def in_progress(self, endpoint: str | None = None) -> list[Stalled]:
+        """Actions being applied right now (their process is alive and within its lease)."""
+        return [s for s in self.stalls.find(endpoint) if not s.stopped]
 
     # -- requests -----------------------------------------------------------------
     def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,

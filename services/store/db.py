@@ -36,6 +36,7 @@ from services.store.tables import (  # noqa: F401 - the schema, re-exported for 
     LEGACY_TABLES,
     PREDICTION_BIN_COLUMNS,
     _version_metadata,
+    action_intents,
     alembic_version,
     alerts,
     approval_requests,
@@ -53,7 +54,7 @@ from services.store.tables import (  # noqa: F401 - the schema, re-exported for 
 SOURCE = "console database"
 UPGRADE_COMMAND = "python -m services db upgrade"
 # oldest first; the files are services/store/migrations/versions/
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 HEAD = REVISIONS[-1]
 WRITE = "mlops_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 

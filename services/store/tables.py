@@ -213,6 +213,32 @@ alerts = Table(
     Index("ix_alerts_endpoint_started_at", "endpoint", "started_at"),
 )
 
+# 0008: intents (services.actions.intents_sql): what an action is about to do, written before it touches anything and
+# closed when it is done; one left unfinished by a stopped process is what "needs repair" shows and repairs.
+action_intents = Table(
+    "action_intents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("model", String(255)),
+    Column("action", String(64), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("approved_by", String(255)),
+    Column("request_id", Integer),
+    Column("plan_hash", String(64), nullable=False),
+    Column("plan", Text, nullable=False),  # canonical JSON: label, params, before, after, registry_changes
+    Column("state", String(16), nullable=False),  # open | abandoned | repairing | done | not_applied | repaired
+    Column("step", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("owner", Text, nullable=False),  # JSON: host, pid, boot_id, started
+    Column("started_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("lease_until", String(40), nullable=False),
+    Column("closed_at", String(40)),
+    Column("row_version", Integer, nullable=False),
+    Index("ix_action_intents_state_endpoint", "state", "endpoint"),
+)
+
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001
 
 _version_metadata = MetaData()

@@ -74,7 +74,7 @@ def w():
 
 
 def test_every_planned_action_is_declared_once_with_a_planner_and_the_policy_reads_the_catalog():
-    assert set(PLANNED) == {n for n, s in ACTIONS.items() if s.planner} and len(PLANNED) == 6
+    assert set(PLANNED) == {n for n, s in ACTIONS.items() if s.planner} and len(PLANNED) == 7
     assert {"approve", "reject"} <= set(ACTIONS) and ACTIONS["approve"].planner is None
     assert set(VOCABULARY.default_roles) == set(ACTIONS)
     assert all(s.label and s.default_roles for s in ACTIONS.values())
@@ -228,9 +228,12 @@ def test_two_approvers_racing_one_wins(w, monkeypatch):
 
 
 def test_every_planned_action_has_a_cli_command_with_its_planner_parameters():
+    from services.actions.commands import COMMANDS
     from services.cli import ACTION_COMMANDS, build_parser
 
-    assert sorted(a for acts in ACTION_COMMANDS.values() for a in acts) == sorted(PLANNED)
+    commands = {**ACTION_COMMANDS, **COMMANDS}  # repair's command lives with it (services.actions.commands)
+    assert sorted(a for acts in commands.values() for a in acts) == sorted(PLANNED)
+    assert set(commands) <= set(build_parser()._subparsers._group_actions[0].choices)
     args = build_parser().parse_args(["rollback", "--endpoint", EP, "--to-version", "3", "--reason", "r"])
     assert args.to_version == "3"
     with pytest.raises(SystemExit):
