@@ -62,8 +62,13 @@ class Stalled:
 
     @property
     def what(self) -> str:
-        params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.params.items() if v not in (None, ""))
-        doing = self.label.lower() + (f" {params}" if params else "")
+        p = self.params
+        parts = [f"v{p['version']}"] if p.get("version") else []
+        parts += [f"to v{p['to_version']}"] if p.get("to_version") else []
+        parts += [("at " if parts else "") + f"{p['weight']}%"] if p.get("weight") not in (None, "") else []
+        parts += [f"{k.replace('_', ' ')} {v}" for k, v in p.items()
+                  if k not in ("version", "to_version", "weight") and v not in (None, "")]
+        doing = " ".join([self.label.lower(), *parts])
         if self.request_id is not None:
             return (f"request #{self.request_id} ({doing}, requested by {self.actor}) applying since "
                     f"{when(self.since)}" + (f" by {self.approved_by}" if self.approved_by else ""))
