@@ -1,0 +1,29 @@
+"""A separate OS process that dies at an exact point of an action: ``os._exit(137)`` (what SIGKILL leaves: no
+``finally``, no ``except``, no cleanup) right after the endpoint write, when the action goes on to move the
+registry alias. The hook is monkeypatched in this process only (the real MLflow adapter's ``set_alias``);
+production code has no test hook."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+KILLED = 137
+
+
+def run(action: str, tracking_uri: str, database_url: str, data_dir: str, policy: dict | None,
+        request_id: int | None) -> None:
+    from tests.conftest import ENDPOINT, Clock, make_container
+
+    c = make_container(tracking_uri, database_url, Path(data_dir), clock=Clock(), policy=policy)
+
+    def killed(*_args, **_kwargs):
+        os._exit(KILLED)  # between the endpoint write and the alias move
+
+    c.registry.set_alias = killed
+    if action == "approve":
+        c.actions.approve(c.directory.get("bob"), request_id, "ship it")
+    else:
+        alice = c.directory.get("alice")
+        c.actions.execute(c.actions.plan(alice, action, ENDPOINT), alice, "ship the canary")
+    os._exit(0)  # never reached when the hook fired: the parent asserts 137
