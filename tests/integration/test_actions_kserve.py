@@ -128,3 +128,66 @@ def test_unannotated_inference_service_is_matched_by_storage_uri(kc, k8s_double)
     views = {v.endpoint.name: v for v in serving_overview(backend, real.registry)}
     assert "does not know" in views[f"{NS}/stranger"].warnings[0]
     assert "champion" in views[f"{NS}/handmade"].warnings[0]
+
+
+def _promote_v2(c):
+    alice = c.directory.get("alice")
+    return c.actions.execute(c.actions.plan(alice, "request_promotion", EP, version="2"), alice, "v2").request_id
+
+
+def _served(c):
+    ep = c.serving.get_endpoint(EP)
+    return ep.stable_version, ep.canary_version, c.registry.aliases(MODEL).get("champion")
+
+
+def test_a_dropped_connection_after_the_patch_was_applied_is_re_read_and_finished(kc, k8s_double, check_isvc):
+    """Kubernetes applied the patch and the connection dropped before its answer: not "nothing changed"."""
+    c = kc
+    rid = _promote_v2(c)
+    k8s_double.drop_next(method="PATCH")
+    out = c.actions.approve(c.directory.get("bob"), rid, "ok")
+    assert "The answer to the endpoint write was lost" in out.message and "WAS applied" in out.message
+    assert len(k8s_double.patches()) == 1, "sent once, never retried"
+    check_isvc(k8s_double.get_object(NS, NAME))
+    assert _served(c) == ("2", None, "2") and c.approvals.get(rid).status == "approved"
+    entry = c.audit.entries(limit=1)[0]
+    assert entry.result == "ok" and "WAS applied" in entry.details["notes"][0]
+    assert [s.stable_version for s in c.history.changes(EP)][-1:] == ["2"]
+    assert c.intents.unfinished() == [] and c.actions.needs_repair() == []
+
+
+def test_an_unanswered_patch_that_was_not_applied_says_nothing_changed(kc, k8s_double):
+    c = kc
+    rid = _promote_v2(c)
+    k8s_double.fail_next(503, method="PATCH")
+    from services.errors import Unavailable
+
+    with pytest.raises(Unavailable, match=f"re-read {EP}: nothing changed"):
+        c.actions.approve(c.directory.get("bob"), rid, "ok")
+    assert _served(c) == ("1", None, "1") and c.approvals.get(rid).status == "failed"
+    assert c.actions.needs_repair() == []
+
+
+def test_a_dropped_patch_that_cannot_be_re_read_needs_repair_at_once(kc, k8s_double):
+    c = kc
+    rid = _promote_v2(c)
+    k8s_double.drop_next(method="PATCH")
+    k8s_double.after("PATCH", lambda d: d.fail_next(503, method="GET"))  # the re-read fails too
+    from services.errors import Unavailable
+
+    with pytest.raises(Unavailable, match="UNKNOWN whether the change was applied") as info:
+        c.actions.approve(c.directory.get("bob"), rid, "ok")
+    assert info.value.needs_repair and f"repair --endpoint {EP}" in info.value.message
+    assert c.approvals.get(rid).status == "applying"
+    (f,) = c.actions.needs_repair()
+    assert f.lines[0] == f"endpoint {EP} serves v2 as stable, registry champion is v1"
+    assert "gave up half-way: the endpoint write got no answer and the endpoint could not be re-read" in f.lines[1]
+    plan = c.actions.plan(c.directory.get("alice"), "repair", EP)
+    assert plan.steps[:2] == [
+        f"move {MODEL}@champion from v1 to v2, to match what the endpoint serves (the change was live; the "
+        "endpoint is not touched)",
+        f"record in the serving history that {EP} serves v2 as stable (the stopped process did not)"]
+    c.actions.execute(plan, c.directory.get("alice"), "the API server came back")
+    assert _served(c) == ("2", None, "2") and c.approvals.get(rid).status == "approved"
+    assert len(k8s_double.patches()) == 1, "repair never writes the endpoint"
+    assert c.history.changes(EP)[-1].stable_version == "2" and c.audit.verify().ok

@@ -282,6 +282,7 @@ class KubeDouble:
         self._rules: list[_Rule] = []
         self._hooks: list[_Hook] = []
         self._faults: list[_Fault] = []
+        self._drops: list[_Fault] = []  # processed, then the connection closes unanswered (drop_next)
         self._controller: dict[tuple[str, str], dict] = {}
         self._validators = {k: validator(v) for k, v in self.schemas.items()}
         self.requests: list[RecordedRequest] = []
@@ -388,6 +389,13 @@ class KubeDouble:
         with self._lock:
             return not any(r.matches(verb, namespace, group, resource) for r in self._rules)
 
+    def drop_next(self, *, method: str | None = None, path_contains: str | None = None, times: int = 1) -> None:
+        """Process the next ``times`` matching requests (a write lands, ``resourceVersion`` moves) and then close
+        the connection without answering, as when the connection to the API server drops after the server applied
+        the change: the client gets no status at all (a protocol error) and only a re-read can tell."""
+        with self._lock:
+            self._drops.append(_Fault(0, method, path_contains, times, "dropped after processing"))
+
     def fail_next(self, status: int, *, method: str | None = None, path_contains: str | None = None,
                   times: int = 1, message: str = "injected failure") -> None:
         """Answer the next ``times`` matching requests with ``status`` (e.g. 500, 503)."""
@@ -441,6 +449,17 @@ class KubeDouble:
         for h in hooks:
             h.fn(self)
         return status, answer
+
+    def take_drop(self, method: str, raw_path: str) -> bool:
+        """Whether the answer to this (already processed) request is to be dropped (see :meth:`drop_next`)."""
+        path = urlsplit(raw_path).path
+        with self._lock:
+            for f in self._drops:
+                if f.remaining > 0 and (f.method is None or f.method == method) and (
+                        f.path_contains is None or f.path_contains in path):
+                    f.remaining -= 1
+                    return True
+        return False
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
@@ -828,6 +847,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         status, answer = self.double.handle(self.command, self.path, self.headers.get("Content-Type"), raw,
                                             self.headers.get("Authorization"))
+        if self.double.take_drop(self.command, self.path):
+            self.close_connection = True  # processed, never answered: the client reads EOF
+            return
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
