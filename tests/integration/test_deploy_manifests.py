@@ -14,6 +14,7 @@ import copy
 import re
 import shutil
 import subprocess
+import tomllib
 
 import kubernetes_validate
 import pytest
@@ -247,3 +248,58 @@ def test_ingest_manifest_keeps_working_on_its_own():
             ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
             assert ref is None or ref.get("optional") is True, e
         assert not c.get("envFrom"), c["name"]
+
+
+SECRET_SAMPLES = {("mlops-console-db", "url"): "postgresql+psycopg://console@postgres.mlops.svc:5432/console"}
+AUTH_SAMPLE = """
+[auth]
+redirect_uri = "https://{host}/oauth2callback"
+cookie_secret = "0123456789abcdef0123456789abcdef-sample"
+client_id = "mlops-console"
+client_secret = "sample"
+server_metadata_url = "https://login.example.com/.well-known/openid-configuration"
+"""
+
+
+def container_env(objects, c: dict) -> dict[str, str]:
+    """What a container's environment would be (ConfigMaps as rendered, Secrets as samples)."""
+    maps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for src in c.get("envFrom", []):
+        env.update(maps[src["configMapRef"]["name"]])
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+            continue
+        ref = e["valueFrom"].get("configMapKeyRef") or e["valueFrom"]["secretKeyRef"]
+        if "configMapKeyRef" in e["valueFrom"]:
+            env[e["name"]] = maps[ref["name"]][ref["key"]]
+        elif (ref["name"], ref["key"]) in SECRET_SAMPLES:
+            env[e["name"]] = SECRET_SAMPLES[(ref["name"], ref["key"])]
+        else:
+            assert ref.get("optional"), f"no sample for the required Secret key {ref}"
+    return env
+
+
+def test_every_container_environment_is_accepted_by_the_console_settings(objects, tmp_path):
+    """The settings code itself reads each container's environment: OIDC sign-in with a role map for the people
+    who act (the console), the worker and ingest acting for nobody, the schema upgrade with the database only."""
+    from services.auth.config import auth_section_problems
+    from services.settings import Settings
+
+    host = by_kind(objects, "Ingress")["mlops-console"]["spec"]["rules"][0]["host"]
+    secrets = tmp_path / "secrets.toml"  # what the mlops-console-auth Secret's secrets.toml holds
+    secrets.write_text(AUTH_SAMPLE.format(host=host))
+    assert auth_section_problems(tomllib.loads(secrets.read_text())["auth"]) == []
+    checked = []
+    for name, dep in by_kind(objects, "Deployment").items():
+        for c in all_containers(dep):
+            people = name == "mlops-console" and c["name"] == "console"
+            settings = Settings.from_env(container_env(objects, c), secrets_path=secrets if people else
+                                         tmp_path / "absent.toml", for_people=people)
+            assert settings.database_url == SECRET_SAMPLES[("mlops-console-db", "url")]
+            if c["name"] in ("console", "worker"):
+                assert settings.auth_mode == "oidc" and settings.role_map, name
+                assert settings.serving_backend == "kserve" and settings.kserve_namespaces, name
+            checked.append(f"{name}/{c['name']}")
+    assert len(checked) == 6  # three Deployments, each with its schema-upgrade init container
