@@ -27,10 +27,13 @@ def render_plan(plan) -> None:
     st.markdown(f"**{plan.label}** on `{plan.endpoint}` · model `{plan.model}` · backend `{plan.backend}`")
     for w in plan.warnings:  # first: the person must see these before anything else
         st.warning(w, icon=":material/warning:")
+    if plan.notes:  # a repair: what a stopped process left, exactly
+        st.markdown("**What happened**")
+        st.error("\n".join(f"- {n}" for n in plan.notes), icon=":material/build:")
     rows = [r for r in plan.endpoint_diff]
     df = pd.DataFrame([{"": "●" if r["changed"] else "", "field": r["field"], "before": _s(r["before"]),
                         "after": _s(r["after"])} for r in rows])
-    st.markdown("**Endpoint**")
+    st.markdown("**Endpoint**" + (" — not changed" if plan.change is None else ""))
     st.dataframe(df.style.apply(lambda row: ["background-color: #fff3cd" if row[""] else ""] * len(row), axis=1),
                  hide_index=True, key="plan-endpoint-diff",
                  column_config={"": st.column_config.TextColumn("", width=24, help="changes")})
@@ -40,6 +43,9 @@ def render_plan(plan) -> None:
             st.markdown(f"- `{rc['model']}` alias **@{rc['alias']}**: v{rc['from'] or '—'} → **v{rc['to']}**")
     else:
         st.caption("No registry change.")
+    if plan.steps:
+        st.markdown("**Confirming will**")
+        st.markdown("\n".join(f"{i}. {step}" for i, step in enumerate(plan.steps, 1)))
     if plan.gates:
         st.markdown("**Evidence gates**")
         gates_table([g.as_dict() for g in plan.gates], key="plan-gates")

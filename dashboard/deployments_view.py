@@ -73,7 +73,9 @@ def revisions_chart(ep, now: datetime | None = None) -> go.Figure | None:
     return fig
 
 
-def overview_table(views) -> None:
+def overview_table(views, repairs: dict | None = None) -> None:
+    """``repairs``: endpoint -> what needs repair there (services.actions.stalled.Finding)."""
+    repairs = repairs or {}
     rows = [{
         "Endpoint": v.endpoint.name,
         "Open": href("deployments", endpoint=v.endpoint.name),
@@ -83,15 +85,21 @@ def overview_table(views) -> None:
         else MISSING,
         "Champion": _v(v.champion),
         "Ready": "yes" if v.endpoint.ready else "NO",
-        "Registry": "agrees" if v.agrees else "DISAGREES: " + "; ".join(v.warnings),
+        "Registry": ("NEEDS REPAIR: " + repairs[v.endpoint.name].lines[0] if v.endpoint.name in repairs
+                     else "agrees" if v.agrees else "DISAGREES: " + "; ".join(v.warnings)),
     } for v in views]
     table(pd.DataFrame(rows), key="endpoints-table", file_name="endpoints.csv",
           column_config={"Open": st.column_config.LinkColumn("Open", display_text="open ↗")})
 
 
-def header(view, pending: list[dict]) -> None:
+def header(view, pending: list[dict], repairs: list | None = None) -> None:
+    from dashboard.repair_view import in_progress, repair_box
+
     ep = view.endpoint
     st.header(ep.name, anchor=False)
+    for f in repairs or []:
+        repair_box(f, key="endpoint")
+    in_progress(ep.name)
     for w in view.warnings:
         st.warning(w, icon=":material/sync_problem:")
     for w in view.input_warnings:
@@ -161,8 +169,10 @@ def endpoint_detail(name: str, view=None) -> None:
     if view is None:
         with st.spinner(f"Reading {name}…"):
             view = data.endpoint_view(name)
+    from dashboard.repair_view import findings
+
     pending = container().actions.requests(status="pending", endpoint=view.endpoint.name)
-    header(view, pending)
+    header(view, pending, findings(view.endpoint.name))
     history_and_readiness(view.endpoint)
     st.divider()
     actions_panel(view, pending)

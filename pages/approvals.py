@@ -14,9 +14,10 @@ from dashboard.approvals_view import render_request_plan, request_line, show_fre
 from dashboard.bootstrap import container, current_actor
 from dashboard.components import MISSING, flash, fmt_time, guard, table
 from dashboard.nav import link
+from dashboard.repair_view import findings, section
 from services.clock import parse_iso
 
-STATUSES = ["pending", "approved", "rejected", "expired", "void", "failed", "all"]
+STATUSES = ["pending", "applying", "approved", "rejected", "expired", "void", "failed", "all"]
 
 
 def card(r: dict, actor, *, expanded: bool = True) -> None:
@@ -35,6 +36,10 @@ def card(r: dict, actor, *, expanded: bool = True) -> None:
         if r["status"] == "pending":
             worse = sum(1 for g in (r.get("plan") or {}).get("gates") or [] if g.get("worse"))
             show_freshness(True, "", r.get("failing_gates") or [], r.get("freshness_unknown"), worse)
+        elif r.get("needs_repair"):
+            st.error(f"**Needs repair** — {r['needs_repair']}", icon=":material/build:")
+        elif r.get("applying_now"):
+            st.info(r["applying_now"].capitalize() + ".", icon=":material/hourglass_top:")
         else:
             st.warning(f"{r['status'].title()} — {r.get('decision_reason') or 'no longer approvable'} "
                        f"(by {r.get('decided_by') or MISSING}, {fmt_time(r.get('decided_at'))}).",
@@ -60,6 +65,10 @@ def main() -> None:
         st.query_params["status"] = status
     with st.spinner("Reading requests (and checking that pending ones still apply)…"):
         reqs = c.actions.requests()
+    if any(r.get("needs_repair") for r in reqs):
+        with guard("repairs"):
+            section([f for f in findings() if any(s.request_id for s in f.items)], key="approvals",
+                    title="Needs repair: a request left applying")
     if wanted.isdigit():
         one = [r for r in reqs if r["id"] == int(wanted)]
         if one:

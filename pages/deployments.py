@@ -9,6 +9,7 @@ from dashboard import data, state
 from dashboard.actions_ui import resume
 from dashboard.components import flash, guard, show_error
 from dashboard.deployments_view import endpoint_detail, overview_table
+from dashboard.repair_view import findings
 from services.errors import ConsoleError
 
 
@@ -21,7 +22,10 @@ def main() -> None:
         st.info("No serving endpoint found. With the local backend, `python -m services seed-demo` creates the "
                 "demo's endpoints; with KServe, check MLOPS_KSERVE_NAMESPACES.")
         return
-    overview_table(views)
+    repairs = {}
+    with guard("repairs"):
+        repairs = {f.endpoint: f for f in findings()}
+    overview_table(views, repairs)
     names = [v.endpoint.name for v in views]
     wanted = st.query_params.get("endpoint")
     prefetched = None

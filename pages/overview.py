@@ -11,6 +11,7 @@ from dashboard.bootstrap import container
 from dashboard.components import clean_frame, flash, fmt_time, guard, table
 from dashboard.monitoring_view import live_line
 from dashboard.nav import href, link
+from dashboard.repair_view import findings, section
 from services.history import activity_feed
 
 RECENT = 10  # lines of recent activity
@@ -52,13 +53,18 @@ def main() -> None:
     views = []
     with guard("serving"):
         views = data.serving_overview()
-    counters[2].metric("Endpoints", len(views), f"{sum(1 for v in views if not v.agrees)} need attention"
-                       if any(not v.agrees for v in views) else None, delta_color="inverse")
+    repairs = []
+    with guard("repairs"):
+        repairs = findings()
+    attention = {v.endpoint.name for v in views if not v.agrees} | {f.endpoint for f in repairs}
+    counters[2].metric("Endpoints", len(views), f"{len(attention)} need attention" if attention else None,
+                       delta_color="inverse")
     pending = []
     with guard("approvals"):
         pending = container().actions.requests(status="pending")
     counters[3].metric("Pending approvals", len(pending))
 
+    section(repairs, key="overview")
     st.subheader("Alerts", anchor=False)
     with guard("alerts"):
         alerts_panel(key="overview-alerts")
