@@ -102,8 +102,9 @@ def _base_or_skip() -> str | None:
     return override
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def image():
+    """Built once for the module (the cold build installs every requirement)."""
     _engine_or_skip()
     base = _base_or_skip()
     tag = f"mlops-console:test-{uuid.uuid4().hex[:8]}"
@@ -113,9 +114,16 @@ def image():
     _docker("rmi", "-f", tag, check=False)
 
 
-def _health(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=3) as resp:
+def _health(port: int, path: str = "/_stcore/health") -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
         return resp.status == 200
+
+
+def _run_restricted(image: str, name: str, uid: str, *args: str) -> None:
+    """``docker run`` as deploy/*.yaml run pods: read-only root, writable /tmp and data folder, no capabilities."""
+    _docker("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+            "--tmpfs", f"/var/lib/mlops-console:uid={uid},gid={uid}", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", *args)
 
 
 async def _load(port: int, path: str):
@@ -133,11 +141,8 @@ def test_image_runs_read_only_as_non_root_and_answers_health(image):
     assert "/_stcore/health" in " ".join(config["Healthcheck"]["Test"])
     port = free_port()
     name = f"mlops-console-test-{uuid.uuid4().hex[:8]}"
-    # as deploy/console.yaml runs it: read-only root, writable /tmp and data folder, no capabilities
-    _docker("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
-            "--tmpfs", f"/var/lib/mlops-console:uid={uid},gid={uid}", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "--health-interval", "5s", "--health-start-period", "5s",
-            "-e", f"STREAMLIT_SERVER_PORT={port}", image)
+    _run_restricted(image, name, uid, "--health-interval", "5s", "--health-start-period", "5s",
+                    "-e", f"STREAMLIT_SERVER_PORT={port}", image)
     try:
         wait_for("the container's /_stcore/health", lambda: _health(port), timeout=START_TIMEOUT)
         status = _docker("exec", name, "cat", "/proc/1/status").stdout
@@ -154,3 +159,23 @@ def test_image_runs_read_only_as_non_root_and_answers_health(image):
         logs = _docker("logs", name, check=False)
         print(logs.stdout[-3000:], logs.stderr[-3000:])
         _docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.slow
+def test_image_runs_the_worker_and_the_ingest_read_only(image):
+    """The same image runs deploy/worker.yaml's and deploy/ingest.yaml's commands under the same restrictions."""
+    uid = re.findall(r"^USER\s+(\S+)", DOCKERFILE.read_text(), flags=re.M)[-1].split(":")[0]
+    names = []
+    try:
+        for command, path in (("worker", "/healthz"), ("ingest", "/healthz")):
+            port = free_port()
+            name = f"mlops-{command}-test-{uuid.uuid4().hex[:8]}"
+            names.append(name)
+            _run_restricted(image, name, uid, "-e", "MLOPS_AUDIT_ANCHOR_FILE=/var/lib/mlops-console/a/anchors.jsonl",
+                            image, "python", "-m", "services", command, "--host", "127.0.0.1", "--port", str(port))
+            wait_for(f"the {command}'s {path}", lambda p=port, h=path: _health(p, h), timeout=START_TIMEOUT)
+        anchors = _docker("exec", names[0], "cat", "/var/lib/mlops-console/a/anchors.jsonl").stdout
+        assert json.loads(anchors.splitlines()[-1])["entries"] == 0
+    finally:
+        for name in names:
+            _docker("rm", "-f", name, check=False)
