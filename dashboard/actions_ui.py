@@ -30,13 +30,11 @@ def render_plan(plan) -> None:
     if plan.notes:  # a repair: what a stopped process left, exactly
         st.markdown("**What happened**")
         st.error("\n".join(f"- {n}" for n in plan.notes), icon=":material/build:")
-    rows = [r for r in plan.endpoint_diff]
-    df = pd.DataFrame([{"": "●" if r["changed"] else "", "field": r["field"], "before": _s(r["before"]),
-                        "after": _s(r["after"])} for r in rows])
-    st.markdown("**Endpoint**" + (" — not changed" if plan.change is None else ""))
-    st.dataframe(df.style.apply(lambda row: ["background-color: #fff3cd" if row[""] else ""] * len(row), axis=1),
-                 hide_index=True, key="plan-endpoint-diff",
-                 column_config={"": st.column_config.TextColumn("", width=24, help="changes")})
+    if plan.change is None:  # a repair never writes the endpoint
+        traffic = next((r["before"] for r in plan.endpoint_diff if r["field"] == "traffic"), MISSING)
+        st.markdown(f"**Endpoint** — not changed (traffic {traffic})")
+    else:
+        _endpoint_table(plan)
     st.markdown("**Registry**")
     if plan.registry_changes:
         for rc in plan.registry_changes:
@@ -55,6 +53,16 @@ def render_plan(plan) -> None:
     if plan.backend_preview is not None:
         with st.expander("What will be sent to the serving backend"):
             st.code(json.dumps(plan.backend_preview, indent=2, default=str), language="json")
+
+
+def _endpoint_table(plan) -> None:
+    rows = [r for r in plan.endpoint_diff]
+    df = pd.DataFrame([{"": "●" if r["changed"] else "", "field": r["field"], "before": _s(r["before"]),
+                        "after": _s(r["after"])} for r in rows])
+    st.markdown("**Endpoint**")
+    st.dataframe(df.style.apply(lambda row: ["background-color: #fff3cd" if row[""] else ""] * len(row), axis=1),
+                 hide_index=True, key="plan-endpoint-diff",
+                 column_config={"": st.column_config.TextColumn("", width=24, help="changes")})
 
 
 def _s(v) -> str:

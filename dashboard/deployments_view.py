@@ -85,7 +85,7 @@ def overview_table(views, repairs: dict | None = None) -> None:
         else MISSING,
         "Champion": _v(v.champion),
         "Ready": "yes" if v.endpoint.ready else "NO",
-        "Registry": ("NEEDS REPAIR: " + repairs[v.endpoint.name].lines[0] if v.endpoint.name in repairs
+        "Registry": ("NEEDS REPAIR: " + repairs[v.endpoint.name].short if v.endpoint.name in repairs
                      else "agrees" if v.agrees else "DISAGREES: " + "; ".join(v.warnings)),
     } for v in views]
     table(pd.DataFrame(rows), key="endpoints-table", file_name="endpoints.csv",
@@ -100,7 +100,7 @@ def header(view, pending: list[dict], repairs: list | None = None) -> None:
     for f in repairs or []:
         repair_box(f, key="endpoint")
     in_progress(ep.name)
-    for w in view.warnings:
+    for w in view.warnings if not repairs else [w for w in view.warnings if "champion" not in w]:  # said above
         st.warning(w, icon=":material/sync_problem:")
     for w in view.input_warnings:
         st.warning(f"**Canary input mismatch** — {w}.", icon=":material/report:")

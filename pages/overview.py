@@ -93,7 +93,7 @@ def main() -> None:
             st.subheader("Live traffic", anchor=False)
             for v in views:
                 st.markdown(f"**{v.endpoint.name}** — {live_line(v.endpoint.name)}")
-        attention = [v for v in views if not v.agrees]
+        attention = [v for v in views if not v.agrees and v.endpoint.name not in {f.endpoint for f in repairs}]
         if attention:
             st.subheader("Needs attention", anchor=False)
             for v in attention:

@@ -100,12 +100,19 @@ class Finding:
     def summary(self) -> str:
         return "; ".join(self.lines)
 
+    @property
+    def short(self) -> str:
+        """For a table cell: ``request #12 stopped half-way``."""
+        what = ", ".join(f"request #{s.request_id}" if s.request_id is not None else f"{s.actor}'s {s.label.lower()}"
+                         for s in self.items)
+        return f"{what} stopped half-way"
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["items"] = [{"what": s.what, "stopped": s.stopped, "request_id": s.request_id, "action": s.action,
                        "intent_id": s.intent.id if s.intent else None, "step": s.intent.step if s.intent else None}
                       for s in self.items]
-        d["summary"] = self.summary
+        d["summary"], d["short"] = self.summary, self.short
         return d
 
 
@@ -153,7 +160,7 @@ def assess(endpoint: str, model: str | None, now: dict, items: list[Stalled], *,
         lines.append(said)
         if item.request_row_version is not None:
             to = "approved" if out == APPLIED else "failed"
-            reason = {APPLIED: "its change is live: finished by a repair after the process applying it stopped",
+            reason = {APPLIED: "its change is live; finished by a repair after the process applying it stopped",
                       NOT_APPLIED: "the process applying it stopped before the endpoint changed: nothing changed",
                       SUPERSEDED: "the process applying it stopped and the endpoint has changed since: it is not "
                                   f"what serves (now {describe(now)})"}[out]
@@ -167,7 +174,7 @@ def assess(endpoint: str, model: str | None, now: dict, items: list[Stalled], *,
     if record:
         steps.append(f"record in the serving history that {endpoint} serves {describe(now)} (the stopped "
                      "process did not)")
-    steps += [f"mark request #{d['request_id']} {d['to']}: {d['reason']}" for d in decisions]
+    steps += [f"mark request #{d['request_id']} {d['to']} ({d['reason']})" for d in decisions]
     steps += [f"close the record of {i.what}" for i in items if i.intent is not None]
     steps.append("write one audit entry (action repair) naming all of it")
     return Finding(endpoint, model, dict(now), tuple(items), outcomes, moves, bool(record), decisions, lines, steps)

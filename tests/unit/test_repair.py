@@ -90,7 +90,7 @@ def test_repair_dry_runs_then_finishes_forward_with_compare_and_set_and_one_audi
     assert plan.registry_changes == [{"model": M, "alias": "champion", "from": "1", "to": "2"}]
     assert not any(r["changed"] for r in plan.endpoint_diff) and plan.change is None and not plan.needs_approval
     assert plan.steps[0].startswith(f"move {M}@champion from v1 to v2")
-    assert f"mark request #{rid} approved: its change is live" in plan.steps[1]
+    assert f"mark request #{rid} approved (its change is live; finished by a repair" in plan.steps[1]
     assert w.state() == ("2", None, 0, "1"), "a dry run changes nothing"
     out = w.actions.execute(plan, alice, f"finish #{rid}")
     assert out.status == "applied" and "moved cls@champion from v1 to v2" in out.message
