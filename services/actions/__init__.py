@@ -13,6 +13,11 @@ Where things are: the catalog of actions (:mod:`.catalog`: name, label, approval
 planner — declared once), input parsing (:mod:`.inputs`), plans and their pure helpers (:mod:`.plan`), what
 planners share (:mod:`.planning`), the planners (:mod:`.planners`), execution (:mod:`.execute`), decisions on
 requests (:mod:`.decisions`), audit recording (:mod:`.recording`), the facade (:mod:`.service`).
+
+Nothing half-done: every action records its intent before the endpoint write (:mod:`.intents`, SQL adapter
+:mod:`.intents_sql`) and closes it last; :mod:`.stalled` finds what a stopped process left (a dead owner, a lease
+run out, a request left ``applying``) and says exactly what differs; the ``repair`` action (:mod:`.repair`)
+finishes it forward; its command and ``endpoints`` are in :mod:`.commands`.
 """
 
 from services.actions.catalog import ACTIONS, KINDS, PLANNED, VOCABULARY, ActionSpec, label
