@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import identity, state  # noqa: E402
+from dashboard import identity, login  # noqa: E402
 from dashboard.bootstrap import container  # noqa: E402
 from dashboard.components import guard, refresh_button  # noqa: E402
 from dashboard.nav import pages  # noqa: E402
@@ -63,19 +63,7 @@ def sidebar() -> None:
     with st.sidebar:
         with guard("settings"):
             c = container()
-            if c.settings.auth_mode == "dev":
-                names = c.directory.names()
-                identity.ensure()
-                st.selectbox(
-                    "Acting as", names, key=state.IDENTITY,
-                    format_func=lambda n: f"{n} · {', '.join(c.directory.identities[n])}",
-                    help="Development identities from settings (MLOPS_DEV_IDENTITIES). A new session starts as "
-                         "the least-privileged one; your choice is kept across pages and reloads of this "
-                         "browser session.",
-                )
-                identity.remember()
-                st.warning("Development mode: there is no login yet. Anyone can pick any identity.",
-                           icon=":material/lock_open:")
+            identity.sidebar()  # who acts: the dev identity picker, or the signed-in person and Sign out
             st.caption(f"Registry: `{_short(c.settings.mlflow_tracking_uri)}`  \n"
                        f"Serving: `{c.settings.serving_backend}`")
         refresh_button()
@@ -88,6 +76,7 @@ def _short(uri: str) -> str:
 # The query parameters the previous run of this session left in the browser's URL.
 URL_LEFT = "query-params-left"
 
+login.gate()  # signed-in people only (MLOPS_AUTH_MODE oidc/proxy): else a login screen or a refusal, and stop
 nav = st.navigation(list(pages().values()))
 # st.page_link to the *same* page with other query_params does not rewrite the browser URL (Streamlit only
 # does that on a page change); the stale URL would then be sent back on the next widget rerun. So when a run

@@ -25,7 +25,7 @@ def settings_key() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cache entry
-    c = build(Settings.from_env())
+    c = build(Settings.from_env(for_people=True))  # people act here: dev identities on local data only
     for heavy in ("mlflow", "mlflow.tracking", "plotly.graph_objects", "pandas"):
         importlib.import_module(heavy)
     # These imports (MLflow, pandas, plotly…) leave ~300k long-lived objects; move them out of the
