@@ -155,3 +155,14 @@ def test_the_cli_process_takes_its_identity_from_the_token(oidc, provider):
     assert oidc.serving.get_endpoint(ENDPOINT).canary_weight == 30
     entries = oidc.audit.entries()
     assert [(e.actor, e.result) for e in entries[:2]] == [("00u-ci", "ok"), ("(unverified token)", "refused")]
+
+
+def test_acknowledging_an_alert_takes_the_token_too(oidc, provider, capsys, monkeypatch):
+    code, _, err = run(oidc, capsys, monkeypatch, None, "ack", "12345")
+    assert code == 7 and "no token" in err
+    code, _, err = run(oidc, capsys, monkeypatch, provider.id_token("00u-vera"), "ack", "12345")
+    assert code == 7 and "Vera Viewer is a viewer" in err, err
+    code, _, err = run(oidc, capsys, monkeypatch, provider.id_token("00u-ci"), "ack", "12345")
+    assert code == 4 and "no alert '12345'" in err, "verified: on to the use case, which finds no such alert"
+    assert [(e.actor, e.result) for e in oidc.audit.entries(action="acknowledge_alert")] == [
+        ("00u-ci", "refused"), ("00u-vera", "refused"), ("(no token)", "refused")]
