@@ -209,7 +209,11 @@ def actions_panel(view, pending: list[dict]) -> None:
         may = {k: f"the endpoint is read-only: {ep.read_only_reason}" for k in may}
     if all(may[a] for a in ("request_promotion", "start_canary", "rollback")):
         st.info(f"{actor.name} may only look here: " + (may["request_promotion"] or ""), icon=":material/visibility:")
-    versions = [v.version for v in data.model_view(data.key(), ep.model).versions]
+    try:
+        versions = [v.version for v in data.model_view(data.key(), ep.model).versions]
+    except ConsoleError as exc:  # the registry is down: abort, rollback and re-weighting do not need it
+        show_error(exc)
+        versions = [v for v in (ep.stable_version, ep.canary_version) if v]
     a, b, cc = st.columns(3)
     with a, st.container(border=True):
         st.markdown("**Promote a version**")

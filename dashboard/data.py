@@ -67,8 +67,8 @@ def endpoint_picker(where, *, key: str, nothing: str, clears: tuple[str, ...] = 
     from dashboard.components import guard
 
     names: list[str] = []
-    with guard("serving"):
-        names = [v.endpoint.name for v in serving_overview()]
+    with guard("serving"):  # names only: a registry that is down or hung does not hold the picker
+        names = [ep.name for ep in container().serving.list_endpoints()]
     wanted = st.query_params.get("endpoint")
     if wanted and wanted not in names:
         names.append(wanted)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from services.breaker import Breaker
 from services.errors import ConsoleError, Invalid, NotFound
 from services.refs import VersionRef
 from services.registry import (
@@ -50,15 +51,18 @@ class MlflowRegistry(ModelRegistry):
         self._client = None
         self._uri_index: tuple[float, dict] | None = None
         self._uri_lock = threading.Lock()
+        self.breaker = Breaker(SOURCE)  # a server that timed out is not asked again for a while
 
     @property
     def client(self):
+        """The MlflowClient behind the breaker: while the server rests after a timeout, calls fail at once."""
         if self._client is None:
             check_local_store(self.tracking_uri)
             with guard("the client configuration"):
                 from mlflow import MlflowClient
 
-                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+                self._client = _Guarded(MlflowClient(tracking_uri=self.tracking_uri,
+                                                     registry_uri=self.registry_uri), self.breaker)
         return self._client
 
     # -- reads ---------------------------------------------------------------
@@ -217,7 +221,7 @@ class MlflowRegistry(ModelRegistry):
         import mlflow.artifacts
         from mlflow.models import Model
 
-        with guard("the model's MLmodel file"), tempfile.TemporaryDirectory() as tmp:
+        with guard("the model's MLmodel file"), self.breaker.guard(), tempfile.TemporaryDirectory() as tmp:
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=location.rstrip("/") + "/MLmodel", dst_path=tmp, tracking_uri=self.tracking_uri
             )
@@ -232,7 +236,7 @@ class MlflowRegistry(ModelRegistry):
             )
         requirements: tuple[str, ...] = ()
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with self.breaker.guard(), tempfile.TemporaryDirectory() as tmp:
                 req = mlflow.artifacts.download_artifacts(
                     artifact_uri=location.rstrip("/") + "/requirements.txt", dst_path=tmp,
                     tracking_uri=self.tracking_uri,
@@ -296,7 +300,8 @@ class MlflowRegistry(ModelRegistry):
 
         location = self.storage_uri(name, version)
         try:
-            files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri)
+            with self.breaker.guard():
+                files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri)
         except FileNotFoundError:
             return False
         except Exception as exc:  # noqa: BLE001 - "missing" only when the store says so; an outage is not that
@@ -315,8 +320,9 @@ class MlflowRegistry(ModelRegistry):
         v = self.get_version(name, version)
         if not v.run_id:
             raise NotFound(f"{name!r} v{v.version} has no run, so no reference data", source=SOURCE)
-        return load_reference_data(self.tracking_uri, v.run_id, REFERENCE_ARTIFACTS[kind],
-                                   what=f"{name!r} v{v.version}")
+        with self.breaker.guard():
+            return load_reference_data(self.tracking_uri, v.run_id, REFERENCE_ARTIFACTS[kind],
+                                       what=f"{name!r} v{v.version}")
 
     URI_INDEX_TTL = 60.0
 
@@ -349,6 +355,24 @@ class MlflowRegistry(ModelRegistry):
         if not self.ui_url:
             return None
         return f"{self.ui_url}/#/models/{quote(name, safe='')}/versions/{quote(str(version))}"
+
+
+class _Guarded:
+    """An MlflowClient whose every method call goes through the registry's :class:`Breaker`."""
+
+    def __init__(self, client, breaker: Breaker):
+        self._client, self._breaker = client, breaker
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with self._breaker.guard():
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def _check_name(name: str) -> None:

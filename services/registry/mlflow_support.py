@@ -8,18 +8,23 @@ Every MLflow / transport failure becomes the console's error vocabulary with
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.breaker import is_timeout
 from services.errors import ConsoleError, Invalid, NotFound, Unavailable
 
 SOURCE = "MLflow registry"
-# Fail fast when a server is down instead of MLflow's minutes of back-off.
+# Fail fast when a server is down instead of MLflow's minutes of back-off (7 retries, exponential), and give a
+# hung server 5 s per request (MLflow's default is 120 s): a page that reads the registry answers within 10 s.
+# A server that timed out is not asked again for a while (the registry adapter's Breaker), so one page pays
+# one timeout, not one per call. Both can be raised in the environment for a slow server.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
 def ts(ms: int | None) -> datetime | None:
@@ -54,7 +59,7 @@ def translate(exc: BaseException, what: str, *, doing: str = "reading") -> Conso
         if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
             return Invalid(f"{what}: {short(msg)}", source=SOURCE)
         if "API request" in msg or "Max retries" in msg or "Connection" in msg:
-            return Unavailable(f"cannot reach the MLflow server while {doing} {what}", source=SOURCE,
+            return Unavailable(f"{_transport_failure(exc, msg)} while {doing} {what}", source=SOURCE,
                                detail=short(msg))
         return Unavailable(f"{what}: {short(msg)}", source=SOURCE)
     name = type(exc).__name__
@@ -62,8 +67,20 @@ def translate(exc: BaseException, what: str, *, doing: str = "reading") -> Conso
         return Unavailable(f"the MLflow store cannot be opened while {doing} {what}", source=SOURCE,
                            detail=short(str(exc)))
     if isinstance(exc, OSError) or "Connection" in name or "Timeout" in name:
-        return Unavailable(f"cannot reach MLflow while {doing} {what}", source=SOURCE, detail=short(str(exc)))
+        return Unavailable(f"{_transport_failure(exc, str(exc))} while {doing} {what}", source=SOURCE,
+                           detail=short(str(exc)))
     return Unavailable(f"unexpected error while {doing} {what}: {name}", source=SOURCE, detail=short(str(exc)))
+
+
+def _transport_failure(exc: BaseException, msg: str) -> str:
+    """What went wrong between us and the MLflow server, in words: no answer in time, an HTTP error status,
+    or no connection at all."""
+    if is_timeout(exc):
+        return f"the MLflow server did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
+    status = re.search(r"too many (\d{3}) error responses|error code (\d{3})", msg)
+    if status:
+        return f"the MLflow server answered HTTP {status.group(1) or status.group(2)}"
+    return "cannot reach the MLflow server"
 
 
 REFERENCE_ARTIFACTS = {"train": "reference/train.parquet", "eval": "reference/eval.parquet"}
