@@ -249,6 +249,14 @@ class _Fault:
     message: str = "injected failure"
 
 
+@dataclass
+class _Hang:
+    method: str | None
+    path_contains: str | None
+    remaining: int
+    release: threading.Event
+
+
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
@@ -283,6 +291,7 @@ class KubeDouble:
         self._hooks: list[_Hook] = []
         self._faults: list[_Fault] = []
         self._drops: list[_Fault] = []  # processed, then the connection closes unanswered (drop_next)
+        self._hangs: list[_Hang] = []
         self._controller: dict[tuple[str, str], dict] = {}
         self._validators = {k: validator(v) for k, v in self.schemas.items()}
         self.requests: list[RecordedRequest] = []
@@ -305,6 +314,8 @@ class KubeDouble:
         return self
 
     def stop(self) -> None:
+        for h in self._hangs:  # held requests end (504) so their threads do not outlive the double
+            h.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -402,6 +413,16 @@ class KubeDouble:
         with self._lock:
             self._faults.append(_Fault(status, method, path_contains, times, message))
 
+    def hang_next(self, *, method: str | None = None, path_contains: str | None = None,
+                  times: int = 1) -> threading.Event:
+        """Hold the next ``times`` matching requests without an answer, like a hung API server: nothing is
+        processed, and once the returned event is set (or the double stops) they are answered 504 Timeout,
+        as an API server answers a request that outlived its own timeout (the client gave up long before)."""
+        hang = _Hang(method, path_contains, times, threading.Event())
+        with self._lock:
+            self._hangs.append(hang)
+        return hang.release
+
     def after(self, method: str | None, fn: Callable[[KubeDouble], None], *, times: int = 1,
               path_contains: str | None = None) -> None:
         """Run ``fn(double)`` after a matching request is processed and *before* its answer is sent.
@@ -433,6 +454,10 @@ class KubeDouble:
             except ValueError as exc:
                 body, parse_error = text, str(exc)
         try:
+            hang = self._take_hang(method, path)
+            if hang is not None:
+                hang.release.wait()
+                raise ApiError(504, "Timeout", "injected hang: the request was held and never processed")
             fault = self._take_fault(method, path)
             if fault is not None:
                 raise ApiError(fault.status, _reason_for(fault.status), fault.message)
@@ -449,6 +474,15 @@ class KubeDouble:
         for h in hooks:
             h.fn(self)
         return status, answer
+
+    def _take_hang(self, method: str, path: str) -> _Hang | None:
+        with self._lock:
+            for h in self._hangs:
+                if h.remaining > 0 and (h.method is None or h.method == method) and (
+                        h.path_contains is None or h.path_contains in path):
+                    h.remaining -= 1
+                    return h
+        return None
 
     def take_drop(self, method: str, raw_path: str) -> bool:
         """Whether the answer to this (already processed) request is to be dropped (see :meth:`drop_next`)."""

@@ -9,6 +9,12 @@ them. Every failure leaves this module as the console's error vocabulary
 404 → NotFound, 403 → PermissionDenied, 401 → Unavailable (credentials),
 409 → Conflict, 422 → Invalid (or Conflict when it is a lost ``test`` of the
 resourceVersion), 0/429/5xx and connection errors → Unavailable. Nothing is retried.
+
+Every call has a timeout (reads :data:`REQUEST_TIMEOUT`, patches :data:`WRITE_TIMEOUT`, both ``(connect,
+read)`` seconds) so a page answers within 10 s while the API server hangs; after a timeout the API server
+is not asked again for a while (:class:`~services.breaker.Breaker`, one for reads and one for writes, so a
+write that got no answer can still be checked by a read): one page pays one timeout. A patch that timed out
+may still have been applied by the server: its error says so (re-read, do not retry blindly).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from services.breaker import Breaker, is_timeout
 from services.errors import (
     Conflict,
     ConsoleError,
@@ -31,7 +38,8 @@ GROUP = "serving.kserve.io"
 API_VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 JSON_PATCH = "application/json-patch+json"
-REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
+REQUEST_TIMEOUT = (3, 5)  # (connect, read) seconds of reads
+WRITE_TIMEOUT = (3, 8)  # of patches: admission webhooks may take a few seconds; still inside a page's 10 s
 CONFLICT_MESSAGE = "endpoint changed since you read it; re-read and decide again"
 
 
@@ -101,19 +109,35 @@ def translate(exc: Exception, doing: str) -> ConsoleError:
                                detail=msg)
         return Unavailable(f"{doing}: unexpected answer HTTP {status}: {msg}", source=SOURCE, detail=msg)
     if isinstance(exc, (HTTPError, OSError)):
+        if is_timeout(exc):
+            return Unavailable(f"{doing}: the Kubernetes API did not answer in time ({type(exc).__name__})",
+                               source=SOURCE, detail=str(exc))
         return Unavailable(f"{doing}: cannot reach the Kubernetes API ({type(exc).__name__})",
                            source=SOURCE, detail=str(exc))
     return Unavailable(f"{doing}: {type(exc).__name__}: {exc}", source=SOURCE, detail=str(exc))
 
 
+def _no_retries(api_client) -> None:
+    """Nothing is retried: urllib3's default retries an unanswered GET three more times (a hung API server then
+    holds a read for 4 × its timeout), and the ``kubernetes`` client keeps that default unless its configuration
+    sets ``retries``. New connection pools of this client get ``retries=False``."""
+    pool = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if pool is not None and hasattr(pool, "connection_pool_kw"):
+        pool.connection_pool_kw["retries"] = False
+
+
 class IsvcClient:
     """``InferenceService`` calls through the official client; every call carries ``request_timeout``."""
 
-    def __init__(self, api_client, request_timeout=REQUEST_TIMEOUT):
+    def __init__(self, api_client, request_timeout=REQUEST_TIMEOUT, write_timeout=WRITE_TIMEOUT):
         from kubernetes import client
 
         self.api_client = api_client
         self.request_timeout = request_timeout
+        self.write_timeout = write_timeout
+        self.breaker = Breaker("Kubernetes API")  # reads
+        self.write_breaker = Breaker("Kubernetes API")  # patches
+        _no_retries(api_client)
         self._objects = client.CustomObjectsApi(api_client)
         self._authz = client.AuthorizationV1Api(api_client)
 
@@ -125,10 +149,19 @@ class IsvcClient:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        self._check(doing)
         try:
-            return fn(*args, _request_timeout=self.request_timeout, **kwargs)
+            with self.breaker.guard():
+                return fn(*args, _request_timeout=self.request_timeout, **kwargs)
         except (ApiException, HTTPError, OSError) as exc:
             raise translate(exc, doing) from exc
+
+    def _check(self, doing: str, breaker: Breaker | None = None) -> None:
+        """Unavailable at once (naming KServe, the adapter's source) while the API server rests after a timeout."""
+        try:
+            (breaker or self.breaker).check()
+        except Unavailable as exc:
+            raise Unavailable(f"{doing}: {exc.message}", source=SOURCE) from exc
 
     def get(self, ns: str, name: str) -> dict:
         return self._call(f"reading InferenceService {ns}/{name}", self._objects.get_namespaced_custom_object,
@@ -147,7 +180,9 @@ class IsvcClient:
             resource_attributes=client.V1ResourceAttributes(namespace=ns, verb="patch", group=GROUP,
                                                             resource=PLURAL)))
         try:
-            answer = self._authz.create_self_subject_access_review(review, _request_timeout=self.request_timeout)
+            with self.breaker.guard():
+                answer = self._authz.create_self_subject_access_review(review,
+                                                                       _request_timeout=self.request_timeout)
             return bool(answer.status and answer.status.allowed), (answer.status.reason if answer.status else "") or ""
         except Exception:  # noqa: BLE001 - cannot tell: the caller decides
             return None
@@ -162,10 +197,12 @@ class IsvcClient:
         from urllib3.exceptions import HTTPError
 
         partial = " The earlier write(s) of this change went through: re-read the endpoint." if done else ""
+        self._check(doing, self.write_breaker)
         try:
-            return self._objects.patch_namespaced_custom_object(
-                GROUP, API_VERSION, ns, PLURAL, name, body, _content_type=JSON_PATCH,
-                _request_timeout=self.request_timeout)
+            with self.write_breaker.guard():
+                return self._objects.patch_namespaced_custom_object(
+                    GROUP, API_VERSION, ns, PLURAL, name, body, _content_type=JSON_PATCH,
+                    _request_timeout=self.write_timeout)
         except ApiException as exc:
             msg = server_message(exc)
             if exc.status == 409 or (exc.status == 422 and self._lost_race(ns, name, expected, msg)):
@@ -176,6 +213,9 @@ class IsvcClient:
             raise err from exc
         except (HTTPError, OSError) as exc:
             err = translate(exc, doing)
+            if is_timeout(exc):  # sent, unanswered: the server may have applied it
+                partial = (" The API server may have applied this write before it stopped answering: re-read the "
+                           "endpoint before deciding again." + partial)
             raise type(err)(err.message + partial, source=SOURCE, detail=err.detail) from exc
 
     def _lost_race(self, ns: str, name: str, expected: str, msg: str) -> bool:
