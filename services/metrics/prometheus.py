@@ -18,6 +18,7 @@ from string import Template
 
 import requests
 
+from services.breaker import Breaker, is_timeout
 from services.errors import Invalid, Unavailable
 from services.metrics import MetricsSource
 from services.metrics.stats import Aggregate
@@ -38,7 +39,7 @@ class PrometheusMetricsSource(MetricsSource):
 
     def __init__(self, url: str, *, requests_query: str, errors_query: str, buckets_query: str,
                  latency_unit_ms: float = 1000.0, version_label: str = "version", role_label: str = "role",
-                 timeout: float = 10.0, session: requests.Session | None = None, **kw):
+                 timeout: float = 5.0, session: requests.Session | None = None, **kw):
         super().__init__(**kw)
         self.url = url.rstrip("/")
         self.templates = {"requests": requests_query, "errors": errors_query, "buckets": buckets_query}
@@ -46,6 +47,7 @@ class PrometheusMetricsSource(MetricsSource):
         self.version_label, self.role_label = version_label, role_label
         self.timeout = timeout
         self.http = session or requests.Session()
+        self.breaker = Breaker("Prometheus")  # one timeout per page, not one per query
 
     @classmethod
     def from_settings(cls, settings, **kw) -> PrometheusMetricsSource:
@@ -57,9 +59,17 @@ class PrometheusMetricsSource(MetricsSource):
     # -- HTTP ---------------------------------------------------------------------------------------------
     def query(self, promql: str, path: str = "query", **params) -> list[dict]:
         try:
-            resp = self.http.get(f"{self.url}/api/v1/{path}", params={"query": promql, **params},
-                                 timeout=self.timeout)
+            self.breaker.check()
+        except Unavailable as exc:
+            raise Unavailable(f"Prometheus at {self.url}: {exc.message}", source=SOURCE, detail=promql) from exc
+        try:
+            with self.breaker.guard():
+                resp = self.http.get(f"{self.url}/api/v1/{path}", params={"query": promql, **params},
+                                     timeout=self.timeout)
         except requests.RequestException as exc:
+            if is_timeout(exc):
+                raise Unavailable(f"Prometheus at {self.url} did not answer within {self.timeout:g} s",
+                                  source=SOURCE, detail=str(exc)[:300]) from exc
             raise Unavailable(f"Prometheus at {self.url} is not reachable: {exc.__class__.__name__}",
                               source=SOURCE, detail=str(exc)[:300]) from exc
         try:
