@@ -200,8 +200,9 @@ def build_app(registry, serving, config: GatewayConfig | None = None) -> Starlet
         try:
             await gw.routing.routes()
         except RuntimeError as exc:
-            return JSONResponse({"ready": False, "error": str(exc)}, status_code=503)
-        return JSONResponse({"ready": True})
+            return JSONResponse({"ready": False, "error": str(exc), "payload_log": gw.logger.status()},
+                                status_code=503)
+        return JSONResponse({"ready": True, "payload_log": gw.logger.status()})  # ready even when it fails
 
     async def metrics(request: Request) -> Response:
         return Response(gw.metrics.render(), media_type=gw.metrics.content_type)

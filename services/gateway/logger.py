@@ -5,6 +5,10 @@ Events go through a bounded queue to background senders: a prediction only ever 
 When the queue is full the event is dropped and counted (``mlops_gateway_logger_dropped_total``); each
 POST has a timeout, and a failed one is counted (``mlops_gateway_logger_failed_total``), never retried
 (the ingest side stores a repeated event once, but a dead ingest must not grow our memory).
+
+The gateway says when the ingest stops taking events: one warning in its log when deliveries start failing
+(and one when they work again), and :meth:`PayloadLogger.status` in the answer of ``/v2/health/ready`` —
+predictions go on either way.
 """
 
 from __future__ import annotations
@@ -66,6 +70,30 @@ class PayloadLogger:
         self._queue: asyncio.Queue[HTTPMessage] | None = None
         self._tasks: list[asyncio.Task] = []
         self._session = None
+        self.failing = 0  # deliveries failed in a row (0: the last one went through, or none was tried)
+        self.last_error: str | None = None
+
+    def status(self) -> dict:
+        """Whether payload events reach the ingest, for the health answer: ``delivering`` is False while the
+        latest deliveries failed (``failing`` in a row, the ``last_error``)."""
+        if not self.enabled:
+            return {"enabled": False}
+        return {"enabled": True, "url": self.url, "delivering": self.failing == 0, "failing": self.failing,
+                "last_error": self.last_error, "queued": self.pending()}
+
+    def _failed(self, why: str) -> None:
+        self.on_fail()
+        self.last_error = why
+        self.failing += 1
+        if self.failing == 1:
+            log.warning("the ingest at %s does not take payload events (%s): predictions go on, their events "
+                        "are not logged (mlops_gateway_logger_failed_total)", self.url, why)
+
+    def _sent(self) -> None:
+        self.on_sent()
+        if self.failing:
+            log.warning("the ingest at %s takes payload events again (after %d failed)", self.url, self.failing)
+        self.failing = 0
 
     @property
     def enabled(self) -> bool:
@@ -104,15 +132,13 @@ class PayloadLogger:
                 async with self._session.post(self.url, data=message.body, headers=message.headers) as resp:
                     await resp.read()
                     if resp.status >= 300:
-                        self.on_fail()
-                        log.debug("ingest answered %s", resp.status)
+                        self._failed(f"HTTP {resp.status}")
                     else:
-                        self.on_sent()
+                        self._sent()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - timeouts, refused connections: counted, not retried
-                self.on_fail()
-                log.debug("payload event not delivered: %s: %s", type(exc).__name__, exc)
+                self._failed(f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__)
             finally:
                 self._queue.task_done()
 
