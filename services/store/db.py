@@ -14,6 +14,8 @@ transaction cannot fail half-way with "database is locked".
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,8 +29,9 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from services.breaker import Breaker
 from services.errors import PreconditionFailed, Unavailable
 from services.store.tables import (  # noqa: F401 - the schema, re-exported for its users
     HISTOGRAM_BIN_COLUMNS,
@@ -57,6 +60,13 @@ UPGRADE_COMMAND = "python -m services db upgrade"
 REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 HEAD = REVISIONS[-1]
 WRITE = "mlops_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
+# SQLite: how long a writer waits for another connection's write lock (busy_timeout). A lock held longer is an
+# Unavailable naming the database, and writes fail at once for LOCK_REST more seconds (one wait per page, not
+# one per write); a page that acts answers within 10 s. PostgreSQL: seconds to connect.
+LOCK_TIMEOUT = 5
+LOCK_REST = 10.0
+CONNECT_TIMEOUT = 5
+_lock_breakers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # SQLite engine -> Breaker
 
 
 
@@ -91,13 +101,14 @@ def _create(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT, "check_same_thread": False})
+        _lock_breakers[engine] = Breaker(SOURCE, cooldown=LOCK_REST)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT * 1000}")
             _set_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -111,7 +122,8 @@ def _create(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT})
 
 
 def _set_wal(cur) -> None:
@@ -134,11 +146,27 @@ def _set_wal(cur) -> None:
 def writing(engine: Engine) -> Iterator[Connection]:
     """``engine.begin()`` for a transaction that writes: on SQLite it begins IMMEDIATE (takes the write lock
     at BEGIN, so a read-then-write cannot fail half-way); elsewhere it is plain ``engine.begin()``. Reads use
-    ``engine.connect()``, which begins DEFERRED and proceeds while another connection writes."""
-    with engine.connect() as conn:
-        conn.execution_options(**{WRITE: True})
-        with conn.begin():
-            yield conn
+    ``engine.connect()``, which begins DEFERRED and proceeds while another connection writes.
+
+    On SQLite, a write lock another connection held past :data:`LOCK_TIMEOUT` makes this engine's writes of the
+    next :data:`LOCK_REST` seconds fail at once (Unavailable naming the console database)."""
+    breaker = _lock_breakers.get(engine)
+    if breaker is not None:
+        breaker.check()
+    started = time.monotonic()
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        if breaker is not None and _locked(exc) and time.monotonic() - started >= LOCK_TIMEOUT * 0.9:
+            breaker.trip(f"was locked by another connection for more than {LOCK_TIMEOUT} s")
+        raise
+
+
+def _locked(exc: BaseException) -> bool:
+    return "database is locked" in str(getattr(exc, "orig", exc)).lower()
 
 
 def _unavailable(url: str, exc: BaseException) -> Unavailable:
@@ -258,4 +286,19 @@ def guarded(what: str, source: str = SOURCE):
     try:
         yield
     except SQLAlchemyError as exc:
-        raise Unavailable(f"{what} failed", source=source, detail=" ".join(str(exc).split())[:300]) from exc
+        raise Unavailable(f"{what} failed{_why(exc)}", source=source,
+                          detail=" ".join(str(exc).split())[:300]) from exc
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The cause in words where it is one people meet: a lock held by another connection, a server gone."""
+    if _locked(exc):
+        return f": the console database is locked by another connection (waited {LOCK_TIMEOUT} s)"
+    text = str(getattr(exc, "orig", exc)).lower()
+    if getattr(exc, "connection_invalidated", False) or any(w in text for w in _GONE):
+        return ": the console database cannot be reached (or dropped the connection)"
+    return ""
+
+
+_GONE = ("could not connect", "connection refused", "connection failed", "server closed the connection",
+         "terminating connection", "connection is closed", "connection is lost", "connection timeout expired")
