@@ -17,6 +17,7 @@ import re
 from datetime import UTC, datetime
 
 from services.alerts import Alert
+from services.breaker import Breaker, is_timeout
 from services.errors import Invalid, Unavailable
 
 SOURCE = "Alertmanager"
@@ -70,6 +71,7 @@ class AlertmanagerAlerts:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._session = session
+        self.breaker = Breaker(SOURCE)  # a hung Alertmanager costs a page one timeout
 
     @classmethod
     def from_settings(cls, settings) -> AlertmanagerAlerts | None:
@@ -84,10 +86,12 @@ class AlertmanagerAlerts:
         http = self._session or requests
         url = f"{self.url}/api/v2/alerts"
         try:
-            resp = http.get(url, params={"active": "true", "silenced": "true", "inhibited": "true"},
-                            timeout=self.timeout_s, headers={"Accept": "application/json"})
+            with self.breaker.guard():
+                resp = http.get(url, params={"active": "true", "silenced": "true", "inhibited": "true"},
+                                timeout=self.timeout_s, headers={"Accept": "application/json"})
         except requests.RequestException as exc:
-            raise Unavailable(f"cannot read alerts from {url}", source=SOURCE,
+            why = f"no answer within {self.timeout_s:g} s" if is_timeout(exc) else type(exc).__name__
+            raise Unavailable(f"cannot read alerts from {url} ({why})", source=SOURCE,
                               detail=" ".join(str(exc).split())[:300]) from exc
         if resp.status_code != 200:
             raise Unavailable(f"{url} answered HTTP {resp.status_code}", source=SOURCE,

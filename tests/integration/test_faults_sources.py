@@ -333,6 +333,23 @@ def test_prometheus_faults_are_named_and_bounded(fault_urls, fault, tmp_path):
     assert sum(took) < BUDGET, took
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+def test_alertmanager_faults_are_named_and_bounded(fault_urls, fault):
+    from services.alerts.alertmanager import AlertmanagerAlerts
+
+    am = AlertmanagerAlerts(fault_urls[fault], timeout_s=1)
+    took, outs = [], []
+    for _ in range(3):
+        t, out = elapsed(am.alerts, endpoint=ENDPOINT)
+        took.append(t)
+        outs.append(out)
+        assert isinstance(out, Unavailable) and out.source == "Alertmanager", out
+    if fault == "hung":
+        assert 0.9 <= took[0] < 3 and max(took[1:]) < 0.5, took
+        assert "no answer within 1 s" in outs[0].message and "not asked again" in outs[1].message, outs
+    assert sum(took) < BUDGET, took
+
+
 # -- the ingest behind the gateway ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gateway_container(registry_template, tmp_path_factory):
