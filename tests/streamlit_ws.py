@@ -19,7 +19,18 @@ many sessions can run concurrently from one thread::
         print(run.headings, run.seconds)
         again = await s.rerun()
 
-Widget interaction is not modelled (no ``widget_states`` are sent): this is for loading pages.
+Widgets, as the frontend drives them: every widget a run drew is in ``run.widgets`` by its ``key`` (Streamlit
+embeds the user key in the element id; a widget without a key is listed by its id). ``set(key, value)`` and
+``click(key)`` send a ``rerun_script`` whose ``ClientState`` carries ``widget_states`` — the values this client
+set on widgets still drawn (what the frontend keeps) plus the change, a button's click as a one-off trigger — and
+``fragment_id`` when the widget was drawn by a fragment (``st.fragment``, ``st.dialog``): then only the fragment
+reruns and the elements of the rest of the page are kept. ``dismiss()`` closes the open dialog (its trigger)::
+
+    await s.open("/deployments?endpoint=cancer-screening")
+    await s.set("dev-identity", "alice")          # an option, or the one option that starts with it
+    run = await s.click("action-canary")          # the dry run opens in a dialog: run.dialogs
+    await s.set("reason", "load test")
+    run = await s.click("confirm")
 """
 
 from __future__ import annotations
@@ -27,16 +38,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.runtime.state.common import user_key_from_element_id
 from websockets.asyncio.client import ClientConnection, connect
 
 STREAM_PATH = "/_stcore/stream"
 DEFAULT_TIMEOUT = 60.0
 _FINISHED = ForwardMsg.ScriptFinishedStatus
 _TEXT_FIELDS = ("body", "label", "message", "code_text")
+OK_STATUSES = ("FINISHED_SUCCESSFULLY", "FINISHED_FRAGMENT_RUN_SUCCESSFULLY")
 
 
 class StreamlitProtocolError(AssertionError):
@@ -54,6 +69,56 @@ class Element:
 
 
 @dataclass
+class Widget:
+    """A widget as a run drew it: enough to set it the way the frontend would."""
+
+    key: str  # the user key (or the element id when the widget has none)
+    id: str  # the element id the server registered it under
+    kind: str  # the Element oneof: "selectbox", "button", "button_group" (segmented control, pills), ...
+    label: str = ""
+    options: list[str] = field(default_factory=list)  # as shown (format_func applied)
+    disabled: bool = False
+    help: str = ""
+    fragment_id: str = ""  # the fragment (st.fragment, st.dialog) that drew it: a change reruns only that
+    proto: Any = None  # the element's own message (e.g. NumberInput: default, value, min, max)
+
+    @property
+    def value(self) -> Any:
+        """The value this run drew the widget with: the server's when it set one (``set_value``), else its
+        default (None for a widget without either); a select box's is its shown option. What the person sees
+        may be a value set before (the frontend keeps it): :meth:`StreamlitSession.value`."""
+        p, fields = self.proto, self.proto.DESCRIPTOR.fields_by_name if self.proto is not None else {}
+        if "set_value" in fields and p.set_value:
+            return p.raw_value if "raw_value" in fields else getattr(p, "value", None)
+        if "default" not in fields:
+            return None
+        if self.kind in ("selectbox", "radio"):
+            return self.options[p.default] if p.HasField("default") and p.default < len(self.options) else None
+        if self.kind in ("button_group", "multiselect"):  # indices of the chosen options
+            return [self.options[i] for i in p.default if i < len(self.options)]
+        return p.default
+
+    def option(self, value: Any) -> str:
+        """The shown option ``value`` names: itself, or the one option that starts with it (``"alice"`` for
+        ``"alice · operator, requester"``)."""
+        text = str(value)
+        if text in self.options:
+            return text
+        found = [o for o in self.options if o.startswith(text)]
+        if len(found) != 1:
+            raise StreamlitProtocolError(f"widget {self.key!r}: {text!r} names {len(found)} of its options "
+                                         f"{self.options}")
+        return found[0]
+
+
+@dataclass
+class Dialog:
+    title: str
+    is_open: bool
+    id: str  # set when the dialog can be dismissed with a rerun (on_dismiss)
+
+
+@dataclass
 class Run:
     """One script run as the client saw it."""
 
@@ -66,6 +131,14 @@ class Run:
     compile_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     reruns: int = 0  # st.rerun() inside the run: FINISHED_EARLY_FOR_RERUN, then a new run
+    widgets: dict[str, Widget] = field(default_factory=dict)  # by key (see Widget.key)
+    dialogs: dict[tuple[int, ...], Dialog] = field(default_factory=dict)  # st.dialog blocks, by delta path
+    fragment_id: str = ""  # the run was this fragment's (the rest of the page kept from before)
+    bytes_received: int = 0
+
+    @property
+    def open_dialog(self) -> Dialog | None:
+        return next((d for d in self.dialogs.values() if d.is_open), None)
 
     def of(self, kind: str) -> list[Element]:
         return [e for e in self.elements.values() if e.kind == kind]
@@ -89,7 +162,7 @@ class Run:
         out += [f"compile error {x}" for x in self.compile_errors]
         if self.page_not_found:
             out.append("page not found")
-        if self.status != "FINISHED_SUCCESSFULLY":
+        if self.status not in OK_STATUSES:
             out.append(f"script finished with {self.status or 'nothing'}")
         return out
 
@@ -127,6 +200,47 @@ def _element(el) -> Element:
     return Element(kind, text, detail)
 
 
+def _widget(el, fragment_id: str) -> Widget | None:
+    """The widget an element is, if it is one (its message has an ``id``)."""
+    kind = el.WhichOneof("type") or ""
+    sub = getattr(el, kind) if kind else None
+    if sub is None or "id" not in sub.DESCRIPTOR.fields_by_name or not sub.id:
+        return None
+    fields = sub.DESCRIPTOR.fields_by_name
+    options: list[str] = []
+    if "options" in fields:
+        options = [o if isinstance(o, str) else o.content for o in sub.options]
+    key = user_key_from_element_id(sub.id) or sub.id
+    return Widget(key, sub.id, kind, label=getattr(sub, "label", ""), options=options,
+                  disabled=bool(getattr(sub, "disabled", False)), help=getattr(sub, "help", ""),
+                  fragment_id=fragment_id, proto=sub)
+
+
+def widget_state(w: Widget, value: Any = None, *, click: bool = False) -> WidgetState:
+    """The ``WidgetState`` the frontend sends for ``w`` set to ``value`` (or clicked)."""
+    ws = WidgetState(id=w.id)
+    if click:
+        if w.kind not in ("button", "download_button"):
+            raise StreamlitProtocolError(f"widget {w.key!r} is a {w.kind}, not a button")
+        ws.trigger_value = True
+    elif w.kind in ("selectbox", "radio"):
+        ws.string_value = w.option(value)
+    elif w.kind in ("button_group", "multiselect"):  # segmented control and pills are button groups
+        values = value if isinstance(value, list | tuple) else [value]
+        ws.string_array_value.data[:] = [w.option(v) for v in values]
+    elif w.kind == "checkbox":  # also st.toggle
+        ws.bool_value = bool(value)
+    elif w.kind == "number_input":
+        ws.double_value = float(value)
+    elif w.kind == "slider":
+        ws.double_array_value.data[:] = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
+    elif w.kind in ("text_input", "text_area"):
+        ws.string_value = str(value)
+    else:
+        raise StreamlitProtocolError(f"widget {w.key!r}: setting a {w.kind} is not modelled")
+    return ws
+
+
 class StreamlitSession:
     """One Streamlit session over one websocket (what one browser tab is)."""
 
@@ -139,6 +253,9 @@ class StreamlitSession:
         self.page_script_hash = ""  # of the page shown now (for rerun())
         self.query_string = ""
         self.path = "/"
+        self.last: Run | None = None  # the page as it stands after the latest run
+        self._states: dict[str, WidgetState] = {}  # values this client set, by widget id (the frontend's store)
+        self._shown: dict[str, Any] = {}  # what each widget shows, by id: set here, or set by the server
 
     async def __aenter__(self) -> StreamlitSession:
         await self.connect()
@@ -168,14 +285,67 @@ class StreamlitSession:
         """Rerun the page shown now, with the query string it left (what the Rerun menu does)."""
         return await self._run(self.path, query_string=self.query_string, page_script_hash=self.page_script_hash)
 
-    async def _run(self, path: str, *, query_string: str, page_name: str = "", page_script_hash: str = "") -> Run:
+    @property
+    def widgets(self) -> dict[str, Widget]:
+        return self.last.widgets if self.last is not None else {}
+
+    def widget(self, key: str) -> Widget:
+        try:
+            return self.widgets[key]
+        except KeyError:
+            raise StreamlitProtocolError(f"{self.path}: no widget {key!r} on the page (widgets: "
+                                         f"{sorted(self.widgets)})") from None
+
+    def value(self, key: str) -> Any:
+        """What the widget ``key`` shows now, as the frontend keeps it: the value last set by this client or by
+        the server (``st.session_state``), else the default it was drawn with."""
+        w = self.widget(key)
+        return self._shown.get(w.id, w.value)
+
+    async def set(self, key: str, value: Any) -> Run:
+        """Set the widget ``key`` to ``value`` as a person would (a select box's option, a number, a text…):
+        the page (or the fragment that drew the widget) reruns."""
+        w = self.widget(key)
+        if w.disabled:
+            raise StreamlitProtocolError(f"{self.path}: widget {key!r} is disabled ({w.help or 'no reason given'})")
+        state = self._states[w.id] = widget_state(w, value)
+        kind = state.WhichOneof("value")
+        shown = getattr(state, kind)
+        self._shown[w.id] = list(shown.data) if hasattr(shown, "data") else shown
+        return await self._widget_run(w.fragment_id)
+
+    async def click(self, key: str) -> Run:
+        """Click the button ``key`` (a one-off trigger, as the frontend sends it)."""
+        w = self.widget(key)
+        if w.disabled:
+            raise StreamlitProtocolError(f"{self.path}: button {key!r} is disabled ({w.help or 'no reason given'})")
+        return await self._widget_run(w.fragment_id, widget_state(w, click=True))
+
+    async def dismiss(self) -> Run:
+        """Close the open dialog (its close button): the app reruns when the dialog asks for it (on_dismiss)."""
+        d = self.last.open_dialog if self.last is not None else None
+        if d is None or not d.id:
+            raise StreamlitProtocolError(f"{self.path}: no open dialog that reruns on dismiss")
+        return await self._widget_run("", WidgetState(id=d.id, trigger_value=True))
+
+    async def _widget_run(self, fragment_id: str, trigger: WidgetState | None = None) -> Run:
+        return await self._run(self.path, query_string=self.query_string, page_script_hash=self.page_script_hash,
+                               fragment_id=fragment_id, trigger=trigger)
+
+    async def _run(self, path: str, *, query_string: str, page_name: str = "", page_script_hash: str = "",
+                   fragment_id: str = "", trigger: WidgetState | None = None) -> Run:
         if self._ws is None:
             raise StreamlitProtocolError("not connected")
         msg = BackMsg()
         msg.rerun_script.query_string = query_string
         msg.rerun_script.page_name = page_name
         msg.rerun_script.page_script_hash = page_script_hash
-        run = Run(path=path, query_string=query_string)
+        msg.rerun_script.widget_states.widgets.extend([*self._states.values(), *([trigger] if trigger else [])])
+        run = Run(path=path, query_string=query_string, fragment_id=fragment_id)
+        if fragment_id and self.last is not None:  # a fragment's run redraws only the fragment
+            run.elements, run.widgets = dict(self.last.elements), dict(self.last.widgets)
+            run.dialogs, run.page_script_hash = dict(self.last.dialogs), self.last.page_script_hash
+        msg.rerun_script.fragment_id = fragment_id
         started = time.perf_counter()
         await self._ws.send(msg.SerializeToString())
         try:
@@ -186,6 +356,15 @@ class StreamlitSession:
                                          f"{run.texts()}") from exc
         run.seconds = time.perf_counter() - started
         self.path, self.query_string, self.page_script_hash = path, run.query_string, run.page_script_hash
+        self.last = run
+        drawn = {w.id for w in run.widgets.values()}
+        for store in (self._states, self._shown):  # the frontend forgets widgets that are no longer drawn
+            for wid in [wid for wid in store if wid not in drawn]:
+                del store[wid]
+        for w in run.widgets.values():  # ...and takes the value the server set (st.session_state, set_value)
+            if w.proto is not None and getattr(w.proto, "set_value", False):
+                self._states.pop(w.id, None)
+                self._shown[w.id] = w.value
         return run
 
     async def _collect(self, run: Run) -> None:
@@ -199,15 +378,27 @@ class StreamlitSession:
                 raise StreamlitProtocolError(f"{run.path}: the server closed the websocket: {exc}") from exc
             if isinstance(raw, str):
                 raise StreamlitProtocolError(f"{run.path}: unexpected text frame {raw[:200]!r}")
+            run.bytes_received += len(raw)
             fm = ForwardMsg()
             fm.ParseFromString(raw)
             kind = fm.WhichOneof("type")
             if kind == "new_session":  # a script run starts (again, after st.rerun): start afresh
+                if fm.metadata.run.fragment_ids:  # ...unless only a fragment runs: the rest of the page stays
+                    continue
                 run.elements.clear()
+                run.widgets.clear()
+                run.dialogs.clear()
                 run.page_not_found = False
             elif kind == "delta":
+                path = tuple(fm.metadata.delta_path)
                 if fm.delta.WhichOneof("type") == "new_element":
-                    run.elements[tuple(fm.metadata.delta_path)] = _element(fm.delta.new_element)
+                    run.elements[path] = _element(fm.delta.new_element)
+                    w = _widget(fm.delta.new_element, fm.delta.fragment_id)
+                    if w is not None:
+                        run.widgets[w.key] = w
+                elif fm.delta.WhichOneof("type") == "add_block" and fm.delta.add_block.WhichOneof("type") == "dialog":
+                    d = fm.delta.add_block.dialog
+                    run.dialogs[path] = Dialog(d.title, d.is_open, d.id)
             elif kind == "navigation":
                 run.page_script_hash = fm.navigation.page_script_hash
             elif kind == "page_not_found":

@@ -1,0 +1,312 @@
+"""Benchmark: 20 people using the console at once while the demo serves live traffic.
+
+    python bench/load.py [--minutes 2] [--sessions 20] [--actors 6] [--think 2,6] [--apply-share 0.5]
+                         [--alone-rounds 3] [--browser-rounds 1] [--no-browser] [--sample-every 5] [--keep DIR]
+
+Seeds a fresh demo (``seed-demo`` + ``seed-history``: 7 days of traffic) in a temp dir, starts the live parts as
+``make run`` does — ``python -m services up`` (gateway, ingest, alert evaluator, the demo's traffic stream) — and
+the console (``streamlit run dashboard/app.py`` in ``bench/_load_server.py``, which only counts the reads: MLflow
+calls, metrics and prediction-log reads, container builds). Then:
+
+1. **warm-up** — one session does every task once (first loads pay imports and first reads; not counted);
+2. **alone** — one session does every task ``--alone-rounds`` times with no pause, and Chromium loads each view
+   ``--browser-rounds`` times: the baseline, measured in this run;
+3. **caches** — for a few pages: the data caches are cleared (the sidebar's *Refresh data*), session 1 loads the
+   page, then sessions 2…N load it at once: their time and the reads they cause (0 MLflow calls = the cache
+   filled by session 1 served them);
+4. **load** — ``--sessions`` sessions (``--actors`` of them act as ``alice``) for ``--minutes``, each doing tasks at
+   random with a ``--think`` pause (seconds, uniform) between steps (``bench/_load_sessions.py``), driven over
+   Streamlit's own websocket protocol from this one asyncio process (``tests/streamlit_ws.py``; Chromium as the
+   load generator does not fit on 2 cores); meanwhile one real Chromium (fresh context per load) measures
+   page-ready across the views, and the console's RSS (its process and children, ``/proc``) and CPU are sampled.
+
+Prints the tables: script run per page and per widget change (p50/p95/max under load, p95 alone, ratio), browser
+page-ready, errors (exceptions drawn, unexpected error boxes, disconnects) against conflicts shown as a message,
+cache sharing, memory and CPU. Targets: p95 script run per page < 1 s, browser p95 page-ready < 3 s, no error,
+memory bounded (``--minutes 30``). A benchmark: it prints, and exits 0 whether targets are met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
+from _load_report import profile_summary, report  # noqa: E402
+from _load_server import SLOTS, Counters, cpu_seconds, rss_mb  # noqa: E402
+from _load_sessions import ACT_ENDPOINT, MODEL, Context, Person  # noqa: E402
+from pages_browser import CHROMIUM, CHROMIUM_ARGS, CONSOLE_ARGS, View, app_env, load_console, python, start, stop  # noqa: E402
+
+from tests.streamlit_ws import StreamlitSession  # noqa: E402
+
+TABLE = '[data-testid="stMain"] [data-testid="stDataFrame"]'
+CHART = '[data-testid="stMain"] [data-testid="stPlotlyChart"]'
+BROWSER_VIEWS = [
+    View("overview", "/", "MLOps Console", TABLE),
+    View("model", f"/models?model={MODEL}", MODEL, TABLE),
+    View("deployments", f"/deployments?endpoint={ACT_ENDPOINT}", "Deployments", '[data-testid="stMain"] '
+         '[data-testid="stMetric"]'),
+    View("monitoring", f"/monitoring?endpoint={ACT_ENDPOINT}&from=-1h&to=now", "Monitoring", CHART),
+    View("incidents", f"/incidents?endpoint={ACT_ENDPOINT}&from=-24h&to=now", "Incidents", CHART),
+    View("drift", f"/drift?endpoint={ACT_ENDPOINT}&from=-7d&to=now", "Drift", TABLE),
+    View("audit", "/audit", "Audit trail", TABLE),
+]
+# the pages whose cache sharing is shown: (name, URL)
+CACHED_PAGES = [("model", f"/models?model={MODEL}"), ("compare", f"/models?model={MODEL}&compare=2,4"),
+                ("version", f"/models?model={MODEL}&version=4"), ("drift", f"/drift?endpoint={ACT_ENDPOINT}&from=-7d"
+                                                                    "&to=now"),
+                ("monitoring", f"/monitoring?endpoint={ACT_ENDPOINT}&from=-24h&to=now")]
+
+
+def seed(data: Path) -> float:
+    t0 = time.perf_counter()
+    for cmd in (["seed-demo"], ["seed-history"]):
+        subprocess.run([python(), "-m", "services", *cmd, "--json"], check=True, cwd=ROOT, env=app_env(data),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def count_rows(db: Path, sql: str) -> int:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        return con.execute(sql).fetchone()[0]
+
+
+class Browser:
+    """One Chromium on its own thread (Playwright's sync API stays on the thread that started it)."""
+
+    def __init__(self, url: str):
+        self.url, self.pool = url, ThreadPoolExecutor(1, thread_name_prefix="chromium")
+        self.samples: list[tuple[str, str, float, str]] = []  # (phase, view, ms, error)
+        self.stop = threading.Event()
+        self._pw = self._browser = None
+
+    def _start(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+    def _load(self, phase: str, view: View) -> None:
+        try:
+            self.samples.append((phase, view.key, load_console(self._browser, self.url, view, 1.0).ms, ""))
+        except BaseException as exc:  # noqa: BLE001 - load_console exits on a timeout: a failed load, counted
+            self.samples.append((phase, view.key, float("nan"), f"{type(exc).__name__}: {exc}"[:300]))
+
+    def _rounds(self, phase: str, rounds: int | None) -> None:
+        n = 0
+        while (rounds is None and not self.stop.is_set()) or (rounds is not None and n < rounds):
+            for v in BROWSER_VIEWS:
+                if rounds is None and self.stop.is_set():
+                    return
+                self._load(phase, v)
+            n += 1
+
+    async def run(self, phase: str, rounds: int | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if self._browser is None:
+            await loop.run_in_executor(self.pool, self._start)
+        await loop.run_in_executor(self.pool, self._rounds, phase, rounds)
+
+    def close(self) -> None:
+        def _close():
+            if self._browser is not None:
+                self._browser.close()
+                self._pw.stop()
+
+        self.pool.submit(_close).result(timeout=60)
+        self.pool.shutdown()
+
+
+async def sampler(stats: list, console_pid: int, up_pid: int, every: float, stop: asyncio.Event) -> None:
+    t0 = time.monotonic()
+    while True:
+        stats.append((time.monotonic() - t0, rss_mb(console_pid), cpu_seconds(console_pid), rss_mb(up_pid),
+                      os.getloadavg()[0]))
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+            return
+        except TimeoutError:
+            pass
+
+
+async def cache_sharing(ctx: Context, counters: Counters, n: int) -> list[dict]:
+    """Per page: the caches cleared, session 1 loads it, then sessions 2..n at once."""
+    sessions = [StreamlitSession(ctx.url, timeout=ctx.run_timeout) for _ in range(n)]
+    await asyncio.gather(*(s.connect() for s in sessions))
+    out = []
+    try:
+        await sessions[0].open("/approvals")
+        for name, url in CACHED_PAGES:
+            await sessions[0].click("refresh")  # st.cache_data.clear(): every session's cached reads
+            before = counters.read()
+            first = await sessions[1].open(url)
+            mid = counters.read()
+            rest = await asyncio.gather(*(s.open(url) for s in sessions[1:]))
+            after = counters.read()
+            out.append({"page": name, "url": url, "first_s": first.seconds, "rest_s": [r.seconds for r in rest],
+                        "first_calls": {k: mid[k] - before[k] for k in SLOTS},
+                        "rest_calls": {k: after[k] - mid[k] for k in SLOTS},
+                        "problems": [p for r in [first, *rest] for p in r.problems]})
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+    return out
+
+
+async def scenario(args, url: str, counters: Counters, console, up, browser: Browser | None, result: dict) -> None:
+    ctx = Context(url, think=args.think, apply_share=args.apply_share, run_timeout=args.run_timeout)
+    result["ctx"] = ctx
+    stop_sampling = asyncio.Event()
+    sampling = asyncio.create_task(sampler(result["stats"], console.pid, up.pid, args.sample_every, stop_sampling))
+    one = Person(Context(url, think=(0, 0), apply_share=0.5, run_timeout=args.run_timeout, samples=ctx.samples),
+                 99, acts=True, seed=args.seed)
+    await one.connect()
+    one.ctx.phase = "warm-up"
+    await one.every_task_once()
+    say(f"warm-up done; alone: {args.alone_rounds} rounds of every task")
+    result["after_warmup"] = (rss_mb(console.pid), cpu_seconds(console.pid))
+    one.ctx.phase = "alone"
+    counters.set("profile_phase", 1)
+    for _ in range(args.alone_rounds):
+        await one.every_task_once()
+    counters.set("profile_phase", 0)
+    await one.s.close()
+    if browser is not None:
+        say(f"browser alone: {args.browser_rounds} round(s) of {len(BROWSER_VIEWS)} views")
+        await browser.run("alone", args.browser_rounds)
+    say("cache sharing")
+    result["caches"] = await cache_sharing(ctx, counters, args.sessions)
+    say(f"load: {args.sessions} sessions ({args.actors} acting) for {args.minutes:g} min")
+    ctx.phase = "load"
+    rng = random.Random(args.seed)
+    people = [Person(ctx, i, acts=i < args.actors, seed=rng.randrange(1 << 30)) for i in range(args.sessions)]
+    result["load_start"] = (time.monotonic(), counters.read(), cpu_seconds(console.pid), cpu_seconds(up.pid),
+                            rss_mb(console.pid), time.process_time())
+    counters.set("profile_phase", 2)
+    loops = [asyncio.create_task(p.loop()) for p in people]
+    if browser is not None:
+        browser.stop.clear()
+        loops.append(asyncio.create_task(browser.run("load")))
+    deadline = time.monotonic() + args.minutes * 60
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(60.0, max(0.0, deadline - time.monotonic())))
+        done = sum(1 for s in ctx.samples if s.phase == "load")
+        say(f"  {(args.minutes * 60 - (deadline - time.monotonic())) / 60:.1f} min: {done} runs, "
+            f"RSS {rss_mb(console.pid):.0f} MB")
+    ctx.stop.set()
+    if browser is not None:
+        browser.stop.set()
+    await asyncio.gather(*loops, return_exceptions=True)
+    counters.set("profile_phase", 0)
+    result["load_end"] = (time.monotonic(), counters.read(), cpu_seconds(console.pid), cpu_seconds(up.pid),
+                          rss_mb(console.pid), time.process_time())
+    stop_sampling.set()
+    await sampling
+
+
+def dump_profile(counters: Counters, timeout: float = 30.0) -> None:
+    """Ask the console's profiler to write its stacks, and wait (bounded) until it has."""
+    want = counters.read()["profile_dump"] + 1
+    counters.set("profile_dump", want)
+    deadline = time.monotonic() + timeout
+    while counters.read()["profile_written"] != want and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the other process, bounded
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=2.0, help="length of the load phase")
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--actors", type=int, default=6, help="sessions that also act (as alice)")
+    ap.add_argument("--think", default="2,6", help="MIN,MAX seconds between a person's steps (0,0: none)")
+    ap.add_argument("--apply-share", type=float, default=0.5, help="share of opened dry runs that are confirmed")
+    ap.add_argument("--alone-rounds", type=int, default=3)
+    ap.add_argument("--browser-rounds", type=int, default=1, help="browser loads per view alone")
+    ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS/CPU samples")
+    ap.add_argument("--run-timeout", type=float, default=60.0, help="seconds a run may take before it is a failure")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep", type=Path, help="keep the data and logs in this directory")
+    ap.add_argument("--profile", action="store_true", help="sample the console's script threads (alone and load)")
+    args = ap.parse_args()
+    args.think = tuple(float(x) for x in args.think.split(","))
+    if not args.no_browser and not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} is missing: apt-get install chromium (or --no-browser)")
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="bench-load-"))
+    if args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    data, logs = work / "data", work / "logs"
+    logs.mkdir(parents=True)
+    say(f"seeding the demo with 7 days of history in {data} …")
+    seed_s = seed(data)
+    env = app_env(data)
+    if args.profile:
+        env["LOAD_PROFILE"] = str(work / "profile")
+    ingest_port = free_port()
+    env_up = {**env, "MLOPS_INGEST_URL": f"http://127.0.0.1:{ingest_port}/"}
+    procs = []
+    browser = None
+    result: dict = {"stats": [], "seed_s": seed_s, "args": args}
+    try:
+        up, _ = start([python(), "-m", "services", "up", "--port", "{port}", "--ingest-port", str(ingest_port)],
+                      ROOT, env_up, "/v2/health/live", logs / "up.log")
+        procs.append(up)
+        console, url = start([python(), str(ROOT / "bench" / "_load_server.py"), str(work / "counters"),
+                              *CONSOLE_ARGS], ROOT, env, "/_stcore/health", logs / "console.log")
+        procs.append(console)
+        counters = Counters(work / "counters", create=False)
+        result["start"] = (rss_mb(console.pid), cpu_seconds(console.pid))
+        result["predictions_before"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
+        browser = None if args.no_browser else Browser(url)
+        asyncio.run(scenario(args, url, counters, console, up, browser, result))
+        result["predictions_after"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
+        result["weights_applied"] = count_rows(data / "console.db", "SELECT count(*) FROM audit_log WHERE "
+                                               "action = 'set_canary_weight' AND result = 'ok'")
+        result["browser"] = browser.samples if browser else []
+        result["counters"] = counters.read()
+        if args.profile:
+            dump_profile(counters)
+        if browser is not None:
+            browser.close()
+            browser = None
+        for p in procs[::-1]:
+            stop(p)
+        procs.clear()
+        report(result)
+        for phase, title in ((1, "one session alone"), (2, "under load")):
+            if args.profile and (work / f"profile.{phase}.folded").exists():
+                profile_summary(work / f"profile.{phase}.folded", title)
+    finally:
+        if browser is not None:
+            browser.close()
+        for p in procs[::-1]:
+            stop(p)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
