@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -271,19 +272,31 @@ def events_section(endpoint: str, evs: list) -> None:
 
 
 def report_section(endpoint: str, start: datetime, end: datetime, at: datetime | None) -> None:
-    try:
-        markdown, data = container().incidents.report(endpoint, start, end, at=at)
-    except ConsoleError as exc:
-        show_error(exc)
-        return
+    """The report is built when a button is clicked (on Streamlit's download thread), not on every run: it
+    reads the whole window again, and most runs of this page never download it."""
     cols = st.columns(2)
     stamp = f"{endpoint.replace('/', '_')}-{start:%Y%m%dT%H%M}"
-    cols[0].download_button("Incident report (Markdown)", markdown.encode("utf-8"), file_name=f"incident-{stamp}.md",
-                            mime="text/markdown", key="inc-report-md", icon=":material/description:",
-                            on_click="ignore")
-    cols[1].download_button("Incident report (JSON)", json.dumps(data, indent=2, default=str).encode("utf-8"),
+    cols[0].download_button("Incident report (Markdown)", partial(_report_file, endpoint, start, end, at, "md"),
+                            file_name=f"incident-{stamp}.md", mime="text/markdown", key="inc-report-md",
+                            icon=":material/description:", on_click="ignore")
+    cols[1].download_button("Incident report (JSON)", partial(_report_file, endpoint, start, end, at, "json"),
                             file_name=f"incident-{stamp}.json", mime="application/json", key="inc-report-json",
                             icon=":material/data_object:", on_click="ignore")
+
+
+def _report_file(endpoint: str, start: datetime, end: datetime, at: datetime | None, kind: str) -> bytes:
+    """One format of the report; a source that fails makes a file that says so (there is no page to show it on)."""
+    try:
+        markdown, data = _report(endpoint, start, end, at)
+    except ConsoleError as exc:
+        text = f"The incident report could not be made: {exc.source}: {exc.message}\n"
+        return (text if kind == "md" else json.dumps({"error": text.strip()})).encode("utf-8")
+    return (markdown if kind == "md" else json.dumps(data, indent=2, default=str)).encode("utf-8")
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=64)
+def _report(endpoint: str, start: datetime, end: datetime, at: datetime | None) -> tuple[str, dict]:
+    return container().incidents.report(endpoint, start, end, at=at)
 
 
 def moment(start: datetime, end: datetime) -> datetime | None:

@@ -29,6 +29,17 @@ COLD_START = ("The first request to a version loads it (its model files are fetc
 
 
 # -- the time range, restored from and written to the URL ----------------------------------------------------
+GRAIN = timedelta(seconds=10)
+
+
+def page_now() -> datetime:
+    """Now, rounded up to 10 s: every session that opens a window ending "now" within the same 10 s asks for the
+    same window, so they share its cached reads (an exact now is a new cache key per run, read again each time)."""
+    now = container().clock()
+    floor = now.replace(microsecond=0) - timedelta(seconds=now.second % 10)
+    return now if floor == now else floor + GRAIN
+
+
 def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
                presets: dict[str, str] = PRESETS) -> tuple[datetime, datetime]:
     """``from``/``to`` of the URL (a preset like -1h, or ISO times) as a picker; changes go back to the URL."""

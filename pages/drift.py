@@ -6,10 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data
-from dashboard.bootstrap import container
 from dashboard.components import guard
 from dashboard.drift_view import DEFAULT_FROM, PRESETS, pick_version, render
-from dashboard.monitoring_view import time_range
+from dashboard.monitoring_view import page_now, time_range
 
 
 def main() -> None:
@@ -20,7 +19,7 @@ def main() -> None:
     if picked is None:
         return
     with guard("time range"):
-        start, end = time_range(container().clock(), default=DEFAULT_FROM, key="drift", presets=PRESETS)
+        start, end = time_range(page_now(), default=DEFAULT_FROM, key="drift", presets=PRESETS)
         with top[1]:
             version = pick_version(picked, start, end)
         if version is None:

@@ -7,9 +7,9 @@ import streamlit as st
 
 from dashboard import actions_ui, data
 from dashboard import incidents_view as view
-from dashboard.bootstrap import container, settings_key
+from dashboard.bootstrap import settings_key
 from dashboard.components import flash, guard
-from dashboard.monitoring_view import time_range
+from dashboard.monitoring_view import page_now, time_range
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     if picked is None:
         return
     with guard("time range"):
-        start, end = time_range(container().clock(), default=view.DEFAULT_FROM, key="inc", presets=view.PRESETS)
+        start, end = time_range(page_now(), default=view.DEFAULT_FROM, key="inc", presets=view.PRESETS)
         key = settings_key()
         with st.spinner("Reading the timeline…"):
             evs = view.events(key, picked, start, end)

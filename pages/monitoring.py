@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.bootstrap import container
 from dashboard.components import guard
-from dashboard.monitoring_view import render, time_range
+from dashboard.monitoring_view import page_now, render, time_range
 
 REFRESH_SECONDS = 15
 
@@ -24,7 +24,7 @@ def main() -> None:
         return
     auto = top[1].toggle(f"Auto-refresh every {REFRESH_SECONDS} s", key="mon-auto")
     with guard("time range"):
-        start, end = time_range(container().clock())
+        start, end = time_range(page_now())
         live_to_now = st.query_params.get("to", "now") == "now"
 
         @st.fragment(run_every=timedelta(seconds=REFRESH_SECONDS) if auto else None)

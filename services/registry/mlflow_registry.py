@@ -8,6 +8,7 @@ filtered again by exact name, so no name can widen a search.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import threading
 import time
@@ -52,6 +53,7 @@ class MlflowRegistry(ModelRegistry):
         self._uri_index: tuple[float, dict] | None = None
         self._uri_lock = threading.Lock()
         self.breaker = Breaker(SOURCE)  # a server that timed out is not asked again for a while
+        self._model_files = functools.lru_cache(maxsize=512)(self._read_model_files)  # a version's files never change
 
     @property
     def client(self):
@@ -217,7 +219,7 @@ class MlflowRegistry(ModelRegistry):
         return VersionDetail(summary=summary, run=run, signature=signature, requirements=requirements,
                              artifact_location=location, flavors=flavors, load_warnings=tuple(warnings))
 
-    def _model_files(self, location: str) -> tuple[Signature | None, tuple[str, ...], tuple[str, ...]]:
+    def _read_model_files(self, location: str) -> tuple[Signature | None, tuple[str, ...], tuple[str, ...]]:
         import mlflow.artifacts
         from mlflow.models import Model
 
