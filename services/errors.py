@@ -57,10 +57,15 @@ class PermissionDenied(ConsoleError):
 
 
 class Unavailable(ConsoleError):
-    """The outside system is down, unreachable or misconfigured."""
+    """The outside system is down, unreachable or misconfigured.
+
+    ``write_sent`` tells a write's caller whether the system may have applied it: ``None`` unknown (sent, and
+    the answer was lost), ``False`` certainly not (never sent: refused before sending, no connection, or an
+    error answer)."""
 
     kind = "unavailable"
     exit_code = 8
+    write_sent: bool | None = None
 
 
 class Invalid(ConsoleError):

@@ -165,6 +165,8 @@ class Executor:
             raise Conflict(f"{plan.endpoint} changed since the plan was made: {self._changes_since(plan)}",
                            source=exc.source, detail=exc.message) from exc
         except Unavailable as exc:
+            if exc.write_sent is False:  # never sent (or refused with an answer): nothing changed
+                raise
             ep_after = self._after_lost_answer(plan, exc, progress)
             notes.append(f"The answer to the endpoint write was lost ({exc.message}); re-reading {plan.endpoint} "
                          "showed the change WAS applied, so it was finished.")

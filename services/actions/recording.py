@@ -3,6 +3,8 @@ and the versions it is about."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 
 from services.actions.plan import result_of, versions_of
@@ -11,6 +13,8 @@ from services.errors import ConsoleError
 from services.identity import Actor
 from services.policy import GateResult
 from services.serving import ServingBackend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,11 +41,17 @@ class Recorder:
                                  details=details)
 
     def quietly(self, *args, **kwargs) -> None:
-        """Record while another error is being raised: that error is the one that matters."""
+        """Record while another error is being raised: that error is the one that matters, but it says when
+        its attempt could not be recorded (the audit store is down too), and the log keeps the attempt."""
         try:
             self.record(*args, **kwargs)
-        except ConsoleError:
-            pass
+        except ConsoleError as failed:
+            err = kwargs.get("error")
+            log.error("the audit trail could not record an attempt (%s): %s", failed,
+                      json.dumps({"args": args, **{k: v for k, v in kwargs.items() if k != "error"},
+                                  "error": str(err)}, default=str))
+            if isinstance(err, ConsoleError) and "audit trail" not in err.message:
+                err.message += f" (this attempt could NOT be written to the audit trail: {failed.message})"
 
     def refusal(self, actor: Actor, action: str, target: str, error: ConsoleError, *, stage: str,
                 params: dict | None = None) -> None:

@@ -308,6 +308,24 @@ def test_the_patch_failing_leaves_the_isvc_unchanged_and_is_audited(kc, k8s_doub
     assert (ep.stable_version, ep.canary_version) == ("1", None)
 
 
+def test_a_read_before_the_patch_that_hangs_is_a_plain_failure_not_an_unknown(kc, k8s_double):
+    """The backend's read just before its write times out: nothing was sent, so the action fails plainly (no
+    'UNKNOWN whether applied', nothing left for repair) although the API server is still resting."""
+    c = kc
+    _short_timeouts(c)
+    alice = c.directory.get("alice")
+    stored = k8s_double.get_object(NS, NAME)
+    plan = c.actions.plan(alice, "start_canary", EP, version="2", weight=10)
+    _inject(k8s_double, "hang", method="GET")
+    took, out = elapsed(c.actions.execute, plan, alice, "try v2")
+    assert isinstance(out, Unavailable) and out.source == "KServe", out
+    assert took < BUDGET and "UNKNOWN" not in out.message and not getattr(out, "needs_repair", False), out.message
+    assert k8s_double.get_object(NS, NAME) == stored and not k8s_double.patches()
+    last = _last_audit(c)
+    assert (last.action, last.result) == ("start_canary", "failed")
+    assert c.actions.needs_repair() == []
+
+
 # -- Prometheus ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", FAULTS)
 def test_prometheus_faults_are_named_and_bounded(fault_urls, fault, tmp_path):

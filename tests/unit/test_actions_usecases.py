@@ -249,3 +249,26 @@ def test_the_context_of_an_action_is_kept_in_its_audit_entry(w):
     plain = w.actions.plan(w.who("alice"), "start_canary", EP, version="2", weight=10)
     w.actions.execute(plain, w.who("alice"), "again")
     assert "context" not in w.audit.entries(limit=1)[0].details
+
+
+def test_a_write_that_was_never_sent_changes_nothing_and_needs_no_repair(w):
+    """A backend that knows its write never left (refused before sending, no connection) says so: the action fails
+    plainly — no re-read, no 'unknown, needs repair' — even when the endpoint cannot be read either."""
+    plan = w.actions.plan(w.who("alice"), "set_canary_weight", EP, weight=60)
+    unsent = Unavailable("the API server is resting after a timeout", source="fake serving")
+    unsent.write_sent = False
+    w.serving.fail["apply"] = unsent
+    w.serving.fail["get_endpoint"] = Unavailable("still down", source="fake serving")
+    with pytest.raises(Unavailable, match="resting after a timeout") as info:
+        w.actions.execute(plan, w.who("alice"), "r")
+    assert not getattr(info.value, "needs_repair", False)
+    w.serving.fail.clear()
+    assert w.state()[2] == 20 and w.actions.needs_repair() == []
+    assert w.trail()[-1] == ("alice", "set_canary_weight", "failed")
+
+
+def test_an_attempt_the_audit_trail_cannot_record_says_so(w):
+    """Refused while the audit store is down too: the person's error says the attempt is NOT in the trail."""
+    w.audit.fail["append"] = Unavailable("database is locked", source="fake audit")
+    with pytest.raises(PermissionDenied, match="could NOT be written to the audit trail: database is locked"):
+        w.actions.plan(w.who("carol"), "set_canary_weight", EP, weight=60)

@@ -137,7 +137,11 @@ class KServeBackend(ServingBackend):
     def apply(self, name: str, change: Change, *, actor: str, note: str = "", approved_by: str | None = None
               ) -> Endpoint:
         ns, isvc = self._split(name)
-        obj = self._kube.get(ns, isvc)
+        try:
+            obj = self._kube.get(ns, isvc)
+        except Unavailable as exc:
+            exc.write_sent = False  # the read before any write: nothing was sent
+            raise
         current = self._endpoint(obj)
         if current.resource_version != str(change.expected_resource_version):
             raise Conflict(CONFLICT_MESSAGE, source=SOURCE,

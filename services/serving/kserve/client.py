@@ -197,7 +197,10 @@ class IsvcClient:
         from urllib3.exceptions import HTTPError
 
         partial = " The earlier write(s) of this change went through: re-read the endpoint." if done else ""
-        self._check(doing, self.write_breaker)
+        try:
+            self._check(doing, self.write_breaker)
+        except Unavailable as exc:
+            raise _unsent(exc) from exc
         try:
             with self.write_breaker.guard():
                 return self._objects.patch_namespaced_custom_object(
@@ -210,9 +213,12 @@ class IsvcClient:
             err = translate(exc, doing)
             if partial:
                 err = type(err)(err.message + partial, source=SOURCE, detail=err.detail)
-            raise err from exc
+            # a 4xx answer: not applied; a 5xx may come from a proxy whose API server did apply it (unknown)
+            raise (_unsent(err) if exc.status and exc.status < 500 else err) from exc
         except (HTTPError, OSError) as exc:
             err = translate(exc, doing)
+            if _never_connected(exc):
+                raise _unsent(type(err)(err.message + partial, source=SOURCE, detail=err.detail)) from exc
             if is_timeout(exc):  # sent, unanswered: the server may have applied it
                 partial = (" The API server may have applied this write before it stopped answering: re-read the "
                            "endpoint before deciding again." + partial)
@@ -227,3 +233,24 @@ class IsvcClient:
         except ConsoleError:
             return False
         return str((now.get("metadata") or {}).get("resourceVersion")) != expected
+
+
+def _unsent(err: ConsoleError) -> ConsoleError:
+    """Mark an error of a write that was never applied (see :class:`~services.errors.Unavailable`)."""
+    if isinstance(err, Unavailable):
+        err.write_sent = False
+    return err
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """The request never reached the server: no connection was made (refused, or connecting timed out)."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (NewConnectionError, ConnectTimeoutError, ConnectionRefusedError)):
+            return True
+        reason = getattr(exc, "reason", None)  # MaxRetryError carries the real cause here
+        exc = reason if isinstance(reason, BaseException) else (exc.__cause__ or exc.__context__)
+        seen += 1
+    return False
