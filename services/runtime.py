@@ -54,6 +54,9 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
         _wait_started(servers, threads)
         gateway_url = f"http://{host}:{gateway_port}"
         say(f"gateway http://{host}:{gateway_port}  ·  ingest {ingest_url}  ·  Ctrl-C stops both")
+        from services.worker import say_needs_repair
+
+        say_needs_repair(container, say)
         threading.Thread(target=_retention, args=(container, say), daemon=True, name="retention").start()
         from services.alerts.runner import loop as alert_loop  # the alert rules, every MLOPS_ALERT_INTERVAL_SECONDS
 

@@ -91,9 +91,24 @@ def _health_server(host: str, port: int, threads: dict[str, threading.Thread]) -
     return server
 
 
+def say_needs_repair(container, say: Callable[[str], None]) -> int:
+    """At start: what a stopped process left half-done (found, never repaired here: a person runs ``repair``)."""
+    from services.errors import ConsoleError
+
+    try:
+        found = container.actions.needs_repair()
+    except ConsoleError as exc:
+        say(f"needs repair: could not be checked ({exc.source}: {exc.message})")
+        return 0
+    for f in found:
+        say(f"NEEDS REPAIR {f.endpoint}: {f.summary} (python -m services repair --endpoint {f.endpoint} --dry-run)")
+    return len(found)
+
+
 def run(container, *, host: str, port: int, say: Callable[[str], None] = print,
         stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
+    say_needs_repair(container, say)
     threads = loops(container, stop, say)
     server = _health_server(host, port, threads)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,

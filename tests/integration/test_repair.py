@@ -61,6 +61,12 @@ def test_an_approval_killed_after_the_endpoint_write_is_found_shown_and_repaired
     assert "the champion was NOT moved (still v1, should be v2)" in f.lines[1]
     (req,) = new.actions.requests(status="applying")
     assert req["needs_repair"].startswith(f"request #{rid} (promote version v2")
+    from services.worker import say_needs_repair  # what `worker` and `up` say when they start
+
+    said: list[str] = []
+    assert say_needs_repair(new, said.append) == 1
+    assert said[0].startswith(f"NEEDS REPAIR {ENDPOINT}: endpoint {ENDPOINT} serves v2 as stable")
+    assert said[0].endswith(f"(python -m services repair --endpoint {ENDPOINT} --dry-run)")
 
     code, out = cli(new, capsys, "endpoints")
     assert code == 0 and "NEEDS REPAIR" in out.splitlines()[1]
