@@ -58,6 +58,7 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/drift_view.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/pages_browser.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache
