@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_alerts(sub, common)  # alerts, ack
     from services.incidents.commands import add_command as add_incidents
     add_incidents(sub, common)  # timeline, served-at
+    from services.retraining.commands import add_command as add_retrain
+    add_retrain(sub, common)  # retrain, retrain-status
     return p
 
 
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None, container=None) -> int:
         from services.composition import build
         from services.settings import Settings
 
-        people = args.command in {*ACTION_COMMANDS, "approve", "reject", "ack"}  # dev identities: local data only
+        people = args.command in {*ACTION_COMMANDS, "approve", "reject", "ack", "retrain"}  # dev ids: local data only
         c = container or build(Settings.from_env(for_people=people))
         return args.fn(c, args)
     except ConsoleError as exc:

@@ -215,6 +215,28 @@ class Container:
                          predictions=lambda: self.predictions, metrics=lambda: self.metrics, clock=self.clock)
 
     @cached_property
+    def retrainer(self):
+        """Retraining (``MLOPS_RETRAINER``): ``local`` (train here, register the challenger), ``webhook`` (a signed
+        POST to a pipeline) or ``airflow`` (a DAG run of its stable REST API)."""
+        if "retrainer" in self.overrides:
+            return self.overrides["retrainer"]
+        s = self.settings
+        if s.retrainer == "webhook":
+            from services.retraining.http import WebhookRetrainer
+
+            return WebhookRetrainer(s.retrain_webhook_url, s.retrain_webhook_secret,
+                                    timeout_s=s.retrain_timeout_seconds)
+        if s.retrainer == "airflow":
+            from services.retraining.http import AirflowRetrainer
+
+            return AirflowRetrainer(s.airflow_url, s.airflow_dag_id, username=s.airflow_username,
+                                    password=s.airflow_password, token=s.airflow_token,
+                                    timeout_s=s.retrain_timeout_seconds)
+        from services.retraining.local import LocalRetrainer
+
+        return LocalRetrainer(s.mlflow_tracking_uri, self.registry, self.predictions)
+
+    @cached_property
     def actions(self):
         from datetime import timedelta
 

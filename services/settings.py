@@ -23,6 +23,7 @@ DEFAULT_IDENTITIES: dict[str, tuple[str, ...]] = {
 }
 
 SERVING_BACKENDS = ("local", "kserve")
+RETRAINERS = ("local", "webhook", "airflow")
 METRICS_SOURCES = ("sql", "prometheus")
 # PromQL templates of the Prometheus metrics source: $endpoint and $window (a range like 3600s) are filled in;
 # each result must carry the labels named by MLOPS_PROMQL_VERSION_LABEL / MLOPS_PROMQL_ROLE_LABEL (use
@@ -121,6 +122,16 @@ class Settings:
     proxy_email_header: str = "X-Forwarded-Email"  # MLOPS_PROXY_EMAIL_HEADER
     proxy_groups_header: str = "X-Forwarded-Groups"  # MLOPS_PROXY_GROUPS_HEADER: comma-separated
     proxy_name_header: str = "X-Forwarded-Preferred-Username"  # MLOPS_PROXY_NAME_HEADER: the name shown
+    # Retraining (services/retraining): MLOPS_RETRAINER local | webhook | airflow, and what each needs
+    retrainer: str = "local"
+    retrain_webhook_url: str | None = None  # MLOPS_RETRAIN_WEBHOOK_URL
+    retrain_webhook_secret: str | None = field(default=None, repr=False)  # MLOPS_RETRAIN_WEBHOOK_SECRET (HMAC key)
+    airflow_url: str | None = None  # MLOPS_AIRFLOW_URL: the webserver's base URL (…/api/v1 is added)
+    airflow_dag_id: str | None = None  # MLOPS_AIRFLOW_DAG_ID
+    airflow_username: str | None = None  # MLOPS_AIRFLOW_USERNAME / _PASSWORD (basic auth) or _TOKEN (bearer)
+    airflow_password: str | None = field(default=None, repr=False)
+    airflow_token: str | None = field(default=None, repr=False)
+    retrain_timeout_seconds: int = 10  # MLOPS_RETRAIN_TIMEOUT_SECONDS: every call to the webhook or Airflow
 
     @property
     def anchor_file(self) -> Path:
@@ -232,7 +243,45 @@ class Settings:
             promql_role_label=get("MLOPS_PROMQL_ROLE_LABEL", "role"),
             alert_interval_seconds=int_setting("MLOPS_ALERT_INTERVAL_SECONDS", 15, 1, 3600),
             alertmanager_url=(get("MLOPS_ALERTMANAGER_URL") or "").strip().rstrip("/") or None,
+            **_retrain_settings(get, int_setting),
         )
+
+
+def _http_url(name: str, value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"{name} must be an http:// or https:// URL, got {value!r}", source="settings")
+    return value
+
+
+def _retrain_settings(get, int_setting) -> dict:
+    """MLOPS_RETRAINER and what its adapter needs, checked (services/retraining)."""
+    kind = get("MLOPS_RETRAINER", "local").strip().lower()
+    if kind not in RETRAINERS:
+        raise Invalid(f"MLOPS_RETRAINER must be one of {', '.join(RETRAINERS)}, got {kind!r}", source="settings")
+    out = {"retrainer": kind, "retrain_timeout_seconds": int_setting("MLOPS_RETRAIN_TIMEOUT_SECONDS", 10, 1, 120)}
+    hook, secret = (get("MLOPS_RETRAIN_WEBHOOK_URL") or "").strip(), get("MLOPS_RETRAIN_WEBHOOK_SECRET") or ""
+    if kind == "webhook":
+        if not hook or len(secret) < 16:
+            raise Invalid("MLOPS_RETRAINER=webhook needs MLOPS_RETRAIN_WEBHOOK_URL and MLOPS_RETRAIN_WEBHOOK_SECRET "
+                          "(the HMAC key, at least 16 characters)", source="settings")
+        out.update(retrain_webhook_url=_http_url("MLOPS_RETRAIN_WEBHOOK_URL", hook), retrain_webhook_secret=secret)
+    base, dag = (get("MLOPS_AIRFLOW_URL") or "").strip().rstrip("/"), (get("MLOPS_AIRFLOW_DAG_ID") or "").strip()
+    user, password, token = get("MLOPS_AIRFLOW_USERNAME"), get("MLOPS_AIRFLOW_PASSWORD"), get("MLOPS_AIRFLOW_TOKEN")
+    if kind == "airflow":
+        if not base or not dag:
+            raise Invalid("MLOPS_RETRAINER=airflow needs MLOPS_AIRFLOW_URL and MLOPS_AIRFLOW_DAG_ID", source="settings")
+        if not all(ch.isalnum() or ch in "-_." for ch in dag):
+            raise Invalid(f"MLOPS_AIRFLOW_DAG_ID must be letters, digits, '-', '_' or '.', got {dag!r}",
+                          source="settings")
+        if not token and not (user and password):
+            raise Invalid("MLOPS_RETRAINER=airflow needs MLOPS_AIRFLOW_USERNAME and MLOPS_AIRFLOW_PASSWORD (basic "
+                          "auth) or MLOPS_AIRFLOW_TOKEN", source="settings")
+        out.update(airflow_url=_http_url("MLOPS_AIRFLOW_URL", base), airflow_dag_id=dag, airflow_username=user,
+                   airflow_password=password, airflow_token=token)
+    return out
 
 
 def _flag(value) -> bool:

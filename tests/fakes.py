@@ -20,6 +20,7 @@ from services.errors import Conflict, NotFound
 from services.history.serving import ServedState, ServingHistory
 from services.metrics import LiveMetrics
 from services.registry import ModelRegistry, ModelSummary, RunDetail, Signature, VersionDetail, VersionSummary
+from services.retraining import Retrainer, RetrainRun
 from services.serving import Change, Condition, Endpoint, Revision, ServingBackend
 
 
@@ -517,3 +518,35 @@ class FakeAlertStore(AlertStore, _Failing):
         if self.rows[i].acknowledged_by is None:
             self.rows[i] = replace(self.rows[i], acknowledged_by=actor_subject, acknowledged_at=at)
         return self.rows[i]
+
+
+# -- retraining -------------------------------------------------------------------------------------------
+class FakeRetrainer(Retrainer, _Failing):
+    """Records every request; runs start ``queued`` and move through ``states`` on each ``status`` read."""
+
+    source = "fake retrainer"
+    backend = "fake"
+
+    def __init__(self, states: tuple[str, ...] = ("running", "succeeded"), new_version: str | None = "9"):
+        self.requests: list = []
+        self.states = states
+        self.new_version = new_version
+        self.reads: dict[str, int] = {}
+        self.fail = {}
+
+    def trigger(self, request):
+        self._check("trigger")
+        self.requests.append(request)
+        run_id = f"fake-{len(self.requests)}"
+        self.reads[run_id] = 0
+        return RetrainRun(run_id, "queued", request, backend=self.backend)
+
+    def status(self, run_id: str):
+        self._check("status")
+        if run_id not in self.reads:
+            raise NotFound(f"no run {run_id!r}", source=self.source)
+        n = self.reads[run_id] = min(self.reads[run_id] + 1, len(self.states))
+        state = self.states[n - 1] if n else "queued"
+        request = self.requests[int(run_id.split("-")[1]) - 1]
+        return RetrainRun(run_id, state, request, new_version=self.new_version if state == "succeeded" else None,
+                          backend=self.backend)

@@ -1,0 +1,86 @@
+"""``python -m services retrain`` and ``retrain-status`` (registered by :mod:`services.cli`).
+
+``retrain --endpoint E [--from … --to …] --reason R [--evidence JSON] [--wait SECONDS] --as NAME``: retrain what E
+serves as stable with the configured retrainer (``MLOPS_RETRAINER``): ``local`` trains and registers the
+challenger before it returns; ``webhook`` and ``airflow`` hand it to a pipeline (``--wait`` follows an Airflow
+run until it ends). Operators and admins only; every attempt is in the audit trail (action ``retrain``).
+``retrain-status RUN_ID [--wait SECONDS]``: a run's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from services.cli_output import emit
+from services.errors import ConsoleError, Invalid
+from services.retraining.usecases import ACTION, record, request_retraining
+
+
+def _text(run) -> str:
+    lines = [f"retraining run {run.run_id} ({run.backend}): {run.state}"]
+    if run.request is not None and run.request.endpoint:
+        lines.append(f"  {run.request.endpoint}: {run.request.model} v{run.request.version}")
+    if run.new_version:
+        lines.append(f"  new version v{run.new_version} (alias challenger, tagged mlops.candidate=retraining)")
+    for key in sorted(k for k in run.metrics if k.startswith(("holdout_", "champion_holdout_"))):
+        lines.append(f"  {key}: {run.metrics[key]:.4f}")
+    if run.detail:
+        lines.append(f"  {run.detail}")
+    if run.url:
+        lines.append(f"  {run.url}")
+    return "\n".join(lines)
+
+
+def _follow(c, run, wait: float):
+    if wait and run.open:
+        from services.retraining.http import follow
+
+        return follow(c.retrainer, run.run_id, timeout_s=wait)
+    return run
+
+
+def run_retrain(c, args) -> int:
+    from services.auth.cli import claimed_name, cli_actor
+    from services.metrics import parse_time
+
+    try:
+        evidence = json.loads(args.evidence) if args.evidence else {}
+        if not isinstance(evidence, dict):
+            raise Invalid("--evidence must be a JSON object", source="retraining")
+        actor = cli_actor(c, args.as_, os.environ, what="retrains")
+    except (ConsoleError, json.JSONDecodeError) as exc:
+        err = exc if isinstance(exc, ConsoleError) else Invalid(f"--evidence is not JSON: {exc}", source="retraining")
+        record(c.audit, claimed_name(c.settings, args.as_, os.environ), args.endpoint, err, reason=args.reason or "")
+        raise err from None
+    now = c.clock()
+    end = parse_time(args.to, now=now, end=True, what="--to")
+    start = parse_time(args.from_, now=now, what="--from")
+    run = request_retraining(c.retrainer, c.audit, c.serving, actor, args.endpoint, args.reason or "", start=start,
+                             end=end, evidence=evidence, predictions=c.predictions, clock=c.clock)
+    run = _follow(c, run, args.wait)
+    emit(args, run.as_dict(), _text(run))
+    return 0 if run.state != "failed" else 1
+
+
+def run_status(c, args) -> int:
+    run = _follow(c, c.retrainer.status(args.run_id), args.wait)
+    emit(args, run.as_dict(), _text(run))
+    return 0 if run.state != "failed" else 1
+
+
+def add_command(sub, common) -> None:
+    """``retrain`` and ``retrain-status``."""
+    sp = sub.add_parser(ACTION, help="retrain what an endpoint serves on its training data + labelled window",
+                        parents=[common])
+    sp.add_argument("--endpoint", required=True)
+    sp.add_argument("--from", dest="from_", metavar="WHEN", help="window start (ISO, or relative: --from=-7d)")
+    sp.add_argument("--to", metavar="WHEN", help="window end (ISO or now; default now)")
+    sp.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sp.add_argument("--evidence", help="a JSON object recorded with the request and sent to the pipeline")
+    sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="follow the run until it ends")
+    sp.set_defaults(fn=run_retrain)
+    sp = sub.add_parser("retrain-status", help="the state of a retraining run", parents=[common])
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="follow the run until it ends")
+    sp.set_defaults(fn=run_status)

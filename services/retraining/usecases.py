@@ -1,0 +1,100 @@
+"""A person asks for a retraining: checked here (role, reason, window, what serves), handed to the retrainer,
+and recorded in the audit trail — refusals and failures included — with who, why, the evidence and the run.
+
+The role: ``operator`` (or ``admin``). What is retrained is what the endpoint serves as stable (the parent
+version); the evidence recorded is what the person gave plus the window's live traffic per version (requests,
+errors, labelled rows, accuracy or MAE) read from the prediction log's rollups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from services.audit import AuditTrail
+from services.clock import utcnow
+from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.identity import Actor
+from services.retraining import Retrainer, RetrainRequest, RetrainRun, payload
+
+ACTION = "retrain"
+ROLES = ("operator",)  # admins too (Actor.has_any)
+DEFAULT_WINDOW = timedelta(days=7)
+MAX_REASON = 2000
+
+
+def live_evidence(predictions, endpoint: str, start: datetime, end: datetime) -> list[dict]:
+    """Per version and role: requests, errors and what the labels say over the window (from the rollups)."""
+    out = []
+    for t in predictions.served(endpoint, start, end):
+        row = {"version": t.version, "role": t.role, "requests": t.requests, "errors": t.errors,
+               "labelled": t.labelled}
+        if t.labelled:
+            row["accuracy"] = round(t.correct / t.labelled, 4)
+            row["mae"] = round(t.abs_error_sum / t.labelled, 4)
+        out.append(row)
+    return out
+
+
+def request_retraining(retrainer: Retrainer, audit: AuditTrail, serving, actor: Actor, endpoint: str, reason: str,
+                       *, start: datetime | None = None, end: datetime | None = None, evidence: dict | None = None,
+                       predictions=None, clock: Callable[[], datetime] = utcnow) -> RetrainRun:
+    """``actor`` retrains what ``endpoint`` serves as stable; one audit entry per attempt."""
+    reason = (reason or "").strip()
+    end = end or clock()
+    start = start or end - DEFAULT_WINDOW
+    details: dict = {"window": {"start": start.isoformat(), "end": end.isoformat()},
+                     "backend": retrainer.backend, "evidence": dict(evidence or {})}
+    before = None
+    try:
+        if not actor.has_any(ROLES):
+            raise PermissionDenied(f"{actor.name} may not retrain: that takes the role {' or '.join(ROLES)} "
+                                   "(or admin)", source="policy")
+        if not reason:
+            raise Invalid("say why: a reason is required to retrain", source="retraining")
+        if len(reason) > MAX_REASON:
+            raise Invalid(f"the reason is longer than {MAX_REASON} characters", source="retraining")
+        if start >= end:
+            raise Invalid(f"the window starts ({start:%Y-%m-%d %H:%M}) after it ends ({end:%Y-%m-%d %H:%M})",
+                          source="retraining")
+        ep = serving.get_endpoint(endpoint)
+        if not ep.model or not ep.stable_version:
+            raise PreconditionFailed(f"endpoint {endpoint} serves no known model version to retrain",
+                                     source="retraining")
+        before = {"model": ep.model, "version": ep.stable_version, "canary_version": ep.canary_version}
+        details.update(model=ep.model, versions=[ep.stable_version])  # what the audit filters find it by
+        if predictions is not None:
+            try:
+                details["evidence"].setdefault("live", live_evidence(predictions, endpoint, start, end))
+            except ConsoleError as exc:  # the evidence is extra: its source failing does not stop a retraining
+                details["evidence"]["live_unavailable"] = f"{exc.source}: {exc.message}"
+        request = RetrainRequest(endpoint=endpoint, model=ep.model, version=ep.stable_version, reason=reason,
+                                 trigger=actor.subject, evidence=details["evidence"], window_start=start,
+                                 window_end=end)
+        run = retrainer.trigger(request)
+    except ConsoleError as exc:
+        record(audit, actor.subject, endpoint, exc, reason=reason, before=before, details=details)
+        raise
+    if run.new_version:
+        details["versions"] = [request.version, run.new_version]
+    details.update({"run_id": run.run_id, "state": run.state, "new_version": run.new_version,
+                    "metrics": run.metrics, "detail": run.detail, "request": payload(request)})
+    if actor.authenticated_by != "dev":
+        details["authenticated_by"] = actor.authenticated_by
+    audit.append(actor=actor.subject, action=ACTION, target=endpoint, result="ok", reason=reason, before=before,
+                 after={"run_id": run.run_id, "state": run.state, "new_version": run.new_version},
+                 details=details)
+    return run
+
+
+def record(audit: AuditTrail, actor_name: str, endpoint: str, exc: ConsoleError, *, reason: str = "",
+           before=None, details=None) -> None:
+    """Audit a retraining that was refused or failed."""
+    result = "conflict" if isinstance(exc, Conflict) else (
+        "refused" if isinstance(exc, Invalid | NotFound | PreconditionFailed | PermissionDenied) else "failed")
+    try:
+        audit.append(actor=actor_name or "(nobody)", action=ACTION, target=str(endpoint or "")[:512], result=result,
+                     reason=reason, error=f"{exc.kind}: {exc.source}: {exc.message}", before=before,
+                     details=details or {})
+    except ConsoleError:
+        pass  # the refusal itself is the error that matters
