@@ -181,6 +181,10 @@ def audit_event(entry, endpoint: str, model: str | None) -> Event:
     kind = APPROVAL if entry.action in APPROVAL_ACTIONS and ok else ACTION
     if entry.action == "acknowledge_alert" and ok:
         title = f"alert {details.get('rule') or details.get('alert_id') or ''} acknowledged".replace("  ", " ")
+    elif entry.action == "retrain" and ok:  # services.retraining: the run it started and what it made
+        title = (f"retraining of {_v(before.get('version'))} {after.get('state') or 'started'} (run "
+                 f"{after.get('run_id')})" + (f": {_v(after['new_version'])} is the challenger"
+                                              if after.get("new_version") else ""))
     elif entry.action == "request_promotion" and entry.result == "requested":
         title = f"{_what(entry.action, params)} requested" + (f" (request #{rid})" if rid else "")
     elif entry.action in ("approve", "reject") and ok:

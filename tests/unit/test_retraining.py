@@ -183,3 +183,17 @@ def test_the_composition_root_builds_the_configured_retrainer():
     assert "p" * 9 not in repr(s)
     flow = build(s).retrainer
     assert isinstance(flow, AirflowRetrainer) and flow.base_url == "http://af" and flow.auth == ("u", "p" * 9)
+
+
+def test_a_retraining_is_an_event_on_the_endpoints_timeline():
+    from services.incidents.events import audit_event
+
+    serving, audit, log, clock = _world()
+    request_retraining(FakeRetrainer(), audit, serving, ALICE, "screening", "accuracy fell", clock=clock)
+    event = audit_event(audit.entries(limit=1)[0], "screening", "clf")
+    assert event.title == "retraining of v2 queued (run fake-1) by alice: “accuracy fell”"
+    assert event.versions == ("2",) and event.details["after"]["run_id"] == "fake-1"
+    with pytest.raises(PermissionDenied):
+        request_retraining(FakeRetrainer(), audit, serving, CAROL, "screening", "why", clock=clock)
+    refused = audit_event(audit.entries(limit=1)[0], "screening", "clf")
+    assert refused.title.startswith("REFUSED: retrain — permission_denied: policy: carol may not retrain")
