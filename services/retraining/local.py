@@ -95,14 +95,18 @@ class LocalRetrainer(Retrainer):
                 f"retrains on the data a version's run logged — use MLOPS_RETRAINER=webhook or airflow for "
                 f"models trained elsewhere", source=self.source) from exc
 
-    def window_frame(self, request: RetrainRequest, columns: list[str], target_dtype) -> tuple[Any, dict]:
-        """The window's labelled, successful rows as features + target, and what was counted on the way."""
+    def window_frame(self, request: RetrainRequest, columns: list[str], target_dtype, holdout=None
+                     ) -> tuple[Any, dict]:
+        """The window's labelled, successful rows as features + target, and what was counted on the way. A row
+        whose features equal a holdout row's is left out: trained on, it would flatter the holdout comparison."""
         import pandas as pd
 
         rows = [] if request.window_start is None or request.window_end is None else self.predictions.rows(
             request.endpoint, start=request.window_start, end=request.window_end, limit=self.max_window_rows)
         labelled = [r for r in rows if r.label is not None and r.ok and not r.error]
-        usable = [r for r in labelled if all(c in r.features for c in columns)]
+        complete = [r for r in labelled if all(c in r.features for c in columns)]
+        held = set() if holdout is None else {_key(v) for v in holdout[columns].itertuples(index=False, name=None)}
+        usable = [r for r in complete if _key(tuple(r.features[c] for c in columns)) not in held]
         frame = pd.DataFrame([{c: r.features[c] for c in columns} for r in usable], columns=columns)
         frame[TARGET] = pd.Series([r.label for r in usable], dtype="object")
         if len(frame):
@@ -113,7 +117,8 @@ class LocalRetrainer(Retrainer):
                     pass  # a categorical feature stays as it came
             frame[TARGET] = frame[TARGET].astype(target_dtype)
         counts = {"window_rows": len(rows), "window_labelled": len(labelled), "window_used": len(usable),
-                  "window_missing_columns": len(labelled) - len(usable),
+                  "window_missing_columns": len(labelled) - len(complete),
+                  "window_in_holdout": len(complete) - len(usable),
                   "window_truncated": int(len(rows) >= self.max_window_rows)}
         return frame, counts
 
@@ -140,7 +145,7 @@ class LocalRetrainer(Retrainer):
         if missing:
             raise PreconditionFailed(f"the logged data of v{request.version} lacks its input columns {missing}",
                                      source=self.source)
-        window, counts = self.window_frame(request, columns, train[TARGET].dtype)
+        window, counts = self.window_frame(request, columns, train[TARGET].dtype, holdout)
         import pandas as pd
 
         combined = pd.concat([train[[*columns, TARGET]], window], ignore_index=True)
@@ -173,7 +178,9 @@ class LocalRetrainer(Retrainer):
             if _outside(exc):
                 raise translate(exc, f"retraining {request.model!r} v{request.version}", doing="logging") from exc
             raise
-        detail = "; ".join([f"{counts['window_used']} labelled window rows added to {len(train)} original rows",
+        detail = "; ".join([f"{counts['window_used']} labelled window rows added to {len(train)} original rows"
+                            + (f" ({counts['window_in_holdout']} left out: they are holdout rows)"
+                               if counts["window_in_holdout"] else ""),
                             *notes])
         return RetrainRun(run_id, "succeeded", request, new_version=version, metrics=logged, detail=detail,
                           backend=self.backend, url=self.registry.version_link(request.model, version))
@@ -254,6 +261,11 @@ class LocalRetrainer(Retrainer):
         return RetrainRun(run_id, _STATES.get(run.info.status, "failed"), request,
                           new_version=tags.get(NEW_VERSION_TAG), metrics=dict(run.data.metrics),
                           backend=self.backend)
+
+
+def _key(values: tuple) -> tuple:
+    """A row's features, comparable across JSON and parquet (floats to 9 significant digits)."""
+    return tuple(f"{v:.9g}" if isinstance(v, float | int) and not isinstance(v, bool) else str(v) for v in values)
 
 
 def _final(estimator):

@@ -69,9 +69,14 @@ def test_the_local_job_retrains_on_training_data_plus_the_labelled_window(regist
     for i in range(5):
         rows.append(PredictionRow(f"old{i}", 0, "clf-ep", now - timedelta(days=3), "1", "stable", NAME,
                                   {"mean radius": 1.0, "mean texture": 0.0}, prediction=1))
+    for i in range(3):  # served rows that are holdout rows (the demo replays its held-out rows): not trained on
+        feats = {c_: float(holdout[c_].iloc[i]) for c_ in COLS}
+        rows.append(PredictionRow(f"h{i}", 0, "clf-ep", now - timedelta(minutes=30), "1", "stable", NAME, feats,
+                                  prediction=1))
     c.predictions.write(rows)
     labels = [(f"w{i}", 0, int(rows[i].features["mean texture"] > 0)) for i in range(30)]  # the concept moved
     labels += [(f"w{i}", 0, 1) for i in range(35, 40)] + [(f"old{i}", 0, 0) for i in range(5)]
+    labels += [(f"h{i}", 0, int(holdout["target"].iloc[i])) for i in range(3)]
     c.predictions.add_labels(labels)
 
     code = main(["retrain", "--endpoint", "clf-ep", "--from=-2h", "--to", "now", "--reason", "live accuracy fell",
@@ -90,7 +95,8 @@ def test_the_local_job_retrains_on_training_data_plus_the_labelled_window(regist
     client = mlflow.MlflowClient(uri)
     run = client.get_run(new.run_id)
     assert run.data.params["train_rows"] == str(len(train) + 30)  # 30 labelled, successful rows in the window
-    assert run.data.metrics["window_used"] == 30 and run.data.metrics["window_labelled"] == 30
+    assert run.data.metrics["window_used"] == 30 and run.data.metrics["window_labelled"] == 33
+    assert run.data.metrics["window_in_holdout"] == 3
     assert run.data.tags["mlops.parent_version"] == "1" and run.data.tags["mlops.retrain.trigger"] == "alice"
     inputs = {(d.dataset.name, [t.value for t in d.tags if t.key == "mlflow.data.context"][0]): d.dataset.digest
               for d in run.inputs.dataset_inputs}
