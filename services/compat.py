@@ -54,8 +54,8 @@ def input_warnings(registry: ModelRegistry, model: str, serving_version: str | N
     if not serving_version or serving_version == other_version:
         return []
     try:
-        cur = registry.get_version_detail(model, serving_version).signature
-        new = registry.get_version_detail(model, other_version).signature
+        cur = registry.signature(model, serving_version)
+        new = registry.signature(model, other_version)
     except ConsoleError as exc:
         return [f"could not compare the input signatures of v{serving_version} and v{other_version}: "
                 f"{exc.message}"]

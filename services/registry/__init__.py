@@ -133,6 +133,10 @@ class ModelRegistry(ABC):
     @abstractmethod
     def get_version_detail(self, name: str, version: str) -> VersionDetail: ...
 
+    def signature(self, name: str, version: str) -> Signature | None:
+        """The version's signature (None without one). It never changes once registered: adapters may cache it."""
+        return self.get_version_detail(name, version).signature
+
     @abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]: ...
 

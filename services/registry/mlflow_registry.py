@@ -54,6 +54,11 @@ class MlflowRegistry(ModelRegistry):
         self._uri_lock = threading.Lock()
         self.breaker = Breaker(SOURCE)  # a server that timed out is not asked again for a while
         self._model_files = functools.lru_cache(maxsize=512)(self._read_model_files)  # a version's files never change
+        self._signatures = functools.lru_cache(maxsize=1024)(lambda n, v: self._model_files(self.storage_uri(n, v))[0])
+
+    def signature(self, name: str, version: str) -> Signature | None:
+        """Read once per version (a version's files never change): no MLflow call on later reads."""
+        return self._signatures(name, str(version))
 
     @property
     def client(self):
