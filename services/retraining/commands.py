@@ -4,7 +4,8 @@
 serves as stable with the configured retrainer (``MLOPS_RETRAINER``): ``local`` trains and registers the
 challenger before it returns; ``webhook`` and ``airflow`` hand it to a pipeline (``--wait`` follows an Airflow
 run until it ends). Operators and admins only; every attempt is in the audit trail (action ``retrain``).
-``retrain-status RUN_ID [--wait SECONDS]``: a run's state.
+``retrain-status RUN_ID [--wait SECONDS]``: a run's state. ``retrain-check [--endpoint E] [--dry-run]``: the policy's
+retraining rules (:mod:`services.retraining.rules`) measured on every endpoint (or E), firing where they say so.
 """
 
 from __future__ import annotations
@@ -69,6 +70,38 @@ def run_status(c, args) -> int:
     return 0 if run.state != "failed" else 1
 
 
+def drift_share(c):
+    """The stable version's share of drifted features over a window, by the policy's drift method (None: unknown)."""
+    from services.drift.windows import endpoint_drift
+
+    def share(endpoint: str, version: str, start, end):
+        view = endpoint_drift(c.predictions, c.policy.for_endpoint(endpoint).drift, endpoint, start, end,
+                              version=version)
+        return view.verdict.share
+
+    return share
+
+
+def run_check(c, args) -> int:
+    from services.cli_output import table
+    from services.retraining.rules import RetrainRules, check_endpoint
+
+    rules = RetrainRules.load(c.settings.policy_file)
+    names = [args.endpoint] if args.endpoint else [e.name for e in c.serving.list_endpoints()]
+    checks = []
+    for name in names:
+        found, _run = check_endpoint(c.retrainer, c.audit, c.serving, c.predictions, rules.for_endpoint(name), name,
+                                     drift=drift_share(c), clock=c.clock, dry_run=args.dry_run)
+        checks += found
+    rows = [[k.endpoint, k.rule, k.metric, None if k.value is None else f"{k.value:.4g}", k.threshold,
+             k.outcome.upper() if k.outcome in ("fired", "would fire") else k.outcome, k.run_id, k.note]
+            for k in checks]
+    text = table(["ENDPOINT", "RULE", "METRIC", "VALUE", "THRESHOLD", "OUTCOME", "RUN", "NOTE"], rows) if rows \
+        else "(no retraining rules apply)"
+    emit(args, [k.as_dict() for k in checks], text)
+    return 0
+
+
 def add_command(sub, common) -> None:
     """``retrain`` and ``retrain-status``."""
     sp = sub.add_parser(ACTION, help="retrain what an endpoint serves on its training data + labelled window",
@@ -84,3 +117,8 @@ def add_command(sub, common) -> None:
     sp.add_argument("run_id", metavar="RUN_ID")
     sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="follow the run until it ends")
     sp.set_defaults(fn=run_status)
+    sp = sub.add_parser("retrain-check", help="measure the policy's retraining rules; retrain where they fire",
+                        parents=[common])
+    sp.add_argument("--endpoint")
+    sp.add_argument("--dry-run", action="store_true", help="say what would fire; start nothing")
+    sp.set_defaults(fn=run_check)

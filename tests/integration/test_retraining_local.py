@@ -143,3 +143,47 @@ def test_a_version_without_logged_training_data_is_refused_and_audited(registry_
     assert json.loads(capsys.readouterr().out)["error"] == "permission_denied"
     assert c.audit.entries(limit=1)[0].actor == "carol"
     c.engine.dispose()
+
+
+def test_a_rule_on_live_quality_retrains_once_then_waits_its_cool_down(registry_template, tmp_path, clock, capsys):
+    """The loop from evidence to a challenger: labels say the stable version is wrong, the policy's rule fires,
+    the local job registers a challenger with the rule as its trigger; the next check is held by the cool-down."""
+    import numpy as np
+
+    uri = fresh_registry(registry_template, tmp_path / "reg")
+    _register_with_data(uri, tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("defaults: {}\nretraining:\n  defaults:\n    - {name: quality-low, metric: accuracy, below: 0.8, "
+                      "window_minutes: 120, min_labelled: 20, cooldown_minutes: 60}\n")
+    c = make_container(uri, f"sqlite:///{tmp_path / 'console.db'}", tmp_path, clock=clock,
+                       MLOPS_POLICY_FILE=str(policy))
+    c.serving.ensure_endpoint("clf-ep", NAME, "1")
+    rng = np.random.default_rng(5)
+    rows = [PredictionRow(f"q{i}", 0, "clf-ep", clock() - timedelta(minutes=i + 1), "1", "stable", NAME,
+                          dict(zip(COLS, map(float, rng.normal(size=2)), strict=True)), prediction=1)
+            for i in range(40)]
+    c.predictions.write(rows)
+    c.predictions.add_labels([(f"q{i}", 0, 0 if i < 20 else 1) for i in range(40)])  # live accuracy 0.5
+
+    assert main(["retrain-check", "--dry-run", "--json"], container=c) == 0
+    (dry,) = json.loads(capsys.readouterr().out)
+    assert (dry["endpoint"], dry["outcome"], dry["value"]) == ("clf-ep", "would fire", 0.5)
+    assert {v.version for v in c.registry.list_versions(NAME)} == {"1"}
+
+    assert main(["retrain-check", "--endpoint", "clf-ep", "--json"], container=c) == 0
+    (fired,) = json.loads(capsys.readouterr().out)
+    assert fired["outcome"] == "fired" and fired["run_id"]
+    new = c.registry.get_version(NAME, "2")
+    assert new.tags["mlops.retrain.trigger"] == "rule:quality-low" and new.tags["mlops.parent_version"] == "1"
+    assert new.tags["mlops.retrain.reason"].startswith("rule quality-low: accuracy 0.5 < 0.8")
+    assert c.registry.aliases(NAME)["challenger"] == "2"
+    entry = c.audit.entries(limit=1, action="retrain")[0]
+    assert (entry.actor, entry.result, entry.after["new_version"]) == ("rule:quality-low", "ok", "2")
+    assert entry.details["evidence"]["value"] == 0.5
+
+    clock.advance(minutes=30)
+    assert main(["retrain-check", "--json"], container=c) == 0
+    (held,) = json.loads(capsys.readouterr().out)
+    assert held["outcome"] == "skipped" and "60-minute cool-down" in held["note"]
+    assert {v.version for v in c.registry.list_versions(NAME)} == {"1", "2"}
+    c.engine.dispose()
