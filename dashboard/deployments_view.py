@@ -174,5 +174,8 @@ def endpoint_detail(name: str, view=None) -> None:
     pending = container().actions.requests(status="pending", endpoint=view.endpoint.name)
     header(view, pending, findings(view.endpoint.name))
     history_and_readiness(view.endpoint)
+    from dashboard.capacity_view import capacity_block
+
+    capacity_block(view.endpoint)
     st.divider()
     actions_panel(view, pending)

@@ -190,7 +190,7 @@ def cmd_anchor_audit(c, args) -> int:
 # command -> the catalog's actions it runs (set-canary starts a canary, or re-weights the running one)
 ACTION_COMMANDS = {"request-promotion": ("request_promotion",), "set-canary": ("start_canary", "set_canary_weight"),
                    "promote-canary": ("promote_canary",), "abort-canary": ("abort_canary",),
-                   "rollback": ("rollback",)}
+                   "rollback": ("rollback",), "set-scaling": ("set_scaling",)}
 
 
 def _planner_params(*actions: str) -> dict[str, bool]:

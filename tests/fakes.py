@@ -172,6 +172,8 @@ class FakeServing(ServingBackend, _Failing):
         t = change.target_state(ep.state())
         new = replace(ep, stable_version=t.stable_version, canary_version=t.canary_version,
                       canary_weight=t.canary_weight, resource_version=str(int(ep.resource_version) + 1))
+        if change.op == "set_scaling" and change.scaling is not None:  # the bounds the change sets
+            new = replace(new, scaling=(ep.scaling or type(change.scaling)()).merged(change.scaling))
         self.endpoints[name] = new
         self.applied.append((name, change, actor, approved_by))
         if self.history is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from services.actions import planners
 from services.actions.repair import plan_repair
+from services.actions.scaling import set_scaling
 from services.policy import PolicyVocabulary
 
 
@@ -43,6 +44,8 @@ _SPECS = (
                "send all traffic back to the stable version and remove the canary"),
     ActionSpec("rollback", "Roll back", "rollback", ("operator",), planners.rollback,
                "go back to a version that was stable on this endpoint before"),
+    ActionSpec("set_scaling", "Set scaling", "set_scaling", ("operator",), set_scaling,
+               "change the endpoint's minimum and maximum replicas and the autoscaler's target"),
     ActionSpec("repair", "Repair", None, ("operator",), plan_repair,
                "finish what a stopped process left half-done: move @champion to what the endpoint serves, decide "
                "the request it was applying, close the record (the endpoint itself is not changed)"),

@@ -203,9 +203,12 @@ class Executor:
                 detail=exc.detail), plan.endpoint, "the endpoint write got no answer and the endpoint could not "
                 f"be re-read ({again.message})") from exc
         now = ep.state().as_dict()
-        if now == {k: plan.after.get(k) for k in STATE_KEYS}:
+        keys = STATE_KEYS
+        if "scaling" in plan.after:  # set_scaling: what serves stays; its bounds tell whether it was applied
+            now["scaling"], keys = (ep.scaling.as_dict() if ep.scaling else None), (*STATE_KEYS, "scaling")
+        if now == {k: plan.after.get(k) for k in keys}:
             return ep
-        if now == {k: plan.before.get(k) for k in STATE_KEYS}:
+        if now == {k: plan.before.get(k) for k in keys}:
             raise Unavailable(f"{exc.message}; re-read {plan.endpoint}: nothing changed (it serves {describe(now)}, "
                               "as before)", source=exc.source, detail=exc.detail) from exc
         raise left_for_repair(progress, Unavailable(

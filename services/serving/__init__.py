@@ -21,8 +21,9 @@ from typing import Literal
 
 from services.refs import VersionRef  # re-exported: the shared value type lives in services.refs
 
-Operation = Literal["start_canary", "set_weight", "promote", "abort", "set_stable"]
-OPERATIONS: tuple[str, ...] = ("start_canary", "set_weight", "promote", "abort", "set_stable")
+Operation = Literal["start_canary", "set_weight", "promote", "abort", "set_stable", "set_scaling"]
+OPERATIONS: tuple[str, ...] = ("start_canary", "set_weight", "promote", "abort", "set_stable", "set_scaling")
+SCALE_METRICS = ("cpu", "memory", "concurrency", "rps")  # KServe's spec.predictor.scaleMetric enum
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,41 @@ class Revision:
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """An endpoint's scaling bounds and target as configured (KServe: ``spec.predictor.minReplicas``,
+    ``maxReplicas``, ``scaleMetric``, ``scaleTarget``); None where not set (the serving system's default)."""
+
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    metric: str | None = None  # cpu | memory | concurrency | rps
+    target: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas, "metric": self.metric,
+                "target": self.target}
+
+    def merged(self, new: Scaling) -> Scaling:
+        """These values with ``new``'s set ones in their place."""
+        return Scaling(*(n if n is not None else o for o, n in zip(
+            (self.min_replicas, self.max_replicas, self.metric, self.target),
+            (new.min_replicas, new.max_replicas, new.metric, new.target), strict=True)))
+
+
+@dataclass(frozen=True)
+class ScalingStatus:
+    """What the autoscaler says now (read on demand, never part of the endpoint's state): the replicas it runs
+    and wants, its conditions, per-revision replicas where the backend reports them, and ``note`` when
+    something is unknown (and why)."""
+
+    source: str = ""  # e.g. "HorizontalPodAutoscaler ml/iris-predictor"; empty: no autoscaler read
+    current_replicas: int | None = None
+    desired_replicas: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    revisions: tuple[tuple[str, int | None, int | None], ...] = ()  # (revision, traffic %, actual replicas)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     model: str | None  # registered model name, None when unknown
@@ -66,6 +102,7 @@ class Endpoint:
     read_only_reason: str = ""
     namespace: str | None = None
     extra: dict = field(default_factory=dict)  # backend specifics worth showing (mode, storageUri, ...)
+    scaling: Scaling | None = None  # None: the backend does not report (or manage) scaling
 
     @property
     def stable_weight(self) -> int:
@@ -107,6 +144,8 @@ class Change:
     * ``abort``: the canary gets no traffic and is removed; stable unchanged.
     * ``set_stable``: ``version`` becomes stable at 100 % (rollback, or an
       approved promotion of a version that is not the canary); any canary is removed.
+    * ``set_scaling``: the bounds and target in ``scaling`` (its None fields stay as they are); what serves
+      does not change.
     """
 
     op: Operation
@@ -114,6 +153,7 @@ class Change:
     version: VersionRef | None = None
     weight: int | None = None
     previous_stable: VersionRef | None = None  # the stable version before, for backends that record it
+    scaling: Scaling | None = None  # set_scaling: the new values (None fields unchanged)
 
     def target_state(self, current: ServingState) -> ServingState:
         """What the endpoint should look like after the change (pure)."""
@@ -127,6 +167,8 @@ class Change:
             return ServingState(current.stable_version, None, 0)
         if self.op == "set_stable":
             return ServingState(self.version.version, None, 0)
+        if self.op == "set_scaling":
+            return current
         raise ValueError(self.op)
 
 
@@ -161,3 +203,7 @@ class ServingBackend(ABC):
     def preview(self, endpoint: Endpoint, change: Change) -> dict | list | None:
         """The backend-specific body the change would send (shown in the dry run)."""
         return None
+
+    def scaling_status(self, endpoint: Endpoint) -> ScalingStatus:
+        """What the autoscaler says now (never raises: what cannot be read is said in ``note``)."""
+        return ScalingStatus(note=f"the {self.name} backend reports no autoscaler")

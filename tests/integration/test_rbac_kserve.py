@@ -5,9 +5,11 @@ The guarded actions run over the real KServe adapter, the real ``kubernetes`` cl
 in-repo API double (:mod:`tests.k8s_double`, which records every request; :func:`attributes` reads each as
 RBAC does): listing,
 reading, and every action — start canary, set its weight, promote it (requested and approved), start and abort
-another, roll back — on a Serverless and on a Standard (``spec.canary``) InferenceService, one in each namespace
-the base serves. The double also *enforces* the Roles (403 for any other verb on InferenceServices, and for their
-status subresource), so the run proves the Roles suffice as well as that they are used. The worker's alert
+another, roll back, set scaling — on a Serverless and on a Standard (``spec.canary``) InferenceService, one in each
+namespace the base serves, and the Capacity block's read of a Standard endpoint's HorizontalPodAutoscaler in each.
+The double also *enforces* the Roles (403 for any other verb on InferenceServices and HorizontalPodAutoscalers, and
+for the InferenceServices' status subresource), so the run proves the Roles suffice as well as that every grant
+(namespace, group, resource, verb) is used. The worker's alert
 evaluation is recorded the same way against its read-only Role.
 """
 
@@ -20,6 +22,8 @@ import pytest
 from services.serving.kserve import KServeBackend
 from tests.conftest import MODEL, fresh_registry, make_container
 from tests.k8s_double import ISVC_PLURAL, KSERVE_GROUP, KubeDouble
+from tests.k8s_double import samples as k8s_samples
+from tests.k8s_double.server import HPA_GROUP, HPA_PLURAL
 from tests.kustomize import render
 
 ANN = "mlops-console.io/"
@@ -74,8 +78,10 @@ def attributes(req) -> tuple[str, str, str, str | None]:
     return verb, parts["group"], resource, parts.get("ns")
 
 
-def verbs_granted(rules_by_ns: dict[str, list[dict]]) -> set[tuple[str, str]]:
-    return {(ns, v) for ns, rules in rules_by_ns.items() for r in rules for v in r["verbs"]}
+def verbs_granted(rules_by_ns: dict[str, list[dict]]) -> set[tuple[str, str, str, str]]:
+    """(namespace, API group, resource, verb) of every grant."""
+    return {(ns, g, res, v) for ns, rules in rules_by_ns.items() for r in rules for g in r["apiGroups"]
+            for res in r["resources"] for v in r["verbs"]}
 
 
 def enforce(double: KubeDouble, rules_by_ns: dict[str, list[dict]]) -> None:
@@ -83,8 +89,9 @@ def enforce(double: KubeDouble, rules_by_ns: dict[str, list[dict]]) -> None:
     namespace, which the static test checks)."""
     (rules,) = {repr(r): r for r in rules_by_ns.values()}.values()
     for verb in ALL_VERBS:
-        if not allows(rules, verb, KSERVE_GROUP, ISVC_PLURAL):
-            double.deny(verb, None, group=KSERVE_GROUP, resource=ISVC_PLURAL)
+        for group, resource in ((KSERVE_GROUP, ISVC_PLURAL), (HPA_GROUP, HPA_PLURAL)):
+            if not allows(rules, verb, group, resource):
+                double.deny(verb, None, group=group, resource=resource)
     double.deny(None, None, group=KSERVE_GROUP, resource=f"{ISVC_PLURAL}/status")
 
 
@@ -95,7 +102,7 @@ def check_calls(calls: list[tuple], rules_by_ns: dict[str, list[dict]], who: str
         verb, group, resource, ns = call
         assert ns is not None, f"{who} made a cluster-wide call {call}"
         assert allows(rules_by_ns.get(ns, []), verb, group, resource), f"{who}: {call} is not allowed by its Role"
-    used = {(ns, verb) for verb, _g, _r, ns in calls if ns is not None}
+    used = {(ns, g, r, verb) for verb, g, r, ns in calls if ns is not None}
     assert used == verbs_granted(rules_by_ns), (
         f"{who}: granted but never used: {sorted(verbs_granted(rules_by_ns) - used)}; "
         f"used but not granted: {sorted(used - verbs_granted(rules_by_ns))}")
@@ -112,7 +119,10 @@ def test_rbac_is_namespaced_without_wildcards_and_bound_per_served_namespace(obj
             for rule in o["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule.get(field, []), f"wildcard {field} in {o['metadata']['name']}"
-                assert rule["apiGroups"] == [KSERVE_GROUP] and rule["resources"] == [ISVC_PLURAL]
+                assert (rule["apiGroups"], rule["resources"]) in (([KSERVE_GROUP], [ISVC_PLURAL]),
+                                                                  ([HPA_GROUP], [HPA_PLURAL]))
+                if rule["apiGroups"] == [HPA_GROUP]:  # the Capacity block reads autoscalers, never changes them
+                    assert rule["verbs"] == ["get"]
                 assert "nonResourceURLs" not in rule
     sas = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
     deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
@@ -160,6 +170,7 @@ def _every_action(c, double: KubeDouble, ep: str) -> list[str]:
     act("start_canary", version="1", weight=20)
     act("abort_canary")
     act("rollback", to_version="1")
+    act("set_scaling", max=4)
     final = c.serving.get_endpoint(ep)
     assert (final.stable_version, final.canary_version) == ("1", None)
     return done
@@ -183,7 +194,14 @@ def test_console_and_worker_make_exactly_the_calls_their_roles_allow(objects, re
         console = make_container(uri, db, tmp_path, clock=clock,
                                  serving=KServeBackend(namespaces, api_client=clients[0], request_timeout=(2, 5)))
         for i, ns in enumerate(namespaces):
-            assert len(_every_action(console, double, f"{ns}/screening")) == 6
+            assert len(_every_action(console, double, f"{ns}/screening")) == 7
+            # the Capacity block of a Standard-mode endpoint reads its HorizontalPodAutoscaler (in every namespace)
+            double.put_object({**_isvc(ns, storage, run_id, standard=True),
+                               "metadata": {"name": "scaler", "namespace": ns, "annotations": {
+                                   "serving.kserve.io/deploymentMode": "Standard"}}})
+            double.simulate_controller(ns, "scaler")
+            double.put_object(k8s_samples.hpa(name="scaler", ns=ns), group=HPA_GROUP, plural=HPA_PLURAL)
+            assert console.serving.scaling_status(console.serving.get_endpoint(f"{ns}/scaler")).current_replicas == 1
             # what the console wrote fits the CRDs (spec.canary, Standard mode, exists from KServe 0.20 on)
             check_isvc(double.get_object(ns, "screening"), ("v0.19.0", "v0.20.0") if i == 0 else ("v0.20.0",))
         console_calls = [attributes(r) for r in double.requests]
@@ -212,6 +230,10 @@ def test_console_and_worker_make_exactly_the_calls_their_roles_allow(objects, re
 def test_the_check_fails_for_a_role_missing_a_verb_or_granting_an_unused_one(objects):
     """check_calls can fail: a Role without patch does not cover the actions; one with watch is too wide."""
     calls = [("list", KSERVE_GROUP, ISVC_PLURAL, "models-prod"), ("patch", KSERVE_GROUP, ISVC_PLURAL, "models-prod")]
+    hpa = {"models-prod": [{"apiGroups": [KSERVE_GROUP], "resources": [ISVC_PLURAL], "verbs": ["list", "patch"]},
+                           {"apiGroups": [HPA_GROUP], "resources": [HPA_PLURAL], "verbs": ["list"]}]}
+    with pytest.raises(AssertionError, match="never used"):  # a verb used on one resource, granted on another
+        check_calls(calls, hpa, "test")
     narrow = {"models-prod": [{"apiGroups": [KSERVE_GROUP], "resources": [ISVC_PLURAL], "verbs": ["list"]}]}
     with pytest.raises(AssertionError, match="not allowed"):
         check_calls(calls, narrow, "test")

@@ -183,3 +183,30 @@ def standard_canary(*, stable: str = "1", canary: str = "2", weight: int = 25, r
         }
     )
     return obj
+
+
+def hpa(*, name: str = NAME, ns: str = NS, min_replicas: int = 1, max_replicas: int = 3, current: int = 1,
+        desired: int | None = None, limited: bool = False) -> dict:
+    """The ``autoscaling/v2`` HorizontalPodAutoscaler KServe keeps for a Standard-mode predictor
+    (``{name}-predictor``), with the status the HPA controller writes."""
+    desired = current if desired is None else desired
+    conditions = [
+        {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
+         "message": "recommended size matches current size", "lastTransitionTime": "2026-11-01T10:01:00Z"},
+        {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
+         "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization",
+         "lastTransitionTime": "2026-11-01T10:01:00Z"},
+        {"type": "ScalingLimited", "status": "True" if limited else "False",
+         "reason": "TooManyReplicas" if limited else "DesiredWithinRange",
+         "message": "the desired replica count is more than the maximum replica count" if limited else
+         "the desired count is within the acceptable range", "lastTransitionTime": "2026-11-01T10:01:00Z"},
+    ]
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": f"{name}-predictor", "namespace": ns},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{name}-predictor"},
+                 "minReplicas": min_replicas, "maxReplicas": max_replicas,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                     "type": "Utilization", "averageUtilization": 80}}}]},
+        "status": {"currentReplicas": current, "desiredReplicas": desired, "conditions": conditions},
+    }

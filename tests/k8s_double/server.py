@@ -20,6 +20,8 @@ that matter for *safe writes*, nothing more:
   main resource ignore ``status``;
 * 403 from a rules table (:meth:`KubeDouble.deny`) and a
   ``SelfSubjectAccessReview`` endpoint that answers from the same table;
+* HorizontalPodAutoscalers (``autoscaling/v2``) are stored and read like any other namespaced object
+  (seed them with ``put_object(obj, group=HPA_GROUP, plural=HPA_PLURAL)``; :func:`tests.k8s_double.samples.hpa`);
 * optional CRD schema per resource: unknown fields are pruned and the rest is
   validated (422 ``Invalid``), like a structural CRD schema on a real server;
 * errors as ``kind: Status`` bodies (code, reason, message, details);
@@ -57,7 +59,10 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
-DEFAULT_KINDS = {(KSERVE_GROUP, ISVC_PLURAL): "InferenceService"}
+HPA_GROUP = "autoscaling"  # autoscaling/v2 HorizontalPodAutoscaler: stored and served like any namespaced object
+HPA_PLURAL = "horizontalpodautoscalers"
+
+DEFAULT_KINDS = {(KSERVE_GROUP, ISVC_PLURAL): "InferenceService", (HPA_GROUP, HPA_PLURAL): "HorizontalPodAutoscaler"}
 
 _NAMESPACED = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"

@@ -16,8 +16,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from services.errors import Conflict, NotFound, PermissionDenied, PreconditionFailed, Unavailable
-from services.serving import Change, Endpoint, ServingBackend, ServingState
+from services.errors import Conflict, ConsoleError, NotFound, PermissionDenied, PreconditionFailed, Unavailable
+from services.serving import Change, Endpoint, Scaling, ScalingStatus, ServingBackend, ServingState
 from services.serving.kserve.client import (
     CONFLICT_MESSAGE,
     JSON_PATCH,
@@ -25,7 +25,16 @@ from services.serving.kserve.client import (
     IsvcClient,
     load_kube_config,
 )
-from services.serving.kserve.mapping import SOURCE, Resolver, endpoint_from_isvc
+from services.serving.kserve.mapping import (
+    SERVERLESS,
+    SOURCE,
+    STANDARD,
+    Resolver,
+    endpoint_from_isvc,
+    hpa_name,
+    hpa_status,
+    serverless_status,
+)
 from services.serving.kserve.patches import build_patches, plan_writes, precondition
 
 ACCESS_TTL_SECONDS = 300.0
@@ -163,6 +172,11 @@ class KServeBackend(ServingBackend):
                 raise
             expected = str(result["metadata"]["resourceVersion"])
         after = self._endpoint(result)
+        if change.op == "set_scaling" and change.scaling is not None:
+            got = after.scaling or Scaling()
+            if got.merged(change.scaling) != got:
+                raise Unavailable(f"set_scaling on {name}: Kubernetes accepted the write but the InferenceService "
+                                  f"does not show it (now {got.as_dict()}); was a field dropped?", source=SOURCE)
         want = change.target_state(current.state())
         if not _state_reached(after.state(), want):
             raise Unavailable(
@@ -170,3 +184,24 @@ class KServeBackend(ServingBackend):
                 f"show it (now {after.state().as_dict()}, wanted {want.as_dict()}); was a field dropped? "
                 "spec.canary needs KServe >= 0.20", source=SOURCE)
         return after
+
+    def scaling_status(self, endpoint: Endpoint) -> ScalingStatus:
+        """Standard mode: the HorizontalPodAutoscaler's current/desired replicas and conditions; Serverless: the
+        revisions and their traffic (the status has no replica counts). Never raises."""
+        mode = endpoint.extra.get("mode")
+        if mode == SERVERLESS:
+            return serverless_status(endpoint)
+        if mode != STANDARD:
+            return ScalingStatus(note=f"{mode} deployments are not managed by the console")
+        try:
+            ns, isvc = self._split(endpoint.name)
+        except NotFound as exc:
+            return ScalingStatus(note=exc.message)
+        name = hpa_name(isvc)
+        try:
+            return hpa_status(self._kube.get_hpa(ns, name))
+        except NotFound:
+            return ScalingStatus(note=f"no HorizontalPodAutoscaler {ns}/{name}: KServe creates one only when the "
+                                      "minimum and maximum replicas differ (and the autoscaler class is hpa)")
+        except ConsoleError as exc:
+            return ScalingStatus(note=f"cannot read HorizontalPodAutoscaler {ns}/{name}: {exc.message}")

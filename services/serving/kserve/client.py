@@ -172,6 +172,11 @@ class IsvcClient:
                             self._objects.list_namespaced_custom_object, GROUP, API_VERSION, ns, PLURAL)
         return answer.get("items") or []
 
+    def get_hpa(self, ns: str, name: str) -> dict:
+        """An ``autoscaling/v2`` HorizontalPodAutoscaler (Standard mode's autoscaler), as a plain dict."""
+        return self._call(f"reading HorizontalPodAutoscaler {ns}/{name}", self._objects.get_namespaced_custom_object,
+                          "autoscaling", "v2", ns, "horizontalpodautoscalers", name)
+
     def may_patch(self, ns: str) -> tuple[bool, str] | None:
         """(allowed, the server's reason) from a SelfSubjectAccessReview; None when it cannot tell."""
         from kubernetes import client

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from services.errors import ConsoleError
 from services.refs import VersionRef
-from services.serving import Condition, Endpoint, Revision
+from services.serving import Condition, Endpoint, Revision, Scaling, ScalingStatus
 
 SOURCE = "KServe"
 
@@ -293,4 +293,43 @@ def endpoint_from_isvc(obj: dict, resolve: Resolver | None = None, *, read_only_
         canary_weight=view.canary_weight if view.canary else 0, ready=ready, conditions=conditions,
         url=status.get("url"), replicas=int(replicas) if isinstance(replicas, int) else None,
         revisions=_revisions(obj, view), resource_version=view.resource_version, backend="kserve",
-        read_only=bool(reason), read_only_reason=reason, namespace=view.namespace, extra=extra)
+        read_only=bool(reason), read_only_reason=reason, namespace=view.namespace, extra=extra,
+        scaling=None if view.mode == MODELMESH else scaling_of(predictor))
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def scaling_of(predictor: dict) -> Scaling:
+    """``spec.predictor``'s minReplicas, maxReplicas, scaleMetric, scaleTarget (None: KServe's default)."""
+    metric = predictor.get("scaleMetric")
+    return Scaling(_int(predictor.get("minReplicas")), _int(predictor.get("maxReplicas")),
+                   metric if isinstance(metric, str) else None, _int(predictor.get("scaleTarget")))
+
+
+def hpa_name(isvc: str) -> str:
+    """The HorizontalPodAutoscaler KServe creates in Standard mode: named after the predictor's Deployment."""
+    return f"{isvc}-predictor"
+
+
+def hpa_status(obj: dict) -> ScalingStatus:
+    """An ``autoscaling/v2`` HorizontalPodAutoscaler's current/desired replicas and conditions (pure)."""
+    md, status = obj.get("metadata") or {}, obj.get("status") or {}
+    conditions = tuple(
+        Condition(type=str(c.get("type", "")), status=str(c.get("status", "Unknown")), reason=c.get("reason") or "",
+                  message=c.get("message") or "", last_transition=_parse_time(c.get("lastTransitionTime")))
+        for c in status.get("conditions") or [] if isinstance(c, dict))
+    return ScalingStatus(source=f"HorizontalPodAutoscaler {md.get('namespace')}/{md.get('name')}",
+                         current_replicas=_int(status.get("currentReplicas")),
+                         desired_replicas=_int(status.get("desiredReplicas")), conditions=conditions)
+
+
+def serverless_status(ep: Endpoint) -> ScalingStatus:
+    """Serverless: the revisions and their traffic from the InferenceService status. The CRD's status has no
+    replica counts (Knative keeps them on its Revision objects, which the console does not read)."""
+    revisions = tuple((str(t.get("revisionName")), _int(t.get("percent")), None)
+                      for t in ep.extra.get("traffic") or [] if isinstance(t, dict) and t.get("revisionName"))
+    return ScalingStatus(source="InferenceService status", revisions=revisions,
+                         note="Serverless: the InferenceService status reports no replica counts (Knative keeps "
+                              "them on its Revisions, which the console does not read)")

@@ -15,7 +15,7 @@ import re
 
 from services.errors import Invalid, PreconditionFailed
 from services.refs import VersionRef
-from services.serving import Change
+from services.serving import SCALE_METRICS, Change
 from services.serving.kserve.mapping import (
     ANN_CANARY_RUN,
     ANN_CANARY_URI,
@@ -28,9 +28,11 @@ from services.serving.kserve.mapping import (
     ANN_URI,
     ANN_VERSION,
     CANARY_ANNOTATIONS,
+    MODELMESH,
     SERVERLESS,
     SOURCE,
     STABLE_ANNOTATIONS,
+    STANDARD,
     IsvcView,
     Resolver,
     Served,
@@ -265,9 +267,41 @@ def _plan_standard(obj: dict, view: IsvcView, change: Change) -> list[list[dict]
     raise Invalid(f"unknown operation {change.op!r}", source=SOURCE)
 
 
+SCALING_FIELDS = (("min_replicas", "minReplicas"), ("max_replicas", "maxReplicas"), ("metric", "scaleMetric"),
+                  ("target", "scaleTarget"))
+
+
+def _scaling_ops(obj: dict, view: IsvcView, change: Change) -> list[dict]:
+    """``spec.predictor``'s minReplicas, maxReplicas, scaleMetric, scaleTarget (both modes; a canary keeps its own)."""
+    new = change.scaling
+    if view.mode == MODELMESH:
+        raise PreconditionFailed("ModelMesh deployments are not managed by the console", source=SOURCE)
+    if new is None:
+        raise Invalid("set_scaling needs the values to set", source=SOURCE)
+    if view.mode == STANDARD and new.min_replicas == 0:
+        raise PreconditionFailed("Standard mode scales with a HorizontalPodAutoscaler, which cannot scale to zero: "
+                                 "the minimum must be at least 1", source=SOURCE)
+    ops = []
+    for attr, key in SCALING_FIELDS:
+        value = getattr(new, attr)
+        if value is None:
+            continue
+        if attr == "metric" and value not in SCALE_METRICS:
+            raise Invalid(f"scaleMetric must be one of {', '.join(SCALE_METRICS)}, got {value!r}", source=SOURCE)
+        if attr != "metric" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise Invalid(f"{key} must be a whole number >= 0, got {value!r}", source=SOURCE)
+        if dig(obj, ("spec", "predictor", key)) != value:
+            ops.append(_set(obj, ("spec", "predictor", key), value))
+    if not ops:
+        raise PreconditionFailed(f"{view.namespace}/{view.name} already has these scaling values", source=SOURCE)
+    return ops
+
+
 def plan_writes(obj: dict, change: Change, resolve: Resolver | None = None) -> list[list[dict]]:
     """The JSON-patch operations of each write ``change`` needs, *without* the precondition (pure)."""
     view = view_isvc(obj, resolve)
+    if change.op == "set_scaling":  # what serves is not touched: a custom container scales like any other
+        return [_scaling_ops(obj, view, change)]
     if view.unmanaged_reason:
         raise PreconditionFailed(view.unmanaged_reason, source=SOURCE)
     plan = _plan_serverless if view.mode == SERVERLESS else _plan_standard

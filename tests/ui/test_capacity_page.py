@@ -1,0 +1,87 @@
+"""The Deployments page's Capacity block (issue 12) and the Set scaling dialog: a Standard-mode KServe endpoint
+whose HorizontalPodAutoscaler sits at its maximum (the API double serves it), and a local demo endpoint (whose
+backend reports no scaling bounds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.k8s_double import samples
+from tests.k8s_double.server import HPA_GROUP, HPA_PLURAL
+from tests.ui.conftest import texts
+
+CLS = "breast-cancer-classifier"
+ANN = "mlops-console.io/"
+
+
+@pytest.fixture
+def standard_env(app, demo_env, k8s_double, tmp_path, monkeypatch):
+    from services.registry.mlflow_registry import MlflowRegistry
+
+    reg = MlflowRegistry(demo_env["MLFLOW_TRACKING_URI"])
+    v2 = reg.get_version(CLS, "2")
+    storage = reg.storage_uri(CLS, "2")
+    k8s_double.put_object({
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "screening", "namespace": "ml", "annotations": {
+            ANN + "registered-model": CLS, ANN + "model-version": "2", ANN + "run-id": v2.run_id,
+            ANN + "storage-uri": storage, "serving.kserve.io/deploymentMode": "Standard"}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage},
+                               "minReplicas": 1, "maxReplicas": 3, "scaleMetric": "cpu", "scaleTarget": 80}}})
+    k8s_double.simulate_controller("ml", "screening")
+    k8s_double.put_object(samples.hpa(name="screening", ns="ml", max_replicas=3, current=3, desired=5, limited=True),
+                          group=HPA_GROUP, plural=HPA_PLURAL)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "{k8s_double.url}"}}}}]
+users: [{{name: console, user: {{token: test-token}}}}]
+contexts: [{{name: double, context: {{cluster: double, user: console, namespace: ml}}}}]
+current-context: double
+""")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLOPS_SERVING_BACKEND", "kserve")
+    return app
+
+
+def test_capacity_block_shows_the_hpa_and_set_scaling_applies_the_dry_run(standard_env, k8s_double):
+    at = standard_env("deployments.py", endpoint="ml/screening", identity="alice")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    m = {x.label: x.value for x in at.metric}
+    assert (m["Replicas now"], m["Min / max replicas"], m["Scale target"]) == ("3", "1 / 3", "80 cpu")
+    shown = texts(at)
+    assert "HorizontalPodAutoscaler ml/screening-predictor" in shown and "desired **5**" in shown
+    assert any("TooManyReplicas" in w.value for w in at.warning)
+    (conditions,) = [d.value for d in at.dataframe if "condition" in d.value.columns]
+    assert list(conditions["condition"]) == ["AbleToScale", "ScalingActive", "ScalingLimited"]
+
+    at.number_input(key="scaling-max").set_value(6)
+    at.button(key="action-scaling").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    patch = "\n".join(str(c.value) for c in at.code)
+    assert '"/spec/predictor/maxReplicas"' in patch and '"value": 6' in patch and "/metadata/resourceVersion" in patch
+    (diff,) = [d.value for d in at.dataframe if "field" in d.value.columns and "after" in d.value.columns]
+    row = diff[diff["field"] == "max_replicas"].iloc[0]
+    assert (row["before"], row["after"]) == ("3", "6")
+    assert k8s_double.get_object("ml", "screening")["spec"]["predictor"]["maxReplicas"] == 3  # a dry run
+    at.text_area(key="reason").input("the autoscaler wants 5")
+    at.button(key="confirm").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert k8s_double.get_object("ml", "screening")["spec"]["predictor"]["maxReplicas"] == 6
+    assert {x.label: x.value for x in at.metric}["Min / max replicas"] == "1 / 6"
+
+
+def test_a_viewer_sees_capacity_but_may_not_set_scaling(standard_env):
+    at = standard_env("deployments.py", endpoint="ml/screening", identity="carol")
+    assert not at.exception
+    button = at.button(key="action-scaling")
+    assert button.disabled and "may not set scaling" in button.help
+
+
+def test_local_endpoint_reports_its_replicas_and_no_scaling_to_set(app):
+    at = app("deployments.py", endpoint="cancer-screening", identity="alice")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    m = {x.label: x.value for x in at.metric}
+    assert m["Replicas now"] == "1" and m["Min / max replicas"] == "—"
+    assert "local backend: scaling is not managed by the console" in texts(at)
+    assert not [b for b in at.button if b.key == "action-scaling"]
