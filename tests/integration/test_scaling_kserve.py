@@ -146,3 +146,19 @@ def test_the_cli_dry_runs_and_sets_scaling(kc, k8s_double, capsys):
                 container=kc) == 0
     assert "Set scaling on ml/screening" in capsys.readouterr().out
     assert k8s_double.get_object(NS, NAME)["spec"]["predictor"]["maxReplicas"] == 5
+
+
+def test_a_lost_answer_is_re_read_by_the_scaling_values_not_by_what_serves(kc, k8s_double):
+    """What serves is the same before and after set_scaling, so only the bounds can tell whether it landed."""
+    from services.errors import Unavailable
+
+    c, alice = kc, kc.directory.get("alice")
+    k8s_double.drop_next(method="PATCH")  # applied, then the connection drops unanswered
+    out = c.actions.execute(c.actions.plan(alice, "set_scaling", EP, max=5), alice, "lost answer")
+    assert out.status == "applied" and "WAS applied" in out.message
+    assert k8s_double.get_object(NS, NAME)["spec"]["predictor"]["maxReplicas"] == 5
+    k8s_double.fail_next(500, method="PATCH")  # answered 500 without applying: its fate is read back
+    with pytest.raises(Unavailable, match="nothing changed"):
+        c.actions.execute(c.actions.plan(alice, "set_scaling", EP, max=6), alice, "server error")
+    assert k8s_double.get_object(NS, NAME)["spec"]["predictor"]["maxReplicas"] == 5
+    assert [e.result for e in c.audit.entries() if e.action == "set_scaling"][:2] == ["failed", "ok"]

@@ -179,3 +179,57 @@ def test_the_slo_comes_from_the_policy_live_gate_or_else_the_p95_alert_rule():
                                           "b": {"alerts": [{"name": "slo", "metric": "p95_latency_ms",
                                                             "window": "5m", "above": 450}]}}}, VOCABULARY)
     assert (slo_p95(pol, "a"), slo_p95(pol, "b"), slo_p95(pol, "c")) == (300.0, 450.0, None)
+
+
+class _Metrics:
+    """The metrics port's ``aggregates`` only (what the capacity view reads)."""
+
+    def __init__(self, aggs=(), error=None):
+        self.aggs, self.error, self.asked = list(aggs), error, []
+
+    def aggregates(self, endpoint, start, end):
+        self.asked.append((endpoint, end - start))
+        if self.error:
+            raise self.error
+        return self.aggs
+
+
+def _agg(version: str, role: str, count: int, slow_bucket: int):
+    from services.metrics.stats import LATENCY_BUCKETS_MS, Aggregate
+
+    buckets = [0.0] * len(LATENCY_BUCKETS_MS)
+    buckets[slow_bucket] = float(count)
+    return Aggregate(version, role, count=count, buckets=tuple(buckets))
+
+
+def test_capacity_reads_load_over_five_minutes_and_warns_at_the_maximum():
+    from services.capacity import capacity, load
+    from services.errors import Unavailable
+    from services.metrics.stats import LATENCY_BUCKETS_MS
+    from tests.fakes import FakeServing
+
+    slow = next(i for i, b in enumerate(LATENCY_BUCKETS_MS) if b > 500)
+    metrics = _Metrics([_agg("1", "stable", 2400, slow), _agg("2", "canary", 600, slow)])
+    rate, p95, note = load(metrics, "ml/iris", _now())
+    assert rate == pytest.approx(3000 / 300) and p95 > 500 and note == ""
+    assert metrics.asked == [("ml/iris", timedelta(minutes=5))]
+
+    class AtMax(FakeServing):
+        def scaling_status(self, endpoint):
+            return ScalingStatus(source="HorizontalPodAutoscaler ml/iris-predictor", current_replicas=3)
+
+    pol = Policy.from_dict({"endpoints": {"ml/iris": {"gates": {"live": [
+        {"metric": "p95_latency_ms", "max_value": 500}]}}}}, VOCABULARY)
+    cap = capacity(AtMax(), metrics, pol, _ep(), _now())
+    assert cap.requests_per_replica == pytest.approx(10 / 3) and "at its maximum of 3" in cap.warnings[0]
+    down = _Metrics(error=Unavailable("no answer", source="Prometheus"))
+    cap = capacity(FakeServing(), down, pol, _ep(), _now())
+    assert cap.request_rate is None and not cap.warnings
+    assert cap.notes == ("the fake backend reports no autoscaler",
+                         "request rate and latency unavailable (Prometheus: no answer)")
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
