@@ -50,7 +50,8 @@ def capacity_block(ep) -> None:
     st.caption(f"{p95} over the last {_minutes(cap)} min{slo}")
     _autoscaler(cap.status)
     for note in cap.notes:
-        st.caption(note)
+        if s is not None or note != cap.status.note:  # no bounds and no autoscaler: said once, below
+            st.caption(note)
     _set_scaling(ep)
 
 

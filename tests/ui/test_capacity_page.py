@@ -84,4 +84,5 @@ def test_local_endpoint_reports_its_replicas_and_no_scaling_to_set(app):
     m = {x.label: x.value for x in at.metric}
     assert m["Replicas now"] == "1" and m["Min / max replicas"] == "—"
     assert "local backend: scaling is not managed by the console" in texts(at)
+    assert "reports no autoscaler" not in texts(at)  # said once, not twice
     assert not [b for b in at.button if b.key == "action-scaling"]
