@@ -132,6 +132,7 @@ class Settings:
     airflow_password: str | None = field(default=None, repr=False)
     airflow_token: str | None = field(default=None, repr=False)
     retrain_timeout_seconds: int = 10  # MLOPS_RETRAIN_TIMEOUT_SECONDS: every call to the webhook or Airflow
+    retrain_check_minutes: int = 15  # MLOPS_RETRAIN_CHECK_MINUTES: how often the worker checks the retraining rules
 
     @property
     def anchor_file(self) -> Path:
@@ -261,7 +262,8 @@ def _retrain_settings(get, int_setting) -> dict:
     kind = get("MLOPS_RETRAINER", "local").strip().lower()
     if kind not in RETRAINERS:
         raise Invalid(f"MLOPS_RETRAINER must be one of {', '.join(RETRAINERS)}, got {kind!r}", source="settings")
-    out = {"retrainer": kind, "retrain_timeout_seconds": int_setting("MLOPS_RETRAIN_TIMEOUT_SECONDS", 10, 1, 120)}
+    out = {"retrainer": kind, "retrain_timeout_seconds": int_setting("MLOPS_RETRAIN_TIMEOUT_SECONDS", 10, 1, 120),
+           "retrain_check_minutes": int_setting("MLOPS_RETRAIN_CHECK_MINUTES", 15, 1, 24 * 60)}
     hook, secret = (get("MLOPS_RETRAIN_WEBHOOK_URL") or "").strip(), get("MLOPS_RETRAIN_WEBHOOK_SECRET") or ""
     if kind == "webhook":
         if not hook or len(secret) < 16:

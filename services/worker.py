@@ -6,7 +6,9 @@ replica, ``deploy/worker.yaml``):
 
 * the alert evaluation, every ``MLOPS_ALERT_INTERVAL_SECONDS`` (:func:`services.alerts.runner.loop`);
 * the retention purge of raw prediction rows past ``MLOPS_PREDICTION_RETENTION_DAYS``, hourly;
-* the audit anchor, every ``MLOPS_AUDIT_ANCHOR_MINUTES`` to ``MLOPS_AUDIT_ANCHOR_FILE`` (a volume only it mounts).
+* the audit anchor, every ``MLOPS_AUDIT_ANCHOR_MINUTES`` to ``MLOPS_AUDIT_ANCHOR_FILE`` (a volume only it mounts);
+* where the policy has a ``retraining:`` section, its rules every ``MLOPS_RETRAIN_CHECK_MINUTES``
+  (:func:`services.retraining.commands.rules_loop`; at most one open retraining per endpoint).
 
 Two workers at once would still be safe for alerts (one firing alert per endpoint and rule is a unique key) and
 retention (a purge is idempotent), but would append interleaved anchors; hence one replica, replaced with the
@@ -62,6 +64,10 @@ def loops(container, stop: threading.Event, say: Callable[[str], None]) -> dict[
     targets = {"alerts": (alert_loop, (container, every, stop, say)),
                "retention": (_retention, (container, stop, say)),
                "audit-anchor": (_anchor, (container, stop, say))}
+    from services.retraining.commands import has_rules, rules_loop
+
+    if has_rules(container):
+        targets["retraining"] = (rules_loop, (container, stop, say))
     return {name: threading.Thread(target=fn, args=args, daemon=True, name=name)
             for name, (fn, args) in targets.items()}
 

@@ -82,17 +82,51 @@ def drift_share(c):
     return share
 
 
-def run_check(c, args) -> int:
-    from services.cli_output import table
+def check_rules(c, endpoint: str | None = None, *, dry_run: bool = False) -> list:
+    """The policy's retraining rules on every endpoint (or one), firing where due: a list of Check."""
     from services.retraining.rules import RetrainRules, check_endpoint
 
     rules = RetrainRules.load(c.settings.policy_file)
-    names = [args.endpoint] if args.endpoint else [e.name for e in c.serving.list_endpoints()]
+    names = [endpoint] if endpoint else [e.name for e in c.serving.list_endpoints()]
     checks = []
     for name in names:
         found, _run = check_endpoint(c.retrainer, c.audit, c.serving, c.predictions, rules.for_endpoint(name), name,
-                                     drift=drift_share(c), clock=c.clock, dry_run=args.dry_run)
+                                     drift=drift_share(c), clock=c.clock, dry_run=dry_run)
         checks += found
+    return checks
+
+
+def has_rules(c) -> bool:
+    """True when the policy file has a ``retraining:`` section (a broken one too: its loop then says why)."""
+    from services.retraining.rules import RetrainRules
+
+    try:
+        rules = RetrainRules.load(c.settings.policy_file)
+    except ConsoleError:
+        return True
+    return bool(rules.defaults or rules.endpoints)
+
+
+def rules_loop(c, stop, say, every_s: float | None = None) -> None:
+    """The worker's loop: check the rules now and every MLOPS_RETRAIN_CHECK_MINUTES; say what fired or failed."""
+    every = every_s if every_s is not None else c.settings.retrain_check_minutes * 60
+    while not stop.is_set():
+        try:
+            for k in check_rules(c):
+                if k.outcome == "fired":
+                    say(f"retraining: {k.endpoint} rule {k.rule} ({k.metric} {k.value:.4g} {k.threshold}) started "
+                        f"run {k.run_id}")
+        except ConsoleError as exc:
+            say(f"retraining rules: {exc.source}: {exc.message}; will retry")
+        except Exception as exc:  # noqa: BLE001 - the next round retries; the worker's other loops go on
+            say(f"retraining rules failed ({type(exc).__name__}: {exc}); will retry")
+        stop.wait(every)
+
+
+def run_check(c, args) -> int:
+    from services.cli_output import table
+
+    checks = check_rules(c, args.endpoint, dry_run=args.dry_run)
     rows = [[k.endpoint, k.rule, k.metric, None if k.value is None else f"{k.value:.4g}", k.threshold,
              k.outcome.upper() if k.outcome in ("fired", "would fire") else k.outcome, k.run_id, k.note]
             for k in checks]
