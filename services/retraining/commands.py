@@ -33,6 +33,25 @@ def _text(run) -> str:
     return "\n".join(lines)
 
 
+def file_promotion(c, actor, run) -> dict:
+    """After a retraining that registered a version: request its promotion on the endpoint — the usual guarded
+    action (roles, gates, audit) — only where the policy has a person approve it; never applied by itself."""
+    from services.errors import PreconditionFailed
+
+    if not run.new_version or run.request is None:
+        return {"status": "not filed", "message": "the retraining registered no version (yet)"}
+    try:
+        plan = c.actions.plan(actor, "request_promotion", run.request.endpoint, version=run.new_version)
+        if not plan.needs_approval:
+            raise PreconditionFailed("the policy needs no approval to promote on this endpoint, so filing it would "
+                                     "apply it: a person requests this promotion", source="retraining")
+        outcome = c.actions.execute(plan, actor, f"retraining run {run.run_id}: {run.request.reason}"[:2000],
+                                    context={"retraining_run": run.run_id})
+    except ConsoleError as exc:
+        return {"status": "not filed", "message": f"{exc.kind}: {exc.source}: {exc.message}"}
+    return {"status": outcome.status, "request_id": outcome.request_id, "message": outcome.message}
+
+
 def _follow(c, run, wait: float):
     if wait and run.open:
         from services.retraining.http import follow
@@ -60,7 +79,11 @@ def run_retrain(c, args) -> int:
     run = request_retraining(c.retrainer, c.audit, c.serving, actor, args.endpoint, args.reason or "", start=start,
                              end=end, evidence=evidence, predictions=c.predictions, clock=c.clock)
     run = _follow(c, run, args.wait)
-    emit(args, run.as_dict(), _text(run))
+    data, text = run.as_dict(), _text(run)
+    if args.request_promotion:
+        data["promotion"] = promo = file_promotion(c, actor, run)
+        text += f"\n  promotion of v{run.new_version}: {promo['status']} — {promo['message']}"
+    emit(args, data, text)
     return 0 if run.state != "failed" else 1
 
 
@@ -91,7 +114,8 @@ def check_rules(c, endpoint: str | None = None, *, dry_run: bool = False) -> lis
     checks = []
     for name in names:
         found, _run = check_endpoint(c.retrainer, c.audit, c.serving, c.predictions, rules.for_endpoint(name), name,
-                                     drift=drift_share(c), clock=c.clock, dry_run=dry_run)
+                                     drift=drift_share(c), clock=c.clock, dry_run=dry_run,
+                                     promote=lambda actor, run: file_promotion(c, actor, run))
         checks += found
     return checks
 
@@ -146,6 +170,8 @@ def add_command(sub, common) -> None:
     sp.add_argument("--reason", help="why (required; recorded in the audit trail)")
     sp.add_argument("--evidence", help="a JSON object recorded with the request and sent to the pipeline")
     sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="follow the run until it ends")
+    sp.add_argument("--request-promotion", action="store_true",
+                    help="then request the new version's promotion (gates, a second person approves)")
     sp.set_defaults(fn=run_retrain)
     sp = sub.add_parser("retrain-status", help="the state of a retraining run", parents=[common])
     sp.add_argument("run_id", metavar="RUN_ID")

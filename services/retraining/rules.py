@@ -18,7 +18,9 @@ features drifted over the window, on its fixed bins, by the policy's drift metho
 measures each rule; the first one past its threshold triggers a retraining through the same use case a person
 uses, as the actor ``rule:<name>`` — so the trigger, its evidence and the run it started are in the audit trail
 and on the endpoint's timeline — unless a retraining of the endpoint is still open (queued or running, asked of
-the retrainer) or the last one started within the rule's cool-down.
+the retrainer) or the last one started within the rule's cool-down. A rule with ``request_promotion: true``
+then requests the new version's promotion (a retrainer that registers it at once: ``local``) — the usual guarded
+action with its gates, filed only where the policy has another person approve it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RetrainRule:
     window_minutes: int = 1440
     min_labelled: int = 100
     cooldown_minutes: int = 1440
+    request_promotion: bool = False  # then request the new version's promotion (a person approves it)
 
     def breached(self, value: float | None) -> bool:
         if value is None:
@@ -73,9 +76,11 @@ def _rule(raw, where: str) -> RetrainRule:
                            above=None if raw.get("above") is None else float(raw["above"]),
                            below=None if raw.get("below") is None else float(raw["below"]),
                            **{k: int(raw[k]) for k in ("window_minutes", "min_labelled", "cooldown_minutes")
-                              if k in raw})
+                              if k in raw}, request_promotion=raw.get("request_promotion", False))
     except (TypeError, ValueError) as exc:
         raise Invalid(f"{where}: {exc}", source=SOURCE) from exc
+    if not isinstance(rule.request_promotion, bool):
+        raise Invalid(f"{where}: request_promotion must be true or false", source=SOURCE)
     if rule.window_minutes < 1 or rule.cooldown_minutes < 0 or rule.min_labelled < 1:
         raise Invalid(f"{where}: window_minutes and min_labelled must be ≥ 1, cooldown_minutes ≥ 0", source=SOURCE)
     return rule
@@ -168,8 +173,10 @@ def _blocker(retrainer: Retrainer, audit, endpoint: str, rule: RetrainRule, now:
 
 def check_endpoint(retrainer: Retrainer, audit, serving, predictions, rules: tuple[RetrainRule, ...], endpoint: str,
                    *, drift: Callable[[str, str, datetime, datetime], float | None],
-                   clock: Callable[[], datetime], dry_run: bool = False) -> tuple[list[Check], RetrainRun | None]:
-    """Measure each rule; the first past its threshold triggers one retraining (unless blocked or ``dry_run``)."""
+                   clock: Callable[[], datetime], dry_run: bool = False,
+                   promote: Callable[[Actor, RetrainRun], dict] | None = None) -> tuple[list[Check], RetrainRun | None]:
+    """Measure each rule; the first past its threshold triggers one retraining (unless blocked or ``dry_run``);
+    with the rule's ``request_promotion``, ``promote(actor, run)`` then files the new version's promotion."""
     ep = serving.get_endpoint(endpoint)
     if not rules or not ep.model or not ep.stable_version:
         return [], None
@@ -194,8 +201,11 @@ def check_endpoint(retrainer: Retrainer, audit, serving, predictions, rules: tup
         evidence = {"rule": rule.name, "metric": rule.metric, "value": value, "threshold": rule.threshold,
                     "window_minutes": rule.window_minutes, "measured": note}
         reason = f"rule {rule.name}: {rule.metric} {value:.4g} {rule.threshold} over {rule.window_minutes} min"
-        actor = Actor(f"rule:{rule.name}", ("operator",), authenticated_by="rule")
+        actor = Actor(f"rule:{rule.name}", ("operator",), authenticated_by="rule")  # may request, never approve
         run = request_retraining(retrainer, audit, serving, actor, endpoint, reason, start=start, end=now,
                                  evidence=evidence, predictions=predictions, clock=clock)
+        if rule.request_promotion and promote is not None and run.new_version:
+            promo = promote(actor, run)
+            note += f"; promotion of v{run.new_version}: {promo['status']} — {promo['message']}"
         checks.append(Check(**base, outcome="fired", note=note, run_id=run.run_id))
     return checks, run

@@ -50,7 +50,8 @@ def _register_with_data(uri: str, tmp_path) -> tuple:
     return train, holdout
 
 
-def test_the_local_job_retrains_on_training_data_plus_the_labelled_window(registry_template, tmp_path, clock):
+def test_the_local_job_retrains_on_training_data_plus_the_labelled_window(registry_template, tmp_path, clock,
+                                                                          capsys):
     import mlflow
     import numpy as np
 
@@ -80,8 +81,13 @@ def test_the_local_job_retrains_on_training_data_plus_the_labelled_window(regist
     c.predictions.add_labels(labels)
 
     code = main(["retrain", "--endpoint", "clf-ep", "--from=-2h", "--to", "now", "--reason", "live accuracy fell",
-                 "--evidence", '{"alert": "quality-low"}', "--as", "alice", "--json"], container=c)
+                 "--evidence", '{"alert": "quality-low"}', "--as", "alice", "--json", "--request-promotion"],
+                container=c)
     assert code == 0
+    promotion = json.loads(capsys.readouterr().out)["promotion"]
+    assert promotion["status"] == "pending_approval"
+    (filed,) = c.approvals.list(status="pending", endpoint="clf-ep")
+    assert (filed.id, filed.params["version"], filed.requester) == (promotion["request_id"], "2", "alice")
 
     versions = {v.version: v for v in c.registry.list_versions(NAME)}
     assert set(versions) == {"1", "2"}
@@ -154,7 +160,7 @@ def test_a_rule_on_live_quality_retrains_once_then_waits_its_cool_down(registry_
     _register_with_data(uri, tmp_path)
     policy = tmp_path / "policy.yaml"
     policy.write_text("defaults: {}\nretraining:\n  defaults:\n    - {name: quality-low, metric: accuracy, below: 0.8, "
-                      "window_minutes: 120, min_labelled: 20, cooldown_minutes: 60}\n")
+                      "window_minutes: 120, min_labelled: 20, cooldown_minutes: 60, request_promotion: true}\n")
     c = make_container(uri, f"sqlite:///{tmp_path / 'console.db'}", tmp_path, clock=clock,
                        MLOPS_POLICY_FILE=str(policy))
     c.serving.ensure_endpoint("clf-ep", NAME, "1")
@@ -173,6 +179,9 @@ def test_a_rule_on_live_quality_retrains_once_then_waits_its_cool_down(registry_
     assert main(["retrain-check", "--endpoint", "clf-ep", "--json"], container=c) == 0
     (fired,) = json.loads(capsys.readouterr().out)
     assert fired["outcome"] == "fired" and fired["run_id"]
+    assert "promotion of v2: pending_approval" in fired["note"]
+    (filed,) = c.approvals.list(status="pending", endpoint="clf-ep")  # for a person to approve
+    assert (filed.action, filed.params["version"], filed.requester) == ("request_promotion", "2", "rule:quality-low")
     new = c.registry.get_version(NAME, "2")
     assert new.tags["mlops.retrain.trigger"] == "rule:quality-low" and new.tags["mlops.parent_version"] == "1"
     assert new.tags["mlops.retrain.reason"].startswith("rule quality-low: accuracy 0.5 < 0.8")

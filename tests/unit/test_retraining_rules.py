@@ -115,6 +115,8 @@ def test_rules_are_read_from_the_policy_section_and_checked(tmp_path):
                          ({"defaults": [{"name": "x", "metric": "mae"}]}, "exactly one of above or below"),
                          ({"defaults": [{"name": "x", "metric": "mae", "above": 1, "every": 3}]}, "unknown key"),
                          ({"defaults": [{"name": "x", "metric": "mae", "above": 1, "window_minutes": 0}]}, "≥ 1"),
-                         ({"defaults": [{"metric": "mae"}]}, "with a name")):
+                         ({"defaults": [{"metric": "mae"}]}, "with a name"),
+                         ({"defaults": [{"name": "x", "metric": "mae", "above": 1, "request_promotion": "yes"}]},
+                          "true or false")):
         with pytest.raises(Invalid, match=message):
             RetrainRules.from_dict(bad)
