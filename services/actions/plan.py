@@ -48,7 +48,8 @@ class Plan:
         d = asdict(self)
         ch = self.change
         d["change"] = ch and {"op": ch.op, "expected_resource_version": ch.expected_resource_version,
-                              "version": ch.version.version if ch.version else None, "weight": ch.weight}
+                              "version": ch.version.version if ch.version else None, "weight": ch.weight,
+                              **({"scaling": ch.scaling.as_dict()} if ch.scaling else {})}
         return d
 
 

@@ -134,6 +134,7 @@ def test_the_cli_dry_runs_and_sets_scaling(kc, k8s_double, capsys):
     assert main(["set-scaling", "--endpoint", EP, "--max", "5", "--dry-run", "--json", "--as", "alice"],
                 container=kc) == 0
     plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["change"]["scaling"] == {"min_replicas": None, "max_replicas": 5, "metric": None, "target": None}
     assert plan["backend_preview"]["writes"][0][1] == {"op": "replace", "path": "/spec/predictor/maxReplicas",
                                                        "value": 5}
     assert not k8s_double.patches()
