@@ -93,6 +93,8 @@ class Executor:
                                                              **extra}, **audit)
             raise
         after = state_of(ep_after, plan.after.get("champion"))
+        if "scaling" in plan.after:  # set_scaling: the bounds as the backend shows them after the write
+            after["scaling"] = ep_after.scaling.as_dict() if ep_after.scaling else None
         try:
             entry = self.recorder.record(
                 actor, plan.action, target, "ok", reason=reason, after=after, **audit,

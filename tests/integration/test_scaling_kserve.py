@@ -73,6 +73,8 @@ def test_set_scaling_sends_the_exact_patch_the_dry_run_showed_and_it_fits_the_cr
     assert entry.result == "ok" and entry.reason == "black friday"
     before = json.loads(entry.before) if isinstance(entry.before, str) else entry.before
     assert before["scaling"] == {"min_replicas": 1, "max_replicas": 3, "metric": None, "target": None}
+    after = json.loads(entry.after) if isinstance(entry.after, str) else entry.after
+    assert after["scaling"] == {"min_replicas": 2, "max_replicas": 6, "metric": None, "target": 40}
     assert c.audit.verify().ok
 
 
