@@ -158,7 +158,43 @@ def signature_tab(sig) -> None:
         st.dataframe(clean_frame(pd.DataFrame(sig.params, columns=["name", "type"])), hide_index=True)
 
 
+def _better(metric: str, candidate: float, champion: float | None) -> str | None:
+    if champion is None:
+        return None
+    if candidate == champion:
+        return "equal"
+    return "candidate" if (candidate > champion) == (metric_direction(metric) == "higher") else "champion"
+
+
+def retraining_lineage(name: str, d) -> None:
+    """A retrained version: its parent, data window, trigger and reason, and candidate vs champion on one holdout."""
+    from services.retraining import lineage
+
+    run = d.run
+    lin = lineage({**(run.tags if run else {}), **d.summary.tags}, run.metrics if run else {})
+    if lin is None:
+        return
+    st.markdown("**Retraining lineage**")
+    link("models", f"Retrained from v{lin['parent_version']}", icon=":material/call_split:", model=name,
+         version=lin["parent_version"])
+    window = f"{lin['window_from']} → {lin['window_to']}" if lin["window_from"] else "none (original data only)"
+    st.markdown(f"- **Endpoint:** {lin['endpoint'] or MISSING}\n- **Labelled prediction window:** {window}\n"
+                f"- **Trigger:** {lin['trigger'] or MISSING}\n- **Reason:** {lin['reason'] or MISSING}")
+    if lin["comparison"]:
+        champion = lin["champion_version"]
+        rows = [{"metric": r["metric"], f"v{d.summary.version} (candidate)": r["candidate"],
+                 f"v{champion} (champion)" if champion else "champion": r["champion"],
+                 "better": _better(r["metric"], r["candidate"], r["champion"])} for r in lin["comparison"]]
+        st.caption("Both evaluated on the same holdout (the parent's held-out data).")
+        table(clean_frame(pd.DataFrame(rows)), key="retraining-comparison",
+              file_name=f"{safe_name(name)}-v{d.summary.version}-holdout-comparison.csv")
+        if champion and champion != d.summary.version:
+            link("models", f"Compare v{d.summary.version} with the champion v{champion}",
+                 icon=":material/compare_arrows:", model=name, compare=f"{champion},{d.summary.version}")
+
+
 def lineage_tab(name: str, d) -> None:
+    retraining_lineage(name, d)
     run = d.run
     if run and run.datasets:
         df = clean_frame(pd.DataFrame([{"dataset": ds.name, "context": ds.context, "digest": ds.digest,

@@ -124,3 +124,17 @@ def verify_signature(secret: str, timestamp: str, body: bytes, header: str, *, n
     except (TypeError, ValueError):
         return False
     return fresh and hmac.compare_digest(signature(secret, timestamp, body), header or "")
+
+
+def lineage(tags: dict, metrics: dict) -> dict | None:
+    """What the registry page shows of a retrained version (None for any other): parent, window, trigger, reason
+    (from the version's and its run's tags) and the holdout comparison (candidate vs champion, per metric)."""
+    if tags.get(CANDIDATE_TAG) != CANDIDATE_VALUE or not tags.get(PARENT_TAG):
+        return None
+    comparison = [{"metric": key[len("holdout_"):], "candidate": value,
+                   "champion": metrics.get("champion_" + key)}
+                  for key, value in sorted(metrics.items()) if key.startswith("holdout_")]
+    return {"parent_version": tags[PARENT_TAG], "window_from": tags.get(WINDOW_FROM_TAG) or None,
+            "window_to": tags.get(WINDOW_TO_TAG) or None, "trigger": tags.get(TRIGGER_TAG) or None,
+            "reason": tags.get(REASON_TAG) or None, "endpoint": tags.get(ENDPOINT_TAG) or None,
+            "champion_version": tags.get("champion_version") or None, "comparison": comparison}

@@ -95,8 +95,7 @@ class LocalRetrainer(Retrainer):
                 f"retrains on the data a version's run logged — use MLOPS_RETRAINER=webhook or airflow for "
                 f"models trained elsewhere", source=self.source) from exc
 
-    def window_frame(self, request: RetrainRequest, columns: list[str], target_dtype, holdout=None
-                     ) -> tuple[Any, dict]:
+    def window_frame(self, request: RetrainRequest, columns: list[str], train, holdout=None) -> tuple[Any, dict]:
         """The window's labelled, successful rows as features + target, and what was counted on the way. A row
         whose features equal a holdout row's is left out: trained on, it would flatter the holdout comparison."""
         import pandas as pd
@@ -109,13 +108,14 @@ class LocalRetrainer(Retrainer):
         usable = [r for r in complete if _key(tuple(r.features[c] for c in columns)) not in held]
         frame = pd.DataFrame([{c: r.features[c] for c in columns} for r in usable], columns=columns)
         frame[TARGET] = pd.Series([r.label for r in usable], dtype="object")
-        if len(frame):
-            for c in columns:
-                try:
-                    frame[c] = pd.to_numeric(frame[c])
-                except (ValueError, TypeError):
-                    pass  # a categorical feature stays as it came
-            frame[TARGET] = frame[TARGET].astype(target_dtype)
+        if not len(frame):  # empty: the training data's column types, so adding it changes none of them
+            frame = train[[*columns, TARGET]].iloc[0:0].copy()
+        for c in columns:
+            try:
+                frame[c] = pd.to_numeric(frame[c])
+            except (ValueError, TypeError):
+                pass  # a categorical feature stays as it came
+        frame[TARGET] = frame[TARGET].astype(train[TARGET].dtype)
         counts = {"window_rows": len(rows), "window_labelled": len(labelled), "window_used": len(usable),
                   "window_missing_columns": len(labelled) - len(complete),
                   "window_in_holdout": len(complete) - len(usable),
@@ -145,7 +145,7 @@ class LocalRetrainer(Retrainer):
         if missing:
             raise PreconditionFailed(f"the logged data of v{request.version} lacks its input columns {missing}",
                                      source=self.source)
-        window, counts = self.window_frame(request, columns, train[TARGET].dtype, holdout)
+        window, counts = self.window_frame(request, columns, train, holdout)
         import pandas as pd
 
         combined = pd.concat([train[[*columns, TARGET]], window], ignore_index=True)
@@ -217,14 +217,15 @@ class LocalRetrainer(Retrainer):
                     frame.to_parquet(local, index=False)
                     mlflow.log_artifact(str(local), artifact_path=str(Path(artifact).parent))
             window_name = f"window {_iso(request.window_start)}..{_iso(request.window_end)}"
-            for frame, name, context in ((train[[*columns, TARGET]], f"original training data of v{request.version}",
-                                          "training"),
-                                         (window, f"{request.endpoint} labelled predictions, {window_name}",
-                                          "training"),
-                                         (holdout[[*columns, TARGET]], f"holdout of v{request.version}", "evaluation")):
+            inputs = [(train[[*columns, TARGET]], f"original training data of v{request.version}", "training",
+                       "training")]
+            if request.window_start is not None:
+                inputs.append((window, f"{request.endpoint} labelled predictions, {window_name}", "training", "window"))
+            inputs.append((holdout[[*columns, TARGET]], f"holdout of v{request.version}", "evaluation", "evaluation"))
+            for frame, name, context, kind in inputs:
                 ds = mlflow.data.from_pandas(frame, name=name[:500], targets=TARGET)
                 mlflow.log_input(ds, context=context)
-                mlflow.set_tag(f"mlops.retrain.digest.{'window' if 'window' in name else context}", ds.digest)
+                mlflow.set_tag(f"mlops.retrain.digest.{kind}", ds.digest)
             mlflow.log_metrics(metrics)
             info = mlflow.sklearn.log_model(candidate, name="model", signature=infer_signature(
                 combined[columns], candidate.predict(combined[columns])), input_example=holdout[columns].head(5),
