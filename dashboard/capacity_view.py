@@ -8,9 +8,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.bootstrap import container, current_actor
+from dashboard.bootstrap import container, current_actor, settings_key
 from dashboard.components import MISSING, fmt_time, show_error
-from services.capacity import capacity
+from services.capacity import assess, load, slo_p95
 from services.errors import ConsoleError
 
 INPUTS = ("scaling-min", "scaling-max", "scaling-target")
@@ -25,10 +25,15 @@ def _rate(value: float | None) -> str:
 
 
 def capacity_block(ep) -> None:
+    from dashboard.monitoring_view import page_now
+
     c = container()
     st.subheader("Capacity", anchor=False)
     try:
-        cap = capacity(c.serving, c.metrics, c.policy, ep, c.clock())
+        status = c.serving.scaling_status(ep)  # what the autoscaler says now: not cached
+        rate, p95, note = _load(settings_key(), ep.name, page_now())
+        cap = assess(ep, status, request_rate=rate, p95_ms=p95, slo_p95_ms=slo_p95(c.policy, ep.name),
+                     notes=tuple(n for n in (status.note, note) if n))
     except ConsoleError as exc:
         show_error(exc)
         return
@@ -53,6 +58,12 @@ def capacity_block(ep) -> None:
         if s is not None or note != cap.status.note:  # no bounds and no autoscaler: said once, below
             st.caption(note)
     _set_scaling(ep)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _load(k: str, endpoint: str, now):
+    """Requests/s and p95 over the 5 minutes before ``now`` (rounded up to 10 s: sessions share the read)."""
+    return load(container().metrics, endpoint, now)
 
 
 def _minutes(cap) -> int:
