@@ -150,8 +150,12 @@ class LocalRetrainer(Retrainer):
 
         combined = pd.concat([train[[*columns, TARGET]], window], ignore_index=True)
         task = "classification" if is_classifier(estimator) else "regression"
-        candidate = clone(estimator).fit(combined[columns], combined[TARGET])
-        metrics = evaluate(task, candidate, holdout[columns], holdout[TARGET])
+        try:
+            candidate = clone(estimator).fit(combined[columns], combined[TARGET])
+            metrics = evaluate(task, candidate, holdout[columns], holdout[TARGET])
+        except (ValueError, TypeError) as exc:  # e.g. a label of a class never seen, text in a numeric feature
+            raise PreconditionFailed(f"refitting {type(_final(estimator)).__name__} of v{request.version} failed: "
+                                     f"{' '.join(str(exc).split())[:300]}", source=self.source) from exc
         notes = []
         champ_metrics: dict[str, float] = {}
         if champion:

@@ -197,3 +197,49 @@ def test_a_retraining_is_an_event_on_the_endpoints_timeline():
         request_retraining(FakeRetrainer(), audit, serving, CAROL, "screening", "why", clock=clock)
     refused = audit_event(audit.entries(limit=1)[0], "screening", "clf")
     assert refused.title.startswith("REFUSED: retrain — permission_denied: policy: carol may not retrain")
+
+
+class _Registry:
+    """Just what the local retrainer reads before it logs anything: a version, aliases, reference frames."""
+
+    def __init__(self, train=None, holdout=None):
+        self.frames = {"train": train, "eval": holdout}
+
+    def get_version(self, model, version):
+        from services.registry import VersionSummary
+
+        return VersionSummary(model, version, run_id="abc", experiment_id="1")
+
+    def aliases(self, model):
+        return {"champion": "1"}
+
+    def reference_data(self, model, version, kind="train"):
+        from services.errors import NotFound
+
+        if self.frames[kind] is None:
+            raise NotFound(f"{model!r} v{version} logged no reference/{kind}.parquet", source="registry")
+        return self.frames[kind]
+
+
+def _local(registry, estimator):
+    from services.explain.service import LoadedEstimator
+    from services.retraining.local import LocalRetrainer
+
+    return LocalRetrainer("sqlite:///unused.db", registry, FakePredictionLog(),
+                          models=lambda m, v: LoadedEstimator(estimator, ("x",)))
+
+
+def test_the_local_retrainer_refuses_what_it_cannot_refit_before_logging_anything():
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    one_class = pd.DataFrame({"x": [0.1, 0.2, 0.3], "target": [1, 1, 1]})
+    with pytest.raises(PreconditionFailed, match="logged no training data"):
+        _local(_Registry(), LogisticRegression()).trigger(_request(version="1"))
+    with pytest.raises(PreconditionFailed, match="refitting LogisticRegression of v1 failed: .*class"):
+        _local(_Registry(one_class, one_class), LogisticRegression()).trigger(_request(version="1"))
+    with pytest.raises(PreconditionFailed, match="not a scikit-learn model"):
+        _local(_Registry(one_class, one_class), object()).trigger(_request(version="1"))
+    with pytest.raises(PreconditionFailed, match=r"lacks its input columns \['x'\]"):
+        _local(_Registry(one_class.rename(columns={"x": "y"}), one_class), LogisticRegression()).trigger(
+            _request(version="1"))
