@@ -44,7 +44,8 @@ def _assess(p: Planning, ep: Endpoint, items: list[Stalled]) -> Finding:
     if not p.serving.records_history:  # the console records the history for this backend: is it there?
         last = p.history.changes(ep.name)[-1:]
         history_state = last[0].as_dict() if last else {}
-    now = {**ep.state().as_dict(), "resource_version": ep.resource_version, "champion": champion}
+    now = {**ep.state().as_dict(), "resource_version": ep.resource_version, "champion": champion,
+           "scaling": ep.scaling.as_dict() if ep.scaling else None}
     return assess(ep.name, ep.model, now, items, history_state=history_state)
 
 

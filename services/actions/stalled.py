@@ -119,8 +119,9 @@ class Finding:
 def outcome(item: Stalled, now: dict) -> str:
     """Whether the change it set out to make is what the endpoint serves (its stable version serving counts: the
     endpoint may have changed further since), the state it started from, or something else."""
-    st = {k: now.get(k) for k in STATE_KEYS}
-    after, before = ({k: d.get(k) for k in STATE_KEYS} for d in (item.after, item.before))
+    keys = (*STATE_KEYS, "scaling") if "scaling" in item.after else STATE_KEYS  # set_scaling: what serves stays
+    st = {k: now.get(k) for k in keys}
+    after, before = ({k: d.get(k) for k in keys} for d in (item.after, item.before))
     if st == after:
         return APPLIED
     if st == before:

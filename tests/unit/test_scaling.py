@@ -233,3 +233,14 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_a_stopped_set_scaling_is_judged_by_its_bounds_not_by_what_serves():
+    from services.actions.stalled import APPLIED, NOT_APPLIED, Stalled, outcome
+
+    serving = {"stable_version": "1", "canary_version": None, "canary_weight": 0}
+    before, after = BOUNDS.as_dict(), Scaling(1, 5, "concurrency", 10).as_dict()
+    item = Stalled("ml/iris", "m", "set_scaling", "Set scaling", {"max": 5}, "alice", None, None, None, None, _now(),
+                   {**serving, "scaling": before}, {**serving, "scaling": after}, [], "its process is gone")
+    assert outcome(item, {**serving, "scaling": before}) == NOT_APPLIED
+    assert outcome(item, {**serving, "scaling": after}) == APPLIED
