@@ -178,6 +178,8 @@ class LocalRetrainer(Retrainer):
                                                          window, holdout, combined, columns, logged)
         except ConsoleError:
             raise
+        except RuntimeError as exc:  # the refitted model holds types skops does not trust and nobody vetted
+            raise PreconditionFailed(f"the retrained model cannot be logged safely: {exc}", source=self.source) from exc
         except Exception as exc:
             if _outside(exc):
                 raise translate(exc, f"retraining {request.model!r} v{request.version}", doing="logging") from exc
