@@ -54,7 +54,7 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
         _wait_started(servers, threads)
         gateway_url = f"http://{host}:{gateway_port}"
         say(f"gateway http://{host}:{gateway_port}  ·  ingest {ingest_url}  ·  Ctrl-C stops both")
-        from services.worker import say_needs_repair
+        from services.worker import anchor_loop, say_needs_repair
 
         say_needs_repair(container, say)
         threading.Thread(target=_retention, args=(container, say), daemon=True, name="retention").start()
@@ -62,7 +62,7 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
 
         every = container.settings.alert_interval_seconds
         threading.Thread(target=alert_loop, args=(container, every, stop, say), daemon=True, name="alerts").start()
-        threading.Thread(target=_anchor, args=(container, stop, say), daemon=True, name="audit-anchor").start()
+        threading.Thread(target=anchor_loop, args=(container, stop, say), daemon=True, name="audit-anchor").start()
         if traffic:
             for name in _demo_endpoints(container):
                 threading.Thread(target=_gentle, args=(name, gateway_url, ingest_url), daemon=True,
@@ -79,20 +79,6 @@ def up(container, *, host: str, gateway_port: int, ingest_port: int, traffic: bo
             s.should_exit = True
         for t in threads:
             t.join(timeout=10)
-
-
-def _anchor(container, stop: threading.Event, say: Callable[[str], None]) -> None:
-    """Anchor the audit head outside the database now and every MLOPS_AUDIT_ANCHOR_MINUTES."""
-    from services.audit.anchor import FileAnchors, anchor_now
-    from services.errors import ConsoleError
-
-    anchors = FileAnchors(container.settings.anchor_file)
-    while not stop.is_set():
-        try:
-            anchor_now(container.audit, anchors, container.clock())
-        except ConsoleError as exc:
-            say(f"audit anchor: {exc.source}: {exc.message}")
-        stop.wait(container.settings.audit_anchor_minutes * 60)
 
 
 def purge_expired(container) -> tuple[int, object]:

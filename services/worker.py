@@ -42,7 +42,7 @@ def _retention(container, stop: threading.Event, say: Callable[[str], None],
         stop.wait(every_s)
 
 
-def _anchor(container, stop: threading.Event, say: Callable[[str], None]) -> None:
+def anchor_loop(container, stop: threading.Event, say: Callable[[str], None]) -> None:
     """Anchor the audit head outside the database now and every MLOPS_AUDIT_ANCHOR_MINUTES."""
     from services.audit.anchor import FileAnchors, anchor_now
     from services.errors import ConsoleError
@@ -63,7 +63,7 @@ def loops(container, stop: threading.Event, say: Callable[[str], None]) -> dict[
     every = container.settings.alert_interval_seconds
     targets = {"alerts": (alert_loop, (container, every, stop, say)),
                "retention": (_retention, (container, stop, say)),
-               "audit-anchor": (_anchor, (container, stop, say))}
+               "audit-anchor": (anchor_loop, (container, stop, say))}
     from services.retraining.commands import has_rules, rules_loop
 
     if has_rules(container):
