@@ -417,3 +417,13 @@ class StreamlitSession:
                     continue
                 run.status = status
                 return
+
+
+def run_sync(coro):
+    """Run ``coro`` to its end from synchronous test code, on a thread of its own: Playwright's sync API (the e2e
+    tests, earlier in the same pytest process) leaves an event loop running in the main thread, where
+    ``asyncio.run`` refuses to start another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -17,7 +17,6 @@ runs them. Pages are loaded over Streamlit's own websocket protocol (:mod:`tests
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -43,7 +42,7 @@ from tests.conftest import (
     make_container,
     wait_for,
 )
-from tests.streamlit_ws import StreamlitSession
+from tests.streamlit_ws import StreamlitSession, run_sync
 
 CACHE_TTL = 30  # dashboard/data.py: reads are cached this long
 EP, EP_UI = "screening", "screening-ui"
@@ -123,7 +122,7 @@ async def _open(url: str, path: str):
 
 def canary_line(url: str, endpoint: str) -> str:
     """What the Deployments page of ``url`` says about the canary ("v2 gets 20% of the traffic.")."""
-    run = asyncio.run(_open(url, f"/deployments?endpoint={endpoint}"))
+    run = run_sync(_open(url, f"/deployments?endpoint={endpoint}"))
     lines = [e.text for e in run.of("markdown") if "of the traffic" in e.text]
     assert len(lines) == 1, run.texts()
     return lines[0]
@@ -208,7 +207,7 @@ def test_a_stale_dialog_on_one_console_is_refused_through_the_pages(consoles):
     if not hasattr(StreamlitSession, "set"):
         pytest.skip("tests/streamlit_ws.py does not drive widgets in this checkout; the service-layer test above "
                     "covers the same race")
-    applied, refused, reread = asyncio.run(_ui_race(consoles.a, consoles.b))
+    applied, refused, reread = run_sync(_ui_race(consoles.a, consoles.b))
     assert [t for t in applied.texts().splitlines() if "50% of the traffic" in t], applied.texts()
     assert any("changed since" in t for t in refused.error_alerts), refused.texts()
     ep = consoles.c.serving.get_endpoint(EP_UI)
