@@ -85,3 +85,32 @@ def texts(at) -> str:
         for el in getattr(at, kind):
             parts.append(str(getattr(el, "value", "")) + " " + str(getattr(el, "label", "")))
     return "\n".join(parts)
+
+
+def serve_on_kserve(demo_env, k8s_double, tmp_path, monkeypatch, *, predictor: dict | None = None,
+                    annotations: dict | None = None) -> None:
+    """The demo's breast-cancer-classifier v2 as InferenceService ``ml/screening`` in the Kubernetes API double,
+    and the app pointed at the double by a kubeconfig, as it would point at a cluster."""
+    from services.registry.mlflow_registry import MlflowRegistry
+
+    cls, ann = "breast-cancer-classifier", "mlops-console.io/"
+    reg = MlflowRegistry(demo_env["MLFLOW_TRACKING_URI"])
+    storage = reg.storage_uri(cls, "2")
+    k8s_double.put_object({
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "screening", "namespace": "ml", "annotations": {
+            ann + "registered-model": cls, ann + "model-version": "2", ann + "run-id": reg.get_version(cls, "2").run_id,
+            ann + "storage-uri": storage, **(annotations or {})}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage},
+                               **(predictor or {})}}})
+    k8s_double.simulate_controller("ml", "screening")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "{k8s_double.url}"}}}}]
+users: [{{name: console, user: {{token: test-token}}}}]
+contexts: [{{name: double, context: {{cluster: double, user: console, namespace: ml}}}}]
+current-context: double
+""")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLOPS_SERVING_BACKEND", "kserve")

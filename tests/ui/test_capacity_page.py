@@ -8,7 +8,7 @@ import pytest
 
 from tests.k8s_double import samples
 from tests.k8s_double.server import HPA_GROUP, HPA_PLURAL
-from tests.ui.conftest import texts
+from tests.ui.conftest import serve_on_kserve, texts
 
 CLS = "breast-cancer-classifier"
 ANN = "mlops-console.io/"
@@ -16,31 +16,11 @@ ANN = "mlops-console.io/"
 
 @pytest.fixture
 def standard_env(app, demo_env, k8s_double, tmp_path, monkeypatch):
-    from services.registry.mlflow_registry import MlflowRegistry
-
-    reg = MlflowRegistry(demo_env["MLFLOW_TRACKING_URI"])
-    v2 = reg.get_version(CLS, "2")
-    storage = reg.storage_uri(CLS, "2")
-    k8s_double.put_object({
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "screening", "namespace": "ml", "annotations": {
-            ANN + "registered-model": CLS, ANN + "model-version": "2", ANN + "run-id": v2.run_id,
-            ANN + "storage-uri": storage, "serving.kserve.io/deploymentMode": "Standard"}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage},
-                               "minReplicas": 1, "maxReplicas": 3, "scaleMetric": "cpu", "scaleTarget": 80}}})
-    k8s_double.simulate_controller("ml", "screening")
+    serve_on_kserve(demo_env, k8s_double, tmp_path, monkeypatch,
+                    predictor={"minReplicas": 1, "maxReplicas": 3, "scaleMetric": "cpu", "scaleTarget": 80},
+                    annotations={"serving.kserve.io/deploymentMode": "Standard"})
     k8s_double.put_object(samples.hpa(name="screening", ns="ml", max_replicas=3, current=3, desired=5, limited=True),
                           group=HPA_GROUP, plural=HPA_PLURAL)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: double, cluster: {{server: "{k8s_double.url}"}}}}]
-users: [{{name: console, user: {{token: test-token}}}}]
-contexts: [{{name: double, context: {{cluster: double, user: console, namespace: ml}}}}]
-current-context: double
-""")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("MLOPS_SERVING_BACKEND", "kserve")
     return app
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.faults import serve_faults
-from tests.ui.conftest import APP, ROOT, texts
+from tests.ui.conftest import APP, ROOT, serve_on_kserve, texts
 
 BUDGET = 10.0
 MLFLOW = "MLflow registry"
@@ -151,29 +151,7 @@ def test_an_action_while_mlflow_is_down_is_refused_on_the_page(page, private_dem
 # -- Kubernetes API ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def kserve(page, demo_env, k8s_double, tmp_path, monkeypatch):
-    from services.registry.mlflow_registry import MlflowRegistry
-
-    cls = "breast-cancer-classifier"
-    reg = MlflowRegistry(demo_env["MLFLOW_TRACKING_URI"])
-    storage = reg.storage_uri(cls, "2")
-    ann = "mlops-console.io/"
-    k8s_double.put_object({
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "screening", "namespace": "ml", "annotations": {
-            ann + "registered-model": cls, ann + "model-version": "2",
-            ann + "run-id": reg.get_version(cls, "2").run_id, ann + "storage-uri": storage}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage}}}})
-    k8s_double.simulate_controller("ml", "screening")
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: double, cluster: {{server: "{k8s_double.url}"}}}}]
-users: [{{name: console, user: {{token: test-token}}}}]
-contexts: [{{name: double, context: {{cluster: double, user: console, namespace: ml}}}}]
-current-context: double
-""")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("MLOPS_SERVING_BACKEND", "kserve")
+    serve_on_kserve(demo_env, k8s_double, tmp_path, monkeypatch)
     return page
 
 
