@@ -29,14 +29,18 @@ OTHER = "mean radius"  # a feature that did not move: never first in the table
 @pytest.fixture(scope="module")
 def seeded_version(e2e_env) -> str:
     """72 hours of the endpoint's stable version ending three hours ago (outside the live gates' last hour, which
-    the other browser tests' promotions read), ``SHIFTED`` moved for the last 12; returns the version seeded
-    (read back from the log: other tests change which version is stable)."""
+    the other browser tests' promotions read), ``SHIFTED`` moved by 4 SDs for the last 20; returns the version
+    seeded (read back from the log: other tests change which version is stable).
+
+    The shift covers nearly all of the 24-hour window the test narrows to, and by far more than its threshold:
+    the window also holds the demo's own unshifted traffic for the version, and with the UI test's milder
+    shift (2 SDs over half the window) that dilution once left the PSI just under 0.1."""
     from services.composition import build
     from services.settings import Settings
 
     c = build(Settings.from_env(e2e_env))
     try:
-        rows = seed_drift_traffic(c, ENDPOINT, now=datetime.now(UTC) - timedelta(hours=3))
+        rows = seed_drift_traffic(c, ENDPOINT, now=datetime.now(UTC) - timedelta(hours=3), shift_hours=20, sds=4.0)
         assert rows == 72 * 60
         [logged] = c.predictions.rows(ENDPOINT, request_id="drift-71-0")
         return str(logged.version)
