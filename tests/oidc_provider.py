@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 
 from tests.conftest import free_port, wait_for
+from tests.processes import stop_process
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 CLIENT_ID = "mlops-console"
@@ -76,9 +77,4 @@ def oidc_provider(log_path: Path):
         wait_for("the OIDC provider to answer", ready, timeout=60)
         yield OidcProvider(base)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, timeout=10)

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import ROOT, SCREENSHOTS, python
+from tests.processes import stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -95,12 +96,7 @@ def app_url(e2e_env, tmp_path_factory) -> Iterator[str]:
             time.sleep(0.2)  # polling interval of a bounded loop, not a wait for something to happen
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         # keep the server log next to the screenshots: it is what explains a failed e2e run
         SCREENSHOTS.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -39,6 +39,7 @@ from tests.e2e.helpers import (
     widget,
 )
 from tests.oidc_provider import CLIENT_ID, WELL_KNOWN, oidc_provider
+from tests.processes import stop_process
 from tests.streamlit_ws import StreamlitSession
 
 pytestmark = pytest.mark.e2e
@@ -64,12 +65,7 @@ def _process(cmd: list[str], env: dict, log_path, ready, what: str):
         wait_for(what, up, timeout=90)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         SCREENSHOTS.parent.mkdir(parents=True, exist_ok=True)
         (SCREENSHOTS.parent / f"{log_path.stem}.log").write_bytes(log_path.read_bytes())
 

@@ -18,6 +18,7 @@ import requests
 from services.alerts.alertmanager import AlertmanagerAlerts, parse_time
 from services.errors import Unavailable
 from tests.conftest import free_port, wait_for
+from tests.processes import stop_process
 
 CONFIG = """route: {receiver: nowhere, group_wait: 1s}
 receivers: [{name: nowhere}]
@@ -51,8 +52,7 @@ def alertmanager(tmp_path_factory):
         assert proc.poll() is None, (d / "alertmanager.log").read_text(errors="replace")[-2000:]
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
         log.close()
 
 

@@ -16,6 +16,7 @@ import requests
 
 from services.predictions import PredictionRow
 from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container
+from tests.processes import stop_process
 
 POLICY = """
 defaults:
@@ -73,6 +74,5 @@ def test_up_evaluates_the_alert_rules(registry_template, tmp_path):
                           timeout=150)
         assert resolved - alert.started_at >= timedelta(seconds=30)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
         c.engine.dispose()

@@ -31,6 +31,7 @@ from services.predictions import LATENCY_BUCKETS_MS
 from services.predictions.sql import SqlPredictionLog
 from services.store.db import make_engine
 from tests.conftest import ENDPOINT, MODEL, ROOT, _pg_available, drop_pg, free_port, fresh_pg_url
+from tests.processes import stop_process
 
 T = datetime(2026, 11, 26, 12, 5, tzinfo=UTC)  # the container's endpoint exists from 12:00 (v1 stable, v2 canary 20%)
 REQ, RESP = "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"
@@ -318,11 +319,4 @@ def test_two_ingest_processes_store_interleaved_duplicated_events_exactly(pg_url
         stats = [requests.get(base + "/healthz", timeout=5).json() for _, base in procs]
         assert sum(s["stored"] for s in stats) == 1000 and all(s["pending"] == 0 for s in stats), stats
     finally:
-        for proc, _ in procs:
-            proc.terminate()
-        for proc, _ in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(*(proc for proc, _ in procs))

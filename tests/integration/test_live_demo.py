@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT, free_port, wait_for
+from tests.processes import stop_process
 
 ENDPOINT = "cancer-screening"
 START_TIMEOUT_S = 90  # the gateway preloads the demo's models
@@ -57,8 +58,7 @@ def running(demo, tmp_path_factory):
             time.sleep(0.2)  # polling a bounded start
         yield env, gw, ing
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
 
 
 def test_a_scripted_incident_through_the_gateway(running):

@@ -14,6 +14,7 @@ from services import history
 from services.errors import Invalid, NotFound, Unavailable
 from services.registry.mlflow_registry import MlflowRegistry
 from tests.conftest import MODEL, free_port, fresh_registry
+from tests.processes import stop_process
 
 TRICKY = ["a'b", 'say "hi"', "both ' and \"", "50%_off", "50X_off", "ünï côde 🚀", "spaces  in name"]
 
@@ -137,8 +138,7 @@ def mlflow_server(registry_template, tmp_path_factory):
             raise RuntimeError(f"mlflow server did not start: {proc.stderr.read().decode()[-2000:]}")
         time.sleep(0.2)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process(proc, timeout=30)
 
 
 def test_against_a_real_mlflow_server(mlflow_server):

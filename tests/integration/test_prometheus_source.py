@@ -17,6 +17,7 @@ import requests
 
 from services.metrics.prometheus import PrometheusMetricsSource
 from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container, wait_for
+from tests.processes import stop_process
 
 N = 120  # requests sent
 WINDOW = timedelta(minutes=10)
@@ -68,13 +69,8 @@ def stack(registry_template, tmp_path):
         wait_for("Prometheus", lambda: requests.get(f"{prom}/-/ready", timeout=2).ok)
         yield c, f"http://127.0.0.1:{gw_port}", prom
     finally:
-        for p, _log in procs:
-            p.terminate()
-        for p, log in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_process(*(p for p, _log in procs), timeout=10)
+        for _p, log in procs:
             log.close()
         c.engine.dispose()
 

@@ -42,6 +42,7 @@ from tests.conftest import (
     make_container,
     wait_for,
 )
+from tests.processes import stop_process
 from tests.streamlit_ws import StreamlitSession, run_sync
 
 CACHE_TTL = 30  # dashboard/data.py: reads are cached this long
@@ -102,13 +103,7 @@ def consoles(registry_template, tmp_path_factory):
         yield SimpleNamespace(a=urls[0], b=urls[1], env={**base, "MLOPS_DATA_DIR": str(tmp / "cli")}, c=c,
                               logs=logs)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(*procs, timeout=20)
         c.engine.dispose()
         drop_pg(db)
 
