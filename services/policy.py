@@ -16,6 +16,7 @@ import yaml
 
 from services.alerts import AlertRule, parse_rules
 from services.errors import Invalid
+from services.policy_scaling import ScalingPolicy, parse_scaling
 
 SOURCE = "policy"
 
@@ -125,6 +126,7 @@ class EndpointPolicy:
     gate_actions: tuple[str, ...] = ("promote", "start_canary")
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     alerts: tuple[AlertRule, ...] = ()  # services.alerts: the rules the evaluator watches
+    scaling: ScalingPolicy = field(default_factory=ScalingPolicy)  # services.policy_scaling: the floor
 
     def roles_for(self, action: str) -> tuple[str, ...]:
         """Roles that may do ``action`` here (admin always may); the catalog's defaults where not set."""
@@ -268,7 +270,7 @@ def _endpoint_policy(raw: dict, vocab: PolicyVocabulary, where: str) -> Endpoint
         gate_actions=gate_kinds,
         drift=_drift_policy(raw.get("drift") or {}, f"{where}.drift"),
         alerts=parse_rules(raw.get("alerts"), f"{where}.alerts"),
-    )
+        scaling=parse_scaling(raw.get("scaling"), f"{where}.scaling"))
 
 
 def _drift_method(raw: dict, where: str, default: str = "psi") -> tuple[str, float | None]:

@@ -5,17 +5,25 @@ request, compare-and-set, audit). What serves does not change.
 Refused before anything is sent: negatives, fractions and text (Invalid), a maximum above :data:`MAX_REPLICAS`,
 a minimum above the maximum (the one given or the current one), and a change that changes nothing
 (PreconditionFailed); an endpoint whose backend does not report scaling is refused with PreconditionFailed.
+
+Where the policy sets a scaling floor (``scaling: {floor: true}``, :mod:`services.policy_scaling`), a maximum
+lowered below what the current load needs is refused (PreconditionFailed), and so is lowering it when the load
+cannot be read. The need (:func:`load_need`, pure): requests in flight (Little's law: rate × mean latency over the
+policy's window) per the scale target for ``concurrency``, the rate per target for ``rps``, and the replicas the
+autoscaler runs now for anything else (CPU and memory targets say nothing about requests); times the headroom.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from services.actions.plan import SOURCE, Plan, plan_hash
 from services.actions.planning import Planning
-from services.errors import Invalid, PreconditionFailed, Unavailable
+from services.errors import ConsoleError, Invalid, PreconditionFailed, Unavailable
 from services.identity import Actor
 from services.serving import Change, Scaling
 
@@ -73,6 +81,8 @@ def set_scaling(p: Planning, spec, actor: Actor, endpoint: str, min: Any = None,
     if after == cur:
         raise PreconditionFailed(f"{ep.name} already scales with {describe(cur)}: nothing to change", source=SOURCE)
     only = Scaling(*(getattr(new, f) if getattr(new, f) != getattr(cur, f) else None for f, _ in FIELDS))
+    if only.max_replicas is not None and cur.max_replicas is not None and only.max_replicas < cur.max_replicas:
+        check_floor(p, ep, after)
     warnings = []
     if only.min_replicas == 0:
         warnings.append(f"a minimum of 0 lets {ep.name} scale to zero: the first request after a quiet spell waits "
@@ -97,6 +107,61 @@ def set_scaling(p: Planning, spec, actor: Actor, endpoint: str, min: Any = None,
     bound = {"action": spec.name, "endpoint": ep.name, "model": ep.model, "params": params, "before": before,
              "after": after_d, "registry_changes": []}
     return replace(plan, before=before, after=after_d, endpoint_diff=rows + traffic, plan_hash=plan_hash(bound))
+
+
+def load_need(scaling: Scaling, *, rate: float | None, mean_ms: float | None, replicas: int | None,
+              headroom: float, default_metric: str = "concurrency") -> tuple[int | None, str]:
+    """(replicas the load needs, how that was worked out); None when it cannot be known (pure)."""
+    metric = scaling.metric or default_metric
+    if metric in ("concurrency", "rps") and scaling.target and rate is not None:
+        if metric == "rps":
+            load, what = rate, f"{rate:.2f} requests/s"
+        elif rate == 0:
+            return 0, "no requests"
+        else:
+            if mean_ms is None:
+                return None, "no latency measured"
+            load, what = rate * mean_ms / 1000, f"{rate:.2f} requests/s × {mean_ms:.0f} ms mean latency in flight"
+        need = math.ceil(round(load * headroom / scaling.target, 9))
+        return max(need, 1 if rate > 0 else 0), f"{what} ÷ target {scaling.target} × headroom {headroom:g}"
+    if replicas is not None:
+        plural = "s" if replicas != 1 else ""
+        return replicas, f"the {replicas} replica{plural} the autoscaler runs now ({metric} target)"
+    return None, "no load measured and no autoscaler count"
+
+
+def check_floor(p: Planning, ep, after: Scaling) -> None:
+    """Refuse a maximum below the current load's need when the policy sets a floor (see the module docstring)."""
+    pol = p.policy_for(ep.name).scaling
+    if not pol.floor:
+        return
+    from services.capacity import load
+
+    source = getattr(p.live_metrics, "metrics", p.live_metrics)  # the gate metrics wrap the metrics source
+    rate = mean_ms = None
+    note = "no metrics source"
+    if source is not None and hasattr(source, "aggregates"):
+        window = timedelta(minutes=pol.window_minutes)
+        now = source.clock()
+        rate, _, note = load(source, ep.name, now, window)
+        if rate is not None:
+            try:
+                aggs = source.aggregates(ep.name, now - window, now)
+            except ConsoleError:
+                aggs = []
+            count = sum(a.count for a in aggs)
+            mean_ms = sum(a.latency_sum_ms for a in aggs) / count if count else None
+    status = p.serving.scaling_status(ep)
+    need, how = load_need(after, rate=rate, mean_ms=mean_ms, replicas=status.current_replicas,
+                          headroom=pol.headroom)
+    if need is None:
+        raise PreconditionFailed(f"the policy sets a scaling floor for {ep.name} and the load cannot be read "
+                                 f"({note or how}): the maximum is not lowered while that is unknown",
+                                 source="policy")
+    if after.max_replicas is not None and after.max_replicas < need:
+        raise PreconditionFailed(f"a maximum of {after.max_replicas} is below what {ep.name}'s current load needs: "
+                                 f"{need} replicas ({how}, over the last {pol.window_minutes:g} min); the policy's "
+                                 "scaling floor refuses it — lower it once the load has dropped", source="policy")
 
 
 def describe(s: Scaling) -> str:
