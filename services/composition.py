@@ -245,7 +245,8 @@ class Container:
         return Actions(registry=self.registry, serving=self.serving, audit=self.audit, approvals=self.approvals,
                        history=self.history, policy=self.policy, clock=self.clock,
                        approval_ttl=timedelta(minutes=self.settings.approval_ttl_minutes),
-                       live_metrics=self.live_metrics, intents=self.intents)
+                       live_metrics=self.live_metrics, intents=self.intents,
+                       retrainer=lambda: self.retrainer, predictions=lambda: self.predictions)
 
 
 def build(settings: Settings | None = None, *, clock: Clock = utcnow, **overrides) -> Container:

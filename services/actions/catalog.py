@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from services.actions import planners
 from services.actions.repair import plan_repair
+from services.actions.retrain import plan_retrain
 from services.actions.scaling import set_scaling
 from services.policy import PolicyVocabulary
 
@@ -46,6 +47,9 @@ _SPECS = (
                "go back to a version that was stable on this endpoint before"),
     ActionSpec("set_scaling", "Set scaling", "set_scaling", ("operator",), set_scaling,
                "change the endpoint's minimum and maximum replicas and the autoscaler's target"),
+    ActionSpec("retrain", "Retrain", "retrain", ("operator",), plan_retrain,
+               "retrain what the endpoint serves as stable on its training data plus a window of labelled traffic; "
+               "the new version becomes the challenger (nothing that serves changes)"),
     ActionSpec("repair", "Repair", None, ("operator",), plan_repair,
                "finish what a stopped process left half-done: move @champion to what the endpoint serves, decide "
                "the request it was applying, close the record (the endpoint itself is not changed)"),

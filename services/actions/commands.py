@@ -17,7 +17,8 @@ from services.actions.catalog import ACTIONS
 from services.cli_output import emit, table
 from services.errors import ConsoleError
 
-COMMANDS = {"repair": ("repair",)}  # command -> the catalog's actions it runs (services.cli has the others)
+# command -> the catalog's actions it runs (services.cli has the others; retrain's is services.retraining.commands)
+COMMANDS = {"repair": ("repair",), "retrain": ("retrain",)}
 
 
 def add_command(sub, common) -> None:

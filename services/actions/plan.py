@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from services.audit import canonical
@@ -39,6 +39,7 @@ class Plan:
     label: str = ""
     notes: list[str] = field(default_factory=list)  # what happened (a repair: the exact difference it found)
     steps: list[str] = field(default_factory=list)  # what executing does besides the endpoint and registry rows
+    retraining: dict | None = None  # retrain: parent, window, retrainer, payload, evidence (services.actions.retrain)
 
     @property
     def failing_gates(self) -> list[GateResult]:
@@ -63,9 +64,12 @@ class Outcome:
     audit_seq: int | None = None
     endpoint_after: dict | None = None
     overridden_gates: list[str] = field(default_factory=list)
+    run: Any = None  # retrain: the RetrainRun it started
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        run, d = self.run, asdict(replace(self, run=None))
+        d["run"] = run.as_dict() if run is not None else None
+        return d
 
 
 def plan_hash(bound: dict) -> str:
@@ -151,7 +155,8 @@ def plan_from_request(req) -> Plan:
     p = req.plan
     ch = p["change"]
     return Plan(action=p["action"], kind=p["kind"], endpoint=p["endpoint"], model=p["model"], actor=p["actor"],
-                params=p["params"], change=Change(ch["op"], ch["expected_resource_version"]), before=p["before"],
+                params=p["params"], change=Change(ch["op"], ch["expected_resource_version"]) if ch else None,
+                before=p["before"],
                 after=p["after"], endpoint_diff=p["endpoint_diff"], registry_changes=p["registry_changes"],
                 plan_hash=p["plan_hash"], label=p.get("label") or p["action"].replace("_", " "))
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from services.actions.plan import SOURCE, Plan, endpoint_diff, plan_hash, state_of
+from services.clock import utcnow
 from services.errors import ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
 from services.history.serving import ServingHistory
 from services.identity import Actor
@@ -18,6 +20,17 @@ from services.serving import Change, Endpoint, ServingBackend, VersionRef
 
 
 @dataclass
+class RetrainPorts:
+    """What the ``retrain`` action needs besides the endpoint: the retrainer (``MLOPS_RETRAINER``), the audit trail
+    (where runs are recorded: the open one, the latest), the prediction log (live evidence) and the clock."""
+
+    retrainer: Any
+    audit: Any
+    predictions: Any = None
+    clock: Callable[[], Any] = utcnow
+
+
+@dataclass
 class Planning:
     registry: ModelRegistry
     serving: ServingBackend
@@ -25,6 +38,7 @@ class Planning:
     history: ServingHistory
     live_metrics: LiveMetrics | None = None
     stalled: Callable[[str], list] | None = None  # unfinished actions on an endpoint (services.actions.stalled)
+    retraining: Callable[[], RetrainPorts] | None = None  # what retrain reads and starts (built on first use)
 
     def policy_for(self, endpoint: str) -> EndpointPolicy:
         return self.policy.for_endpoint(endpoint)

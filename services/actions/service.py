@@ -4,17 +4,20 @@ composition root passes the adapters)."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from services.actions.catalog import ACTIONS, PLANNED
 from services.actions.decisions import Decisions
 from services.actions.execute import Executor
+from services.actions.inputs import parse_request_id
 from services.actions.intents import LEASE, IntentStore, MemoryIntents
 from services.actions.plan import SOURCE, Outcome, Plan
-from services.actions.planning import Planning
+from services.actions.planning import Planning, RetrainPorts
 from services.actions.recording import Recorder
 from services.actions.repair import Repairer, findings
+from services.actions.retrain import Retraining
 from services.actions.stalled import Finding, Stalled, Stalls
 from services.approvals import ApprovalRepository
 from services.audit import AuditTrail
@@ -35,13 +38,20 @@ class Actions:
     def __init__(self, *, registry: ModelRegistry, serving: ServingBackend, audit: AuditTrail,
                  approvals: ApprovalRepository, history: ServingHistory, policy: Policy, clock: Clock = utcnow,
                  approval_ttl: timedelta = timedelta(hours=24), live_metrics: LiveMetrics | None = None,
-                 intents: IntentStore | None = None, lease: timedelta = LEASE):
+                 intents: IntentStore | None = None, lease: timedelta = LEASE,
+                 retrainer: Callable[[], Any] | None = None, predictions: Callable[[], Any] | None = None):
+        """``retrainer``/``predictions``: built on first use (the ``retrain`` action; without a retrainer it says
+        retraining is not configured)."""
         self.intents = intents if intents is not None else MemoryIntents()
         self.stalls = Stalls(self.intents, approvals, clock, lease)
-        self.planning = Planning(registry, serving, policy, history, live_metrics, stalled=self.stalls.find)
+        ports = None if retrainer is None else (
+            lambda: RetrainPorts(retrainer(), audit, predictions() if predictions else None, clock))
+        self.planning = Planning(registry, serving, policy, history, live_metrics, stalled=self.stalls.find,
+                                 retraining=ports)
         self.recorder = Recorder(audit, serving)
         self.executor = Executor(self.planning, approvals, history, self.recorder, clock, approval_ttl,
                                  self.intents, lease)
+        self.retraining = Retraining(self.planning, approvals, self.recorder, self.executor.replan)
         self.decisions = Decisions(self.executor, self.stalls)
         self.repairer = Repairer(self.planning, self.stalls, approvals, history, self.recorder, clock)
 
@@ -69,6 +79,8 @@ class Actions:
         """``context``: what the action answers (e.g. ``{"alert": {"id": …, "rule": …}}``), kept in its audit entry."""
         if plan.action == "repair":
             return self.repairer.execute(plan, actor, reason, context=context)
+        if plan.action == "retrain" and not plan.needs_approval:  # filing its request is the executor's, as for all
+            return self.retraining.execute(plan, actor, reason, context=context)
         return self.executor.execute(plan, actor, reason, override_reason=override_reason, context=context)
 
     # -- what stopped processes left half-done ------------------------------------------
@@ -84,7 +96,17 @@ class Actions:
     # -- requests -----------------------------------------------------------------
     def approve(self, actor: Actor, request_id: Any, reason: Any = "approved", *,
                 override_reason: str | None = None) -> Outcome:
+        req = self._retrain_request(request_id)
+        if req is not None:  # a retraining: approving starts the run (services.actions.retrain)
+            return self.retraining.approve(actor, req, reason)
         return self.decisions.approve(actor, request_id, reason, override_reason=override_reason)
+
+    def _retrain_request(self, request_id: Any):
+        try:
+            req = self.decisions.approvals.get(parse_request_id(request_id))
+        except ConsoleError:
+            return None  # said (and audited) by the usual path
+        return req if req.action == "retrain" else None
 
     def reject(self, actor: Actor, request_id: Any, reason: Any) -> Outcome:
         return self.decisions.reject(actor, request_id, reason)

@@ -86,6 +86,10 @@ class Retrainer(ABC):
     def status(self, run_id: str) -> RetrainRun:
         """The current state of a run this retrainer started (NotFound for an unknown id)."""
 
+    def preview(self, request: RetrainRequest) -> dict:
+        """What :meth:`trigger` would do with ``request``, for a dry run (nothing is sent)."""
+        return {"backend": self.backend, "request": payload(request)}
+
 
 def _iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.isoformat()

@@ -1,9 +1,11 @@
 """``python -m services retrain`` and ``retrain-status`` (registered by :mod:`services.cli`).
 
-``retrain --endpoint E [--from … --to …] --reason R [--evidence JSON] [--wait SECONDS] --as NAME``: retrain what E
-serves as stable with the configured retrainer (``MLOPS_RETRAINER``): ``local`` trains and registers the
-challenger before it returns; ``webhook`` and ``airflow`` hand it to a pipeline (``--wait`` follows an Airflow
-run until it ends). Operators and admins only; every attempt is in the audit trail (action ``retrain``).
+``retrain --endpoint E [--from … --to …] --reason R [--evidence JSON] [--wait SECONDS] [--dry-run] --as NAME``:
+the guarded action ``retrain`` (:mod:`services.actions.retrain`: roles and approval from the policy, a dry run):
+retrain what E serves as stable with the configured retrainer (``MLOPS_RETRAINER``): ``local`` trains and registers
+the challenger before it returns; ``webhook`` and ``airflow`` hand it to a pipeline (``--wait`` follows an Airflow
+run until it ends). Where the policy requires approval for ``retrain`` a request is filed instead (exit 0). Every
+attempt is one entry in the audit trail (action ``retrain``).
 ``retrain-status RUN_ID [--wait SECONDS]``: a run's state. ``retrain-check [--endpoint E] [--dry-run]``: the policy's
 retraining rules (:mod:`services.retraining.rules`) measured on every endpoint (or E), firing where they say so.
 """
@@ -15,7 +17,7 @@ import os
 
 from services.cli_output import emit
 from services.errors import ConsoleError, Invalid
-from services.retraining.usecases import ACTION, record, request_retraining
+from services.retraining.usecases import ACTION, record
 
 
 def _text(run) -> str:
@@ -60,7 +62,30 @@ def _follow(c, run, wait: float):
     return run
 
 
+def plan_text(plan) -> str:
+    """The dry run of a ``retrain`` plan, for people."""
+    r = plan.retraining or {}
+    window = r.get("window") or {}
+    lines = [f"{plan.label} on {plan.endpoint}: {plan.model} v{r.get('parent_version')} (serves as stable; "
+             f"champion v{r.get('champion')}) — planned by {plan.actor}",
+             f"  window: {window.get('start')} → {window.get('end')}", f"  retrainer: {plan.backend}"]
+    lines += [f"  ! {w}" for w in plan.warnings]
+    live = (r.get("evidence") or {}).get("live") or []
+    lines += ["  evidence (live traffic in the window):"] + [
+        f"    v{e['version']} {e['role']}: {e['requests']} requests, {e['errors']} errors, {e['labelled']} labelled"
+        + (f", accuracy {e['accuracy']}, mae {e['mae']}" if e.get("labelled") else "") for e in live] if live else \
+        ["  evidence: no live traffic in the window"]
+    if (r.get("evidence") or {}).get("given"):
+        lines.append(f"  evidence given: {json.dumps(r['evidence']['given'], sort_keys=True)}")
+    lines.append("  confirming will:" if not plan.needs_approval else
+                 "  the policy requires another person's approval: confirming files a request to:")
+    lines += [f"    - {s}" for s in plan.steps]
+    lines.append(f"  sent to the retrainer: {json.dumps(plan.backend_preview, sort_keys=True, default=str)}")
+    return "\n".join(lines)
+
+
 def run_retrain(c, args) -> int:
+    """Through the guarded action ``retrain`` (roles and approval from the policy, the dry run, one audit entry)."""
     from services.auth.cli import claimed_name, cli_actor
     from services.metrics import parse_time
 
@@ -76,9 +101,15 @@ def run_retrain(c, args) -> int:
     now = c.clock()
     end = parse_time(args.to, now=now, end=True, what="--to")
     start = parse_time(args.from_, now=now, what="--from")
-    run = request_retraining(c.retrainer, c.audit, c.serving, actor, args.endpoint, args.reason or "", start=start,
-                             end=end, evidence=evidence, predictions=c.predictions, clock=c.clock)
-    run = _follow(c, run, args.wait)
+    plan = c.actions.plan(actor, ACTION, args.endpoint, start=start, end=end, evidence=evidence or None)
+    if args.dry_run:
+        emit(args, {"plan": plan.as_dict()}, plan_text(plan) + "\n(dry run: nothing started)")
+        return 0
+    outcome = c.actions.execute(plan, actor, args.reason or "")
+    if outcome.run is None:  # the policy wants a second person: a request was filed
+        emit(args, outcome.as_dict(), outcome.message)
+        return 0
+    run = _follow(c, outcome.run, args.wait)
     data, text = run.as_dict(), _text(run)
     if args.request_promotion:
         data["promotion"] = promo = file_promotion(c, actor, run)
@@ -172,6 +203,7 @@ def add_command(sub, common) -> None:
     sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="follow the run until it ends")
     sp.add_argument("--request-promotion", action="store_true",
                     help="then request the new version's promotion (gates, a second person approves)")
+    sp.add_argument("--dry-run", action="store_true", help="show what retraining would do and send; start nothing")
     sp.set_defaults(fn=run_retrain)
     sp = sub.add_parser("retrain-status", help="the state of a retraining run", parents=[common])
     sp.add_argument("run_id", metavar="RUN_ID")

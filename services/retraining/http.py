@@ -93,6 +93,12 @@ class WebhookRetrainer(Retrainer):
         return body, {"Content-Type": "application/json", TIMESTAMP_HEADER: ts,
                       SIGNATURE_HEADER: signature(self.secret, ts, body)}
 
+    def preview(self, request: RetrainRequest) -> dict:
+        return {"method": "POST", "url": self.url,
+                "headers": {"Content-Type": "application/json", TIMESTAMP_HEADER: "<unix seconds, when sent>",
+                            SIGNATURE_HEADER: "sha256=<HMAC-SHA256 of timestamp.body, when sent>"},
+                "body": {**payload(request), "run_id": "<assigned when sent>"}}
+
     def trigger(self, request: RetrainRequest) -> RetrainRun:
         import requests
 
@@ -158,6 +164,10 @@ class AirflowRetrainer(Retrainer):
                                                                                            if when else ""),
                           url=f"{self.base_url}/dags/{quote(self.dag_id, safe='')}/grid?dag_run_id="
                               f"{quote(str(data['dag_run_id']), safe='')}")
+
+    def preview(self, request: RetrainRequest) -> dict:
+        return {"method": "POST", "url": self._runs_url(),
+                "json": {"dag_run_id": "retrain__<endpoint>__<time>__<id>, when sent", "conf": payload(request)}}
 
     def trigger(self, request: RetrainRequest) -> RetrainRun:
         import requests

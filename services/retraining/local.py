@@ -122,6 +122,15 @@ class LocalRetrainer(Retrainer):
                   "window_truncated": int(len(rows) >= self.max_window_rows)}
         return frame, counts
 
+    def preview(self, request: RetrainRequest) -> dict:
+        from services.retraining import payload
+
+        return {"backend": self.backend, "trains": "here, before the action returns",
+                "on": [f"reference/train.parquet of {request.model} v{request.version}",
+                       "the labelled, successful rows the endpoint logged in the window"],
+                "registers": f"a new version of {request.model} with the alias challenger (champion does not move)",
+                "request": payload(request)}
+
     # -- the job -------------------------------------------------------------------------------------------
     def trigger(self, request: RetrainRequest) -> RetrainRun:
         from services.demo.register import _LOCK, _no_autolog, mlflow_uri

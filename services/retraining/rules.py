@@ -32,8 +32,8 @@ from pathlib import Path
 
 from services.errors import ConsoleError, Invalid
 from services.identity import Actor
-from services.retraining import OPEN_STATES, Retrainer, RetrainRun
-from services.retraining.usecases import ACTION, request_retraining
+from services.retraining import Retrainer, RetrainRun
+from services.retraining.usecases import last_entry, open_run, request_retraining
 
 SOURCE = "retraining rules"
 METRICS = ("accuracy", "mae", "drift_share")
@@ -152,18 +152,13 @@ def _blocker(retrainer: Retrainer, audit, endpoint: str, rule: RetrainRule, now:
     """Why no retraining may start now: one still open, or the last one within the cool-down."""
     from services.clock import parse_iso
 
-    last = next(iter(audit.entries(limit=1, action=ACTION, endpoint=endpoint, result="ok")), None)
+    still = open_run(retrainer, audit, endpoint)
+    if still is not None:
+        return f"retraining run {still[0]} is still {still[1]}: at most one open retraining per endpoint"
+    last = last_entry(audit, endpoint)
     if last is None:
         return None
-    after = last.after if isinstance(last.after, dict) else {}
-    run_id, state = after.get("run_id"), after.get("state")
-    if run_id and state in OPEN_STATES:
-        try:
-            state = retrainer.status(run_id).state
-        except ConsoleError as exc:
-            state = f"{state} (its state cannot be read now: {exc.message})"
-        if state not in ("succeeded", "failed"):
-            return f"retraining run {run_id} is still {state}: at most one open retraining per endpoint"
+    run_id = (last.after if isinstance(last.after, dict) else {}).get("run_id")
     started = parse_iso(last.ts)
     if now - started < timedelta(minutes=rule.cooldown_minutes):
         return (f"the last retraining (run {run_id}) started at {started:%Y-%m-%d %H:%M} UTC, within the "

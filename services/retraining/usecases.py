@@ -15,7 +15,7 @@ from services.audit import AuditTrail
 from services.clock import utcnow
 from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
 from services.identity import Actor
-from services.retraining import Retrainer, RetrainRequest, RetrainRun, payload
+from services.retraining import OPEN_STATES, Retrainer, RetrainRequest, RetrainRun, payload
 
 ACTION = "retrain"
 ROLES = ("operator",)  # admins too (Actor.has_any)
@@ -38,18 +38,21 @@ def live_evidence(predictions, endpoint: str, start: datetime, end: datetime) ->
 
 def request_retraining(retrainer: Retrainer, audit: AuditTrail, serving, actor: Actor, endpoint: str, reason: str,
                        *, start: datetime | None = None, end: datetime | None = None, evidence: dict | None = None,
-                       predictions=None, clock: Callable[[], datetime] = utcnow) -> RetrainRun:
-    """``actor`` retrains what ``endpoint`` serves as stable; one audit entry per attempt."""
+                       predictions=None, clock: Callable[[], datetime] = utcnow, roles: tuple[str, ...] | None = ROLES,
+                       extra: dict | None = None) -> RetrainRun:
+    """``actor`` retrains what ``endpoint`` serves as stable; one audit entry per attempt. ``roles``: who may (None:
+    the caller checked them — the guarded action ``retrain``, by the policy's roles); ``extra``: more audit details
+    (the plan's hash, the request approved and by whom)."""
     reason = (reason or "").strip()
     end = end or clock()
     start = start or end - DEFAULT_WINDOW
     details: dict = {"window": {"start": start.isoformat(), "end": end.isoformat()},
-                     "backend": retrainer.backend, "evidence": dict(evidence or {})}
+                     "backend": retrainer.backend, "evidence": dict(evidence or {}), **(extra or {})}
     before = None
     try:
-        if not actor.has_any(ROLES):
-            raise PermissionDenied(f"{actor.name} may not retrain: that takes the role {' or '.join(ROLES)} "
-                                   "(or admin)", source="policy")
+        if roles is not None and not actor.has_any(roles):
+            raise PermissionDenied(f"{actor.name} may not retrain: that takes the role {' or '.join(roles) or 'admin'}"
+                                   " (or admin)", source="policy")
         if not reason:
             raise Invalid("say why: a reason is required to retrain", source="retraining")
         if len(reason) > MAX_REASON:
@@ -98,3 +101,44 @@ def record(audit: AuditTrail, actor_name: str, endpoint: str, exc: ConsoleError,
                      details=details or {})
     except ConsoleError:
         pass  # the refusal itself is the error that matters
+
+
+def open_run(retrainer: Retrainer, audit: AuditTrail, endpoint: str) -> tuple[str, str] | None:
+    """The endpoint's retraining that is still open (queued or running, asked of the retrainer; a state that cannot
+    be read counts as open) as (run id, state), else None: at most one open retraining per endpoint."""
+    last = last_entry(audit, endpoint)
+    if last is None:
+        return None
+    after = last.after if isinstance(last.after, dict) else {}
+    run_id, state = after.get("run_id"), after.get("state")
+    if not run_id or state not in OPEN_STATES:
+        return None
+    try:
+        state = retrainer.status(run_id).state
+    except ConsoleError as exc:
+        state = f"{state} (its state cannot be read now: {exc.message})"
+    return None if state in ("succeeded", "failed") else (run_id, state)
+
+
+def last_entry(audit: AuditTrail, endpoint: str):
+    """The audit entry of the endpoint's latest retraining that started (result ok), or None."""
+    return next(iter(audit.entries(limit=1, action=ACTION, endpoint=endpoint, result="ok")), None)
+
+
+def last_run(retrainer: Retrainer | None, audit: AuditTrail, endpoint: str) -> dict | None:
+    """The endpoint's latest retraining for a page: run id, state (asked of the retrainer while the record says it
+    is open; ``state_note`` when that cannot be read), who started it, when, the new version."""
+    entry = last_entry(audit, endpoint)
+    if entry is None:
+        return None
+    after = entry.after if isinstance(entry.after, dict) else {}
+    before = entry.before if isinstance(entry.before, dict) else {}
+    out = {"run_id": after.get("run_id"), "state": after.get("state"), "new_version": after.get("new_version"),
+           "by": entry.actor, "at": entry.ts, "parent_version": before.get("version"), "state_note": ""}
+    if retrainer is not None and out["run_id"] and out["state"] in OPEN_STATES:
+        try:
+            run = retrainer.status(out["run_id"])
+            out["state"], out["new_version"] = run.state, run.new_version or out["new_version"]
+        except ConsoleError as exc:
+            out["state_note"] = f"its current state cannot be read ({exc.source}: {exc.message})"
+    return out

@@ -74,7 +74,7 @@ def w():
 
 
 def test_every_planned_action_is_declared_once_with_a_planner_and_the_policy_reads_the_catalog():
-    assert set(PLANNED) == {n for n, s in ACTIONS.items() if s.planner} and len(PLANNED) == 8
+    assert set(PLANNED) == {n for n, s in ACTIONS.items() if s.planner} and len(PLANNED) == 9
     assert {"approve", "reject"} <= set(ACTIONS) and ACTIONS["approve"].planner is None
     assert set(VOCABULARY.default_roles) == set(ACTIONS)
     assert all(s.label and s.default_roles for s in ACTIONS.values())

@@ -196,7 +196,7 @@ def test_a_retraining_is_an_event_on_the_endpoints_timeline():
     with pytest.raises(PermissionDenied):
         request_retraining(FakeRetrainer(), audit, serving, CAROL, "screening", "why", clock=clock)
     refused = audit_event(audit.entries(limit=1)[0], "screening", "clf")
-    assert refused.title.startswith("REFUSED: retrain — permission_denied: policy: carol may not retrain")
+    assert refused.title.startswith("REFUSED: Retrain — permission_denied: policy: carol may not retrain")
 
 
 class _Registry:
