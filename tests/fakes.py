@@ -141,6 +141,7 @@ class FakeServing(ServingBackend, _Failing):
         self.clock = clock or FakeClock()
         self.applied: list[tuple[str, Change, str, str | None]] = []
         self.fail = {}
+        self.replicas: list[tuple[datetime, str, str, int]] = []  # (at, endpoint, version, replicas) recorded
 
     def add(self, name: str, model: str, stable: str, canary: str | None = None, weight: int = 0,
             revisions: tuple[Revision, ...] = ()) -> Endpoint:
@@ -183,6 +184,16 @@ class FakeServing(ServingBackend, _Failing):
 
     def preview(self, endpoint: Endpoint, change: Change) -> dict:
         return {"op": change.op, "expected": change.expected_resource_version}
+
+    def record_replicas(self, samples, at=None) -> None:
+        self._check("record_replicas")
+        at = at or self.clock()
+        self.replicas.extend((at, e, str(v), int(n)) for e, v, n, _ in samples)
+
+    def replica_history(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[datetime, str, int]]:
+        self._check("replica_history")
+        return sorted((at, v, n) for at, e, v, n in self.replicas
+                      if e == endpoint and start <= at <= end)
 
 
 # -- audit ------------------------------------------------------------------------------------------------

@@ -207,3 +207,13 @@ class ServingBackend(ABC):
     def scaling_status(self, endpoint: Endpoint) -> ScalingStatus:
         """What the autoscaler says now (never raises: what cannot be read is said in ``note``)."""
         return ScalingStatus(note=f"the {self.name} backend reports no autoscaler")
+
+    def replica_history(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[datetime, str, int]]:
+        """(at, version, replicas) samples between ``start`` and ``end``, oldest first; empty where the backend
+        keeps no history (KServe: the HPA says only what runs now)."""
+        return []
+
+    def record_replicas(self, samples: list[tuple[str, str, int, int]]) -> None:
+        """Record (endpoint, version, replicas, in_flight) now — the local gateway's worker counts. Backends
+        whose replicas are counted elsewhere ignore it."""
+        return None

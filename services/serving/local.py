@@ -7,17 +7,25 @@ write; a write is ``UPDATE endpoints ... WHERE name = :n AND resource_version
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, select, update
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, insert, select, update
 
 from services.clock import Clock, iso, parse_iso, utcnow
 from services.errors import Conflict, Invalid, NotFound
 from services.history import ServedState
 from services.history.sql import record_change
-from services.serving import Change, Condition, Endpoint, Revision, ServingBackend
-from services.store.db import endpoint_revisions, endpoints, guarded, writing
+from services.serving import Change, Condition, Endpoint, Revision, Scaling, ScalingStatus, ServingBackend
+from services.store.db import endpoint_revisions, endpoints, guarded, replica_samples, writing
 
 SOURCE = "local serving backend"
 MAX_REVISIONS_SHOWN = 50
+METRIC = "concurrency"  # the gateway's workers scale on requests in flight per replica
+GATEWAY = "local gateway"
+FRESH = timedelta(seconds=30)  # a replica sample older than this: the gateway is not running (it samples every 5 s)
+KEEP_SAMPLES = timedelta(days=8)
+_NOTES = {"set_scaling": "set scaling"}
+DEFAULTS = {"min_replicas": 1, "max_replicas": 4, "target": 1}  # services.gateway.GatewayConfig's defaults
 
 
 class LocalServingBackend(ServingBackend):
@@ -110,6 +118,8 @@ class LocalServingBackend(ServingBackend):
             resource_version=str(row["resource_version"]),
             backend=self.name,
             extra={"updated_at": row["updated_at"]},
+            scaling=Scaling(row.get("min_replicas"), row.get("max_replicas"), row.get("scale_metric") or METRIC,
+                            row.get("scale_target")),
         )
 
     # -- writes --------------------------------------------------------------
@@ -125,6 +135,7 @@ class LocalServingBackend(ServingBackend):
             raise Conflict(f"endpoint {name!r} changed since it was read (version {seen} → "
                            f"{current.resource_version})", source=SOURCE)
         target = change.target_state(current.state())
+        values = self._scaling_values(current, change) if change.op == "set_scaling" else {}
         at = self.clock()
         now = iso(at)
         with guarded(f"updating endpoint {name!r}", SOURCE), writing(self.engine) as conn:
@@ -132,14 +143,14 @@ class LocalServingBackend(ServingBackend):
                 update(endpoints)
                 .where(endpoints.c.name == name, endpoints.c.resource_version == seen)
                 .values(stable_version=target.stable_version, canary_version=target.canary_version,
-                        canary_weight=target.canary_weight, resource_version=seen + 1, updated_at=now))
+                        canary_weight=target.canary_weight, resource_version=seen + 1, updated_at=now, **values))
             if result.rowcount != 1:
                 raise Conflict(f"endpoint {name!r} was changed by someone else at the same moment",
                                source=SOURCE)
             conn.execute(insert(endpoint_revisions).values(
                 endpoint=name, resource_version=seen + 1, stable_version=target.stable_version,
                 canary_version=target.canary_version, canary_weight=target.canary_weight, at=now,
-                actor=actor, approved_by=approved_by, note=note or change.op))
+                actor=actor, approved_by=approved_by, note=note or _NOTES.get(change.op, change.op)))
             record_change(conn, ServedState(
                 endpoint=name, at=at, stable_version=target.stable_version, canary_version=target.canary_version,
                 canary_weight=target.canary_weight, actor=actor, approved_by=approved_by, note=note or change.op,
@@ -147,8 +158,91 @@ class LocalServingBackend(ServingBackend):
             # Read back inside the same transaction: this is *our* write, not whatever lands after it.
             return self._read(conn, name)
 
+    @staticmethod
+    def _scaling_values(current: Endpoint, change: Change) -> dict:
+        """The scaling columns a ``set_scaling`` writes (its None fields unchanged); refuses what the gateway's
+        workers cannot do."""
+        new = change.scaling or Scaling()
+        if new.metric not in (None, METRIC):
+            raise Invalid(f"the local gateway scales on {METRIC} (requests in flight per replica), not "
+                          f"{new.metric}", source=SOURCE)
+        s = (current.scaling or Scaling()).merged(new)
+        for what, value, low in (("minimum", s.min_replicas, 0), ("maximum", s.max_replicas, 1),
+                                 ("target", s.target, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise Invalid(f"the {what} replicas must be a whole number of at least {low}, got {value!r}",
+                              source=SOURCE)
+        if s.min_replicas is not None and s.max_replicas is not None and s.min_replicas > s.max_replicas:
+            raise Invalid(f"the minimum replicas ({s.min_replicas}) would be above the maximum ({s.max_replicas})",
+                          source=SOURCE)
+        return {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas, "scale_metric": s.metric,
+                "scale_target": s.target}
+
     def preview(self, endpoint: Endpoint, change: Change) -> dict:
         target = change.target_state(endpoint.state())
-        return {"UPDATE endpoints WHERE": {"name": endpoint.name,
-                                            "resource_version": int(change.expected_resource_version)},
+        where = {"name": endpoint.name, "resource_version": int(change.expected_resource_version)}
+        if change.op == "set_scaling":
+            new = {k: v for k, v in self._scaling_values(endpoint, change).items()
+                   if v != getattr(endpoint.scaling, {"scale_metric": "metric", "scale_target": "target"}.get(k, k),
+                                   None)}
+            return {"UPDATE endpoints WHERE": where,
+                    "SET": {**new, "resource_version": int(change.expected_resource_version) + 1}}
+        return {"UPDATE endpoints WHERE": where,
                 "SET": {**target.as_dict(), "resource_version": int(change.expected_resource_version) + 1}}
+
+    # -- replicas (the gateway's worker processes) ------------------------------------------------------------
+    def record_replicas(self, samples, at: datetime | None = None) -> None:
+        """One sample per (endpoint, version, replicas, in_flight) at ``at`` (the gateway, every few seconds);
+        samples older than :data:`KEEP_SAMPLES` go at the same time."""
+        at = at or self.clock()
+        rows = [{"endpoint": e, "version": str(v), "at": iso(at), "replicas": int(n), "in_flight": int(f)}
+                for e, v, n, f in samples]
+        if not rows:
+            return
+        with guarded("recording replica counts", SOURCE), writing(self.engine) as conn:
+            conn.execute(insert(replica_samples), rows)
+            conn.execute(delete(replica_samples).where(replica_samples.c.at < iso(at - KEEP_SAMPLES)))
+
+    def _latest(self, conn, name: str):
+        last = conn.execute(select(replica_samples.c.at).where(replica_samples.c.endpoint == name)
+                            .order_by(replica_samples.c.at.desc()).limit(1)).scalar()
+        if last is None:
+            return None, []
+        return last, conn.execute(select(replica_samples).where(replica_samples.c.endpoint == name,
+                                                                replica_samples.c.at == last)
+                                  .order_by(replica_samples.c.version)).mappings().all()
+
+    def scaling_status(self, endpoint: Endpoint) -> ScalingStatus:
+        """The gateway's latest replica sample (never raises: what cannot be read is said in ``note``)."""
+        from services.errors import ConsoleError
+
+        try:
+            with guarded(f"reading the replicas of {endpoint.name!r}", SOURCE), self.engine.connect() as conn:
+                last, rows = self._latest(conn, endpoint.name)
+        except ConsoleError as exc:
+            return ScalingStatus(note=f"replica counts unavailable ({exc.source}: {exc.message})")
+        if last is None:
+            return ScalingStatus(note="no replica counts recorded: the local gateway (python -m services serve) "
+                                      "has not served this endpoint")
+        age = self.clock() - parse_iso(last)
+        if age > FRESH:
+            return ScalingStatus(note=f"the local gateway is not running: its last replica count is from {last} "
+                                      f"({int(age.total_seconds())} s ago)")
+        s = endpoint.scaling or Scaling()
+        lo = max(1, s.min_replicas if s.min_replicas is not None else DEFAULTS["min_replicas"])
+        hi = max(lo, s.max_replicas if s.max_replicas is not None else DEFAULTS["max_replicas"])
+        target = max(1, s.target or DEFAULTS["target"])
+        desired = sum(max(lo, min(hi, -(-int(r["in_flight"]) // target))) for r in rows)
+        traffic = endpoint.traffic()
+        return ScalingStatus(source=GATEWAY, current_replicas=sum(int(r["replicas"]) for r in rows),
+                             desired_replicas=desired,
+                             revisions=tuple((f"v{r['version']}", traffic.get(r["version"]), int(r["replicas"]))
+                                             for r in rows))
+
+    def replica_history(self, endpoint: str, start: datetime, end: datetime) -> list[tuple[datetime, str, int]]:
+        with guarded(f"reading the replica history of {endpoint!r}", SOURCE), self.engine.connect() as conn:
+            rows = conn.execute(select(replica_samples.c.at, replica_samples.c.version, replica_samples.c.replicas)
+                                .where(replica_samples.c.endpoint == endpoint, replica_samples.c.at >= iso(start),
+                                       replica_samples.c.at <= iso(end))
+                                .order_by(replica_samples.c.at, replica_samples.c.version)).all()
+        return [(parse_iso(at), str(v), int(n)) for at, v, n in rows]

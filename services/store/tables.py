@@ -36,6 +36,11 @@ endpoints = Table(
     Column("ready", Boolean, nullable=False, default=True),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
+    # 0009: the local backend's scaling bounds and target (NULL: the gateway's default; services.gateway.workers)
+    Column("min_replicas", Integer),
+    Column("max_replicas", Integer),
+    Column("scale_metric", String(16)),
+    Column("scale_target", Integer),
 )
 
 endpoint_revisions = Table(  # the local serving backend's own revision list
@@ -237,6 +242,19 @@ action_intents = Table(
     Column("closed_at", String(40)),
     Column("row_version", Integer, nullable=False),
     Index("ix_action_intents_state_endpoint", "state", "endpoint"),
+)
+
+# 0009: the gateway's worker processes per endpoint and version over time (services.serving.local.record_replicas)
+replica_samples = Table(
+    "replica_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("replicas", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    Index("ix_replica_samples_endpoint_at", "endpoint", "at"),
 )
 
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001

@@ -112,7 +112,8 @@ def test_upgrade_keeps_every_row_and_the_chain(legacy, tmp_path, capsys):
     after = snapshot(url)
     assert after["alembic_version"] == [{"version_num": HEAD}]
     for table, rows in before.items():
-        new_cols = {"endpoint_revisions": {"approved_by"}, "audit_log": {"endpoint", "model", "version"}}
+        new_cols = {"endpoint_revisions": {"approved_by"}, "audit_log": {"endpoint", "model", "version"},
+                    "endpoints": {"min_replicas", "max_replicas", "scale_metric", "scale_target"}}  # 0009
         kept = [{k: v for k, v in r.items() if k in rows[0] or k not in new_cols.get(table, set())}
                 for r in after[table]]
         assert kept == rows, f"{table}: rows changed"
