@@ -30,6 +30,17 @@ class GatewayConfig:
     skops_trusted: frozenset[str] = field(default_factory=frozenset)  # beyond models.TRUSTED_SKOPS_TYPES
     allow_pickle: bool = False
     preload: bool = True  # load every served version at start, in the background
+    # Replicas (services.gateway.workers): "inline" predicts in this process (build_app's default: the fast tests);
+    # "process" runs each served version in worker processes, scaled by requests in flight (serve and up).
+    replicas: str = "inline"
+    replicas_min: int = 1  # when the endpoint sets none
+    replicas_max: int = 4
+    replicas_target: int = 1  # concurrent requests per replica
+    scale_down_seconds: float = 30.0  # a replica idle this long stops (down to the minimum)
+    sample_seconds: float = 5.0  # how often the replica counts are recorded (the Capacity chart)
+    worker_timeout: float = 30.0  # seconds per predict round trip with a worker
+    worker_start_timeout: float = 120.0  # seconds for a worker to start and load its model
+    worker_threads: int = 64
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> GatewayConfig:
@@ -48,6 +59,9 @@ class GatewayConfig:
             return value
 
         ingest = env.get("MLOPS_INGEST_URL", cls.ingest_url).strip()
+        replicas = env.get("MLOPS_GATEWAY_REPLICAS", "process").strip().lower() or "process"
+        if replicas not in ("process", "inline"):
+            raise Invalid(f"MLOPS_GATEWAY_REPLICAS must be process or inline, got {replicas!r}", source="gateway")
         values = dict(
             max_batch=number("MLOPS_GATEWAY_MAX_BATCH", cls.max_batch, lo=1),
             ingest_url=None if ingest.lower() in ("", "off", "none") else ingest,
@@ -58,6 +72,15 @@ class GatewayConfig:
             skops_trusted=frozenset(t.strip() for t in env.get("MLOPS_GATEWAY_SKOPS_TRUSTED", "").split(",")
                                     if t.strip()),
             allow_pickle=env.get("MLOPS_GATEWAY_ALLOW_PICKLE", "").strip().lower() in ("1", "true", "yes"),
+            replicas=replicas,
+            replicas_min=number("MLOPS_GATEWAY_REPLICAS_MIN", cls.replicas_min, lo=1),
+            replicas_max=number("MLOPS_GATEWAY_REPLICAS_MAX", cls.replicas_max, lo=1),
+            replicas_target=number("MLOPS_GATEWAY_REPLICAS_TARGET", cls.replicas_target, lo=1),
+            scale_down_seconds=number("MLOPS_GATEWAY_SCALE_DOWN_SECONDS", cls.scale_down_seconds, float, lo=0.1),
+            sample_seconds=number("MLOPS_GATEWAY_SAMPLE_SECONDS", cls.sample_seconds, float, lo=0.1),
+            worker_timeout=number("MLOPS_GATEWAY_WORKER_TIMEOUT", cls.worker_timeout, float, lo=0.1),
+            worker_start_timeout=number("MLOPS_GATEWAY_WORKER_START_TIMEOUT", cls.worker_start_timeout, float,
+                                        lo=1),
         )
         values.update(overrides)
         return cls(**values)

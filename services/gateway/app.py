@@ -31,6 +31,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.models import TRUSTED_SKOPS_TYPES, ModelCache, ModelLoadError
 from services.gateway.protocols import ProtocolError, parse_v1, parse_v2, request_id_of, v1_response, v2_response
 from services.gateway.routing import RoutingTable, faults_as_json, faults_from_json, parse_faults
+from services.gateway.workers import ModelFailed, WorkerError
 
 log = logging.getLogger("services.gateway")
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -56,17 +57,26 @@ class Gateway:
                                     on_fail=self.metrics.logger_failed.inc, on_sent=self.metrics.logger_sent.inc)
         self.rng = random.Random()
         self._preload: asyncio.Task | None = None
+        self.replicas = None
+        if config.replicas == "process":
+            from services.gateway.replicas import Replicas
+
+            self.replicas = Replicas(config, serving, self.metrics)
 
     async def start(self) -> None:
         await self.logger.start()
         if self.config.preload:
             self._preload = asyncio.create_task(self._warm())
+        if self.replicas is not None:
+            self.replicas.start(self.routing, self.models)
 
     async def stop(self) -> None:
         if self._preload is not None:
             self._preload.cancel()
             with contextlib.suppress(BaseException):
                 await self._preload
+        if self.replicas is not None:
+            await self.replicas.stop()
         await self.logger.stop()
         self.models.close()
 
@@ -134,10 +144,18 @@ class Gateway:
             if fault.errors and self.rng.random() < fault.errors:
                 return 503, {"error": f"injected fault: v{version} fails {fault.errors:.0%} of its answers"}
         try:
-            if batch.rows <= INLINE_ROWS:
+            if self.replicas is not None:
+                predictions = await self.replicas.predict(route, version, model, batch)
+            elif batch.rows <= INLINE_ROWS:
                 predictions = model.predict(batch)
             else:
                 predictions = await run_in_threadpool(model.predict, batch)
+        except WorkerError as exc:
+            log.warning("%r v%s: no worker answered: %s", route.model, version, exc)
+            return 503, {"error": f"{route.model!r} v{version}: no worker answered: {exc}"}
+        except ModelFailed as exc:
+            log.warning("%r v%s failed: %s", route.model, version, exc)
+            return 500, {"error": f"{route.model!r} v{version} failed: {str(exc)[:300]}"}
         except Exception as exc:  # noqa: BLE001 - the model failed on a valid request: a 500, counted
             log.warning("%r v%s failed: %s: %s", route.model, version, type(exc).__name__, exc)
             return 500, {"error": f"{route.model!r} v{version} failed: {type(exc).__name__}: {str(exc)[:300]}"}
@@ -217,6 +235,12 @@ def build_app(registry, serving, config: GatewayConfig | None = None) -> Starlet
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(faults_as_json(gw.faults))
 
+    async def admin_replicas(request: Request) -> Response:
+        if request.client is None or request.client.host not in LOOPBACK:
+            return JSONResponse({"error": "replica details are only given to this machine"}, status_code=403)
+        return JSONResponse({"mode": gw.config.replicas,
+                             "pools": gw.replicas.snapshot() if gw.replicas is not None else {}})
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await gw.start()
@@ -234,6 +258,7 @@ def build_app(registry, serving, config: GatewayConfig | None = None) -> Starlet
         HttpRoute("/v2/health/ready", health_ready, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
         HttpRoute("/admin/faults", admin_faults, methods=["GET", "POST"]),
+        HttpRoute("/admin/replicas", admin_replicas, methods=["GET"]),
     ], lifespan=lifespan)
     app.state.gateway = gw
     return app

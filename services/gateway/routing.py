@@ -27,6 +27,9 @@ class Route:
     stable_version: str | None
     canary_version: str | None = None
     canary_weight: int = 0
+    min_replicas: int | None = None  # the endpoint's scaling (None: the gateway's default)
+    max_replicas: int | None = None
+    target: int | None = None
 
     def choose(self, draw: float) -> tuple[str | None, str]:
         """(version, role) for a draw in [0, 1): canary when ``draw * 100 < canary_weight``."""
@@ -76,12 +79,20 @@ class RoutingTable:
                 self._at = self.clock()
                 return
             self._routes = {e.name: Route(e.name, e.model, e.stable_version, e.canary_version,
-                                          int(e.canary_weight or 0) if e.canary_version else 0) for e in eps}
+                                          int(e.canary_weight or 0) if e.canary_version else 0,
+                                          *_bounds(e.scaling)) for e in eps}
             self.last_error = None
             self._at = self.clock()
 
     def choose(self, route: Route) -> tuple[str | None, str]:
         return route.choose(self.rng.random())
+
+
+def _bounds(scaling) -> tuple[int | None, int | None, int | None]:
+    if scaling is None:
+        return None, None, None
+    target = scaling.target if scaling.metric in (None, "concurrency") else None  # workers scale on concurrency
+    return scaling.min_replicas, scaling.max_replicas, target
 
 
 # --------------------------------------------------------------------------- faults
