@@ -230,34 +230,50 @@ def side_by_side(rep: dict) -> None:
 
 def chart(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], axis: str, slo: float | None,
           *, key: str, percent: bool = False, slo_name: str = "SLO") -> None:
-    fig = go.Figure()
+    st.plotly_chart(figure(title, series, cols, axis, slo, percent=percent, slo_name=slo_name),
+                    key=f"mon-chart-{key}", width="stretch")
+    keep = ["at", "version", "role"] + [c for c, _ in cols if c in series] + ["requests"]
+    data = series[list(dict.fromkeys(keep))]
+    # the CSV is written when the button is clicked, not on every run
+    st.download_button(f"Download {title.lower()} CSV", lambda: data.to_csv(index=False).encode("utf-8"),
+                       file_name=f"{key}.csv", mime="text/csv", key=f"mon-csv-{key}", icon=":material/download:")
+
+
+def figure(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], axis: str, slo: float | None,
+           *, percent: bool = False, slo_name: str = "SLO") -> go.Figure:
+    """The chart's figure. Traces are given to the figure as plain dicts over numpy arrays (the times as naive
+    UTC ``datetime64[us]``, as plotly itself turns a time column into): the same figure as one ``go.Scatter``
+    per trace over pandas columns, in a fifth of the CPU (bench/_load_cpu.py: ~50 → ~8 ms for Latency)."""
+    traces = []
     for name, g in series.groupby("series", sort=False):
         role = g["role"].iloc[0]
+        at = customdata = None
         for col, q in cols:
             if col not in g or g[col].isna().all():
                 continue
+            if at is None:
+                at = g["at"].dt.tz_convert(None) if g["at"].dt.tz is not None else g["at"]
+                at, customdata = at.to_numpy().astype("datetime64[us]"), g[["requests"]].to_numpy()
             label = f"{name} {q or col}" if q or len(cols) > 1 else name
-            fig.add_trace(go.Scatter(
-                x=g["at"], y=g[col], mode="lines+markers", name=label, connectgaps=False,
-                line={"color": ROLE_COLOURS.get(role, "#6e7781"), "dash": QUANTILE_DASH.get(q, "solid")},
-                marker={"size": 4}, customdata=g[["requests"]],
-                hovertemplate=f"%{{x|%Y-%m-%d %H:%M}} UTC<br>{label}: %{{y:{'.2%' if percent else '.4g'}}}"
-                              "<br>requests in step: %{customdata[0]:,.0f}<extra></extra>"))
+            traces.append({
+                "type": "scatter", "x": at, "y": g[col].to_numpy(), "mode": "lines+markers", "name": label,
+                "connectgaps": False,
+                "line": {"color": ROLE_COLOURS.get(role, "#6e7781"), "dash": QUANTILE_DASH.get(q, "solid")},
+                "marker": {"size": 4}, "customdata": customdata,
+                "hovertemplate": f"%{{x|%Y-%m-%d %H:%M}} UTC<br>{label}: %{{y:{'.2%' if percent else '.4g'}}}"
+                                 "<br>requests in step: %{customdata[0]:,.0f}<extra></extra>"})
+    fig = go.Figure(data=traces, layout={
+        "title": title, "height": 280, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "yaxis_title": axis,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        "hovermode": "x unified"})
     if slo is not None:
         fig.add_hline(y=slo, line={"color": "#cf222e", "dash": "dash"}, annotation_text=f"{slo_name} {slo:g}",
                       annotation_position="top left")
-    fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis_title=axis,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
-                      hovermode="x unified")
     if percent:  # a rate is never below 0: an empty series must not stretch the axis to −100 %
         values = [series[c].max() for c, _ in cols if c in series and series[c].notna().any()]
         top = max([float(v) for v in values] + ([slo] if slo is not None else []), default=0.0)
         fig.update_yaxes(tickformat=".1%", range=[0, max(0.05, 1.1 * top)])
-    st.plotly_chart(fig, key=f"mon-chart-{key}", width="stretch")
-    keep = ["at", "version", "role"] + [c for c, _ in cols if c in series] + ["requests"]
-    data = series[list(dict.fromkeys(keep))]
-    st.download_button(f"Download {title.lower()} CSV", data.to_csv(index=False).encode("utf-8"),
-                       file_name=f"{key}.csv", mime="text/csv", key=f"mon-csv-{key}", icon=":material/download:")
+    return fig
 
 
 def _pct(x) -> str:
