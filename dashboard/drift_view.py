@@ -5,6 +5,7 @@ the histograms kept at ingest (``services.drift.windows``), so a 30-day window r
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -32,7 +33,8 @@ def versions(key: str, endpoint: str, start: datetime, end: datetime) -> list[tu
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> DriftView:  # noqa: ARG001
+def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> tuple[DriftView, str]:  # noqa: ARG001
+    """The view, and a token naming this read (new on every read: the charts built from it are cached by it)."""
     c = container()
     model, offline = None, None
     try:  # the served model and the version's offline metrics, for live quality beside them
@@ -41,7 +43,16 @@ def load(key: str, endpoint: str, version: str | None, start: datetime, end: dat
     except ConsoleError:
         pass  # the view still works from the log alone
     return endpoint_drift(c.predictions, c.policy.for_endpoint(endpoint).drift, endpoint, start, end,
-                          version=version, model=model, offline=offline)
+                          version=version, model=model, offline=offline), uuid.uuid4().hex
+
+
+@st.cache_resource(ttl=60, max_entries=64, show_spinner=False)
+def _figures(token: str, feature: str, _v: DriftView) -> dict:  # noqa: ARG001 - the token names the read
+    """The charts of one read and feature, built once for every session that shows them (``st.cache_resource``:
+    shared as they are, never copied — Streamlit only reads a figure it draws). A new read (TTL, Refresh) has a
+    new token, so these never outlive the data they show."""
+    return {"dist": distribution_figure(_v, feature), "mean": mean_figure(_v, feature),
+            "heatmap": heatmap_figure(_v)}
 
 
 def pick_version(endpoint: str, start: datetime, end: datetime) -> str | None:
@@ -145,7 +156,13 @@ def render_table(v: DriftView) -> None:
           column_config={"Rows": st.column_config.NumberColumn(format="%d")})
 
 
-def distribution(v: DriftView, feature: str) -> None:
+def distribution(v: DriftView, feature: str, fig: go.Figure) -> None:
+    d = v.distributions[feature]
+    st.plotly_chart(fig, key="drift-dist", width="stretch")
+    st.caption(f"Missing values (excluded): reference {d.missing_reference:,}, current {d.missing_current:,}.")
+
+
+def distribution_figure(v: DriftView, feature: str) -> go.Figure:
     d = v.distributions[feature]
     fig = go.Figure()
     for name, shares, colour in (("reference", d.reference, REF), ("current", d.current, CUR)):
@@ -155,13 +172,21 @@ def distribution(v: DriftView, feature: str) -> None:
                       yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 70, "b": 10},
                       legend={"orientation": "h", "y": 1.0, "x": 1, "xanchor": "right", "yanchor": "bottom"},
                       xaxis={"tickfont": {"size": 12, "color": "#31333f"}, "tickangle": -35})
-    st.plotly_chart(fig, key="drift-dist", width="stretch")
-    st.caption(f"Missing values (excluded): reference {d.missing_reference:,}, current {d.missing_current:,}.")
+    return fig
 
 
-def heatmap(v: DriftView) -> None:
-    if not v.periods:
+def heatmap(v: DriftView, built: tuple[go.Figure, bytes] | None) -> None:
+    if built is None:
         return
+    fig, csv = built
+    st.plotly_chart(fig, key="drift-heatmap", width="stretch")
+    st.download_button("Download heatmap CSV", csv, file_name="drift-heatmap.csv",
+                       mime="text/csv", key="drift-heatmap-csv", icon=":material/download:", on_click="ignore")
+
+
+def heatmap_figure(v: DriftView) -> tuple[go.Figure, bytes] | None:
+    if not v.periods:
+        return None
     order = [f.column for f in v.features] + [a for a in ("prediction", "label") if a in v.heatmap]
     thresholds = {f.column: f.threshold for f in v.features}
     for answer in (v.prediction, v.label):
@@ -181,17 +206,21 @@ def heatmap(v: DriftView) -> None:
                             f"under {MIN_ROWS} requests, too few to tell)",
                       height=max(300, 18 * len(order) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       yaxis={"autorange": "reversed"})
-    st.plotly_chart(fig, key="drift-heatmap", width="stretch")
     frame = pd.DataFrame(raw, index=order, columns=[p.isoformat() for p in v.periods])
-    st.download_button("Download heatmap CSV", frame.to_csv().encode("utf-8"), file_name="drift-heatmap.csv",
-                       mime="text/csv", key="drift-heatmap-csv", icon=":material/download:", on_click="ignore")
+    return fig, frame.to_csv().encode("utf-8")
 
 
-def mean_chart(v: DriftView, feature: str) -> None:
-    points = v.means.get(feature)
-    if not points:
+def mean_chart(feature: str, fig: go.Figure | None) -> None:
+    if fig is None:
         st.caption(f"{feature} is categorical: no mean over time (see its distribution above).")
         return
+    st.plotly_chart(fig, key="drift-mean", width="stretch")
+
+
+def mean_figure(v: DriftView, feature: str) -> go.Figure | None:
+    points = v.means.get(feature)
+    if not points:
+        return None
     fig = go.Figure(go.Scatter(x=[t for t, _ in points], y=[m for _, m in points], mode="lines+markers",
                                name="hourly mean", line={"color": CUR}, marker={"size": 4},
                                hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>mean %{y:.4g}<extra></extra>"))
@@ -205,7 +234,7 @@ def mean_chart(v: DriftView, feature: str) -> None:
             fig.add_vline(x=a["at"], line={"color": "#cf222e", "dash": "dash"})
     fig.update_layout(title=f"{feature}: hourly mean (red: Page–Hinkley alarms)", height=280,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    st.plotly_chart(fig, key="drift-mean", width="stretch")
+    return fig
 
 
 def alarms(v: DriftView) -> None:
@@ -227,7 +256,7 @@ def alarms(v: DriftView) -> None:
 
 def render(endpoint: str, version: str | None, start: datetime, end: datetime) -> None:
     with st.spinner("Comparing the window with the reference…"):
-        v = load(settings_key(), endpoint, version, start, end)
+        v, token = load(settings_key(), endpoint, version, start, end)
     summary(v)
     if v.current_rows == 0:
         st.info(f"v{v.version} answered no request on **{endpoint}** in this window: nothing to compare.")
@@ -240,12 +269,13 @@ def render(endpoint: str, version: str | None, start: datetime, end: datetime) -
                            key="drift-feature")
     if feature != wanted:
         st.query_params["feature"] = feature
+    figs = _figures(token, feature, v)
     left, right = st.columns(2)
     with left:
-        distribution(v, feature)
+        distribution(v, feature, figs["dist"])
     with right:
-        mean_chart(v, feature)
-    heatmap(v)
+        mean_chart(feature, figs["mean"])
+    heatmap(v, figs["heatmap"])
     st.subheader("Alarms", anchor=False)
     alarms(v)
     link("explain", f"Explain v{v.version}: how it uses these features", icon=":material/psychology:",
