@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.approvals_view import gates_table
 from dashboard.bootstrap import container, current_actor
-from dashboard.components import MISSING, show_error
+from dashboard.components import MISSING, fmt_time, show_error
 from dashboard.nav import href
 from services.errors import ConsoleError
 
@@ -24,6 +24,9 @@ DIALOG_ERROR = "pending-action-error"
 
 
 def render_plan(plan) -> None:
+    if plan.retraining is not None:
+        render_retrain_plan(plan)
+        return
     st.markdown(f"**{plan.label}** on `{plan.endpoint}` · model `{plan.model}` · backend `{plan.backend}`")
     for w in plan.warnings:  # first: the person must see these before anything else
         st.warning(w, icon=":material/warning:")
@@ -53,6 +56,37 @@ def render_plan(plan) -> None:
     if plan.backend_preview is not None:
         with st.expander("What will be sent to the serving backend"):
             st.code(json.dumps(plan.backend_preview, indent=2, default=str), language="json")
+
+
+def render_retrain_plan(plan) -> None:
+    """A retraining's dry run: what is retrained on which data with which retrainer, the evidence, what is sent."""
+    r = plan.retraining
+    st.markdown(f"**{plan.label}** on `{plan.endpoint}` · model `{plan.model}` · retrainer `{plan.backend}`")
+    for w in plan.warnings:
+        st.warning(w, icon=":material/warning:")
+    window = r.get("window") or {}
+    st.dataframe(pd.DataFrame([
+        {"what": "endpoint", "planned": r["endpoint"]}, {"what": "model", "planned": r["model"]},
+        {"what": "parent version (serves as stable)", "planned": f"v{r['parent_version']}"},
+        {"what": "champion (registry)", "planned": f"v{r['champion']}" if r.get("champion") else MISSING},
+        {"what": "data window from", "planned": fmt_time(window.get("start"))},
+        {"what": "data window to", "planned": fmt_time(window.get("end"))},
+        {"what": "retrainer", "planned": r["retrainer"]}]), hide_index=True, key="retrain-plan")
+    st.markdown("**Evidence** — live traffic per version in the window")
+    live = (r.get("evidence") or {}).get("live") or []
+    if live:
+        st.dataframe(pd.DataFrame(live), hide_index=True, key="retrain-evidence")
+    else:
+        st.caption("No traffic logged in the window.")
+    if (r.get("evidence") or {}).get("given"):
+        st.json(r["evidence"]["given"], expanded=False)
+    st.markdown("**Confirming will**" if not plan.needs_approval else "**Once approved, this will**")
+    st.markdown("\n".join(f"{i}. {step}" for i, step in enumerate(plan.steps, 1)))
+    if plan.needs_approval:
+        st.info("The policy requires another person's approval: confirming files a request bound to exactly this "
+                "retraining.", icon=":material/how_to_reg:")
+    with st.expander(f"What the retrainer ({plan.backend}) will be sent"):
+        st.code(json.dumps(plan.backend_preview, indent=2, default=str), language="json")
 
 
 def _endpoint_table(plan) -> None:
@@ -265,6 +299,21 @@ def actions_panel(view, pending: list[dict]) -> None:
         if _button("Roll back", "action-rollback", may["rollback"] or (None if to else
                    "no earlier stable version on record"), ":material/undo:"):
             start("rollback", ep.name, to_version=to)
+    retrain_box(ep, may)
+
+
+def retrain_box(ep, may: dict) -> None:
+    """*Retrain*: what serves as stable, on its training data plus the window's labelled traffic (a dry run first)."""
+    with st.container(border=True):
+        st.markdown("**Retrain**")
+        st.caption(f"Retrain v{ep.stable_version} (what serves as stable) on its training data plus the labelled "
+                   "traffic of the window; the result becomes the challenger. Nothing that serves changes."
+                   if ep.stable_version else "No stable version to retrain.")
+        days = st.number_input("Window (days before now)", min_value=1, max_value=365, step=1, value=7,
+                               key="retrain-days")
+        if _button("Retrain", "action-retrain", may["retrain"] or (None if ep.stable_version else
+                   "no stable version to retrain"), ":material/model_training:"):
+            start("retrain", ep.name, days=days)
 
 
 def _button(label: str, key: str, refusal: str | None, icon: str, help_: str | None = None) -> bool:

@@ -119,6 +119,7 @@ def header(view, pending: list[dict], repairs: list | None = None) -> None:
     c[3].metric("Ready", "yes" if ep.ready else "no")
     c[4].metric("Replicas", ep.replicas if ep.replicas is not None else MISSING)
     live_caption(ep.name)
+    retraining_caption(ep.name)
     if ep.model:
         cols = st.columns(3)
         with cols[0]:
@@ -130,6 +131,26 @@ def header(view, pending: list[dict], repairs: list | None = None) -> None:
             with cols[2]:
                 link("models", f"Canary v{ep.canary_version}", model=ep.model, version=ep.canary_version)
     st.plotly_chart(traffic_chart(ep), key="traffic-chart")
+
+
+def retraining_caption(endpoint: str) -> None:
+    """The endpoint's latest retraining, if any: run, state, who started it, when (services.retraining)."""
+    from dashboard.bootstrap import container
+    from services.errors import ConsoleError
+    from services.retraining.usecases import last_run
+
+    c = container()
+    try:
+        last = last_run(c.retrainer, c.audit, endpoint)
+    except ConsoleError as exc:
+        st.caption(f"Last retraining: cannot be read ({exc.source}: {exc.message})")
+        return
+    if last is None:
+        return
+    st.caption(f"Last retraining: run `{last['run_id']}` of {_v(last['parent_version'])}, **{last['state']}**"
+               + (f" → {_v(last['new_version'])} (challenger)" if last["new_version"] else "")
+               + f", started by {last['by']}, {fmt_time(last['at'])}"
+               + (f" — {last['state_note']}" if last["state_note"] else ""))
 
 
 def history_and_readiness(ep) -> None:

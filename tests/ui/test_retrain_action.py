@@ -1,0 +1,52 @@
+"""Retrain as a person meets it on the Deployments page: the button opens the dry run (parent version, window,
+retrainer, evidence, what is sent) in the confirmation dialog; confirming with a reason retrains with the local
+retrainer and the page says which run started, in which state; a viewer sees the button disabled, with why."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import texts
+from tests.ui.test_guarded_actions import ack, frame
+from tests.ui.test_pages import no_exception
+
+CANCER = "cancer-screening"
+
+
+@pytest.fixture
+def demo(app, private_demo):
+    app.container = private_demo
+    return app
+
+
+def test_retrain_shows_the_dry_run_then_starts_the_run(demo):
+    at = demo("deployments.py", endpoint=CANCER, identity="alice")
+    no_exception(at)
+    assert not at.button(key="action-retrain").disabled
+    at.number_input(key="retrain-days").set_value(3)
+    at.button(key="action-retrain").click().run()
+    no_exception(at)
+    plan = frame(at, "planned").set_index("what")["planned"].to_dict()
+    assert plan["endpoint"] == CANCER and plan["parent version (serves as stable)"] == "v2"
+    assert plan["model"] == "breast-cancer-classifier" and plan["retrainer"] == "local"
+    shown = texts(at)
+    assert "no labelled requests in the window" in shown, "the seeded demo has no traffic: said first"
+    assert "alias challenger" in shown and "What the retrainer (local) will be sent" in [e.label for e in at.expander]
+    assert demo.container().audit.entries(limit=1, action="retrain") == [], "a dry run starts nothing"
+    at.text_area(key="reason").input("labels say v2 is slipping")
+    ack(at)
+    at.button(key="confirm").click().run()
+    no_exception(at)
+    (entry,) = demo.container().audit.entries(limit=5, action="retrain")
+    assert (entry.actor, entry.result, entry.after["state"]) == ("alice", "ok", "succeeded")
+    run_id, new = entry.after["run_id"], entry.after["new_version"]
+    assert any(f"run {run_id} succeeded; v{new} is the challenger" in s.value for s in at.success)
+    assert f"Last retraining: run `{run_id}` of v2, **succeeded** → v{new} (challenger), started by alice" in \
+        texts(at)
+
+
+def test_a_viewer_sees_retrain_disabled_with_the_reason(demo):
+    at = demo("deployments.py", endpoint=CANCER, identity="carol")
+    no_exception(at)
+    button = at.button(key="action-retrain")
+    assert button.disabled and "carol (viewer) may not retrain" in button.help and "operator" in button.help
