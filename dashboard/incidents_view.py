@@ -137,46 +137,7 @@ def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetim
           drift: pd.DataFrame | None = None) -> datetime | None:
     """Request rate, error rate, p95 latency and live quality per version, the drift share, the events as
     markers, alerts as red bands. Clicking a point returns its time (what served then)."""
-    quality = next((q for q in ("accuracy", "mae") if q in data and data[q].notna().any()), None)
-    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=("Requests / s", "Error rate", "p95 latency (ms)",
-                                        f"Live quality ({quality or 'no labels yet'})",
-                                        "Drift share (features drifted)"))
-    if drift is not None and not drift.empty:
-        fig.add_trace(go.Scatter(x=drift["at"], y=drift["share"], mode="lines+markers", name="drift share",
-                                 line={"color": "#bf8700", "shape": "hv"}, marker={"size": 4},
-                                 hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.0%} of the features drifted"
-                                               "<extra></extra>"), row=5, col=1)
-    if not data.empty:
-        for name, g in data.groupby("series", sort=False):
-            colour = ROLE_COLOURS.get(g["role"].iloc[0], "#6e7781")
-            rows = [(1, "request_rate"), (2, "error_rate"), (3, "latency_p95_ms")] + ([(4, quality)] if quality
-                                                                                     else [])
-            for row, col in rows:
-                fig.add_trace(go.Scatter(x=g["at"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
-                                         showlegend=row == 1, line={"color": colour}, marker={"size": 4},
-                                         hovertemplate=f"{name}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>%{{y:.4g}}"
-                                                       "<extra></extra>"), row=row, col=1)
-    top = float(data["request_rate"].max()) if not data.empty and data["request_rate"].notna().any() else 1.0
-    marks = [e for e in evs if e.kind not in ("alert_fired", "alert_resolved", "source_unavailable")]
-    if marks:
-        fig.add_trace(go.Scatter(
-            x=[e.at for e in marks], y=[top * 1.08] * len(marks), mode="markers", name="events",
-            marker={"symbol": "triangle-down", "size": 11, "color": [KIND_COLOURS.get(e.kind) for e in marks]},
-            text=[f"{e.kind.replace('_', ' ')} · {e.source}<br>{e.title}" for e in marks],
-            hovertemplate="%{x|%Y-%m-%d %H:%M:%S} UTC<br>%{text}<extra></extra>"), row=1, col=1)
-    for e in marks:
-        if e.kind in ("serving_change", "action"):
-            fig.add_vline(x=e.at, line={"color": KIND_COLOURS[e.kind], "width": 1, "dash": "dot"})
-    now = container().clock()
-    for a in found:
-        fig.add_vrect(x0=a.started_at, x1=a.resolved_at or now, fillcolor="#cf222e", opacity=0.08, line_width=0)
-    if at is not None:
-        fig.add_vline(x=at, line={"color": "#24292f", "width": 2})
-    fig.update_layout(height=860, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
-                      legend={"orientation": "h", "y": 1.06, "x": 1, "xanchor": "right"}, clickmode="event+select")
-    fig.update_yaxes(tickformat=".1%", row=2, col=1)
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.05], row=5, col=1)
+    fig = figure(data, evs, found, at, drift, container().clock())
     st.caption("Click a point to see what served at that moment · ▼ events (hover for what) · red bands: alerts "
                "firing · dotted lines: serving changes and actions")
     # A callback, not on_select="rerun": the figure changes between runs (a firing alert's band ends now), so the
@@ -187,6 +148,89 @@ def chart(endpoint: str, data: pd.DataFrame, evs: list, found: list, at: datetim
         return None
     t = pd.Timestamp(x)
     return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+
+
+SUBPLOTS = 5
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _grid(quality: str | None) -> dict:
+    """The five stacked panels' layout (``make_subplots``: axes, domains, titles), built once per title set."""
+    layout = make_subplots(rows=SUBPLOTS, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                           subplot_titles=("Requests / s", "Error rate", "p95 latency (ms)",
+                                           f"Live quality ({quality or 'no labels yet'})",
+                                           "Drift share (features drifted)")).to_dict()["layout"]
+    layout.pop("template", None)  # the figure applies the default template itself, as a new figure does
+    return layout
+
+
+def _ref(row: int) -> str:
+    return "" if row == 1 else str(row)
+
+
+def figure(data: pd.DataFrame, evs: list, found: list, at: datetime | None, drift: pd.DataFrame | None,
+           now: datetime) -> go.Figure:
+    """The chart's figure, built as one dict (traces over numpy arrays, the panels' layout from :func:`_grid`,
+    each vertical line or band one shape per panel with traces, as ``add_vline``/``add_vrect`` place them):
+    the same figure as ``make_subplots`` + ``add_trace``/``add_vline``/``add_vrect``, in a fraction of the CPU
+    (bench/_load_cpu.py)."""
+    quality = next((q for q in ("accuracy", "mae") if q in data and data[q].notna().any()), None)
+    traces: list[dict] = []
+
+    def add(trace: dict, row: int) -> None:
+        traces.append({**trace, "type": "scatter", "xaxis": f"x{_ref(row)}", "yaxis": f"y{_ref(row)}"})
+
+    if drift is not None and not drift.empty:
+        add({"x": _times(drift["at"]), "y": drift["share"].to_numpy(), "mode": "lines+markers",
+             "name": "drift share", "line": {"color": "#bf8700", "shape": "hv"}, "marker": {"size": 4},
+             "hovertemplate": "%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.0%} of the features drifted<extra></extra>"}, 5)
+    if not data.empty:
+        for name, g in data.groupby("series", sort=False):
+            colour = ROLE_COLOURS.get(g["role"].iloc[0], "#6e7781")
+            rows = [(1, "request_rate"), (2, "error_rate"), (3, "latency_p95_ms")] + ([(4, quality)] if quality
+                                                                                     else [])
+            x = _times(g["at"])
+            for row, col in rows:
+                add({"x": x, "y": g[col].to_numpy(), "mode": "lines+markers", "name": name, "legendgroup": name,
+                     "showlegend": row == 1, "line": {"color": colour}, "marker": {"size": 4},
+                     "hovertemplate": f"{name}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>%{{y:.4g}}<extra></extra>"}, row)
+    top = float(data["request_rate"].max()) if not data.empty and data["request_rate"].notna().any() else 1.0
+    marks = [e for e in evs if e.kind not in ("alert_fired", "alert_resolved", "source_unavailable")]
+    if marks:
+        add({"x": [e.at for e in marks], "y": [top * 1.08] * len(marks), "mode": "markers", "name": "events",
+             "marker": {"symbol": "triangle-down", "size": 11, "color": [KIND_COLOURS.get(e.kind) for e in marks]},
+             "text": [f"{e.kind.replace('_', ' ')} · {e.source}<br>{e.title}" for e in marks],
+             "hovertemplate": "%{x|%Y-%m-%d %H:%M:%S} UTC<br>%{text}<extra></extra>"}, 1)
+    panels = sorted({int(t["yaxis"][1:] or 1) for t in traces})  # add_vline/add_vrect skip empty panels
+    shapes: list[dict] = []
+
+    def span(shape: dict) -> None:
+        shapes.extend({**shape, "xref": f"x{_ref(r)}", "yref": f"y{_ref(r)} domain", "y0": 0, "y1": 1}
+                      for r in panels)
+
+    for e in marks:
+        if e.kind in ("serving_change", "action"):
+            span({"type": "line", "x0": e.at, "x1": e.at, "line": {"color": KIND_COLOURS[e.kind], "width": 1,
+                                                                   "dash": "dot"}})
+    for a in found:
+        span({"type": "rect", "x0": a.started_at, "x1": a.resolved_at or now, "fillcolor": "#cf222e",
+              "opacity": 0.08, "line": {"width": 0}})
+    if at is not None:
+        span({"type": "line", "x0": at, "x1": at, "line": {"color": "#24292f", "width": 2}})
+    layout = {**_grid(quality), "height": 860, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+              "hovermode": "closest", "legend": {"orientation": "h", "y": 1.06, "x": 1, "xanchor": "right"},
+              "clickmode": "event+select"}
+    layout["yaxis2"] = {**layout["yaxis2"], "tickformat": ".1%"}
+    layout[f"yaxis{SUBPLOTS}"] = {**layout[f"yaxis{SUBPLOTS}"], "tickformat": ".0%", "range": [0, 1.05]}
+    if shapes:
+        layout["shapes"] = shapes
+    return go.Figure(data=traces, layout=layout)
+
+
+def _times(col: pd.Series):
+    """A time column as plotly turns one into: naive UTC ``datetime64[us]``."""
+    return (col.dt.tz_convert(None) if col.dt.tz is not None else col).to_numpy().astype("datetime64[us]")
+
 
 
 CLICKED = "inc-clicked"
