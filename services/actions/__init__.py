@@ -18,6 +18,9 @@ Nothing half-done: every action records its intent before the endpoint write (:m
 :mod:`.intents_sql`) and closes it last; :mod:`.stalled` finds what a stopped process left (a dead owner, a lease
 run out, a request left ``applying``) and says exactly what differs; the ``repair`` action (:mod:`.repair`)
 finishes it forward; its command and ``endpoints`` are in :mod:`.commands`.
+
+``retrain`` (:mod:`.retrain`) is planned and approved like the others but writes nothing to the serving backend: it
+runs the retraining use case (:mod:`services.retraining.usecases`), which writes its one audit entry.
 """
 
 from services.actions.catalog import ACTIONS, KINDS, PLANNED, VOCABULARY, ActionSpec, label

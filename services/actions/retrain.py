@@ -218,12 +218,14 @@ class Retraining:
         try:
             run = self._run(plan, Actor(req.requester, ()), f"request #{rid}: {req.reason} — approved: "
                             f"{reason}"[:2000], {"request_id": rid, "approved_by": actor.subject})
-        except ConsoleError as exc:
+        except Exception as exc:  # noqa: BLE001 - never leave it "approved" without a run: failed, then said
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             self.approvals.transition(rid, from_status="approved", to_status="failed", row_version=req.row_version + 1,
-                                      by=actor.subject, reason=exc.message[:2000])
-            self.recorder.quietly(actor, "approve", req.endpoint, result_of(exc), error=exc, model=req.model,
-                                  reason=reason, before=plan.before,
-                                  details={"request_id": rid, "request_action": req.action, "params": req.params})
+                                      by=actor.subject, reason=message[:2000])
+            if isinstance(exc, ConsoleError):
+                self.recorder.quietly(actor, "approve", req.endpoint, result_of(exc), error=exc, model=req.model,
+                                      reason=reason, before=plan.before, details={
+                                          "request_id": rid, "request_action": req.action, "params": req.params})
             raise
         entry = self.recorder.record(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before,
                                      model=req.model, after={"run_id": run.run_id, "state": run.state,
