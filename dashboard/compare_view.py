@@ -92,6 +92,27 @@ def metric_dots(rows: list[dict], versions: list[str], metrics: list[str], color
     return fig
 
 
+def version_roles(cmp, versions: list[str]) -> None:
+    """One line per version with an alias or a retraining lineage: which is the champion, which the challenger,
+    and what a retrained version came from (and why)."""
+    from services.retraining import lineage
+
+    lines = []
+    for v in versions:
+        d = cmp.details.get(v)
+        if d is None:
+            continue
+        bits = [f"@{a}" for a in sorted(d.summary.aliases)]
+        run = d.run
+        lin = lineage({**(run.tags if run else {}), **d.summary.tags}, run.metrics if run else {})
+        if lin:
+            bits.append(f"retrained from v{lin['parent_version']} by {lin['trigger'] or 'an unknown trigger'}")
+        if bits:
+            lines.append(f"**v{v}** " + " · ".join(bits))
+    if lines:
+        st.markdown("  \n".join(lines))
+
+
 def compare_page(name: str, versions: list[str]) -> None:
     with st.spinner(f"Reading {len(versions)} versions of {name}…"):
         cmp = data.comparison(data.key(), name, tuple(versions))
@@ -105,6 +126,7 @@ def compare_page(name: str, versions: list[str]) -> None:
         diff_only = st.toggle("Differences only", value=st.query_params.get("diff") != "all", key=state.DIFF_ONLY)
     set_query_param("diff", "only" if diff_only else "all")
     st.caption(f"Baseline: v{base} · deltas are against the baseline, green where better")
+    version_roles(cmp, versions)
     colors = version_colors(versions)
     vcols = {v: f"v{v}" for v in versions}
     tabs = st.tabs(TABS)
