@@ -10,10 +10,11 @@ import streamlit as st
 
 from dashboard.bootstrap import container, current_actor, settings_key
 from dashboard.components import MISSING, fmt_time, show_error
-from services.capacity import assess, load, slo_p95
+from services.capacity import assess, history, load, slo_p95
 from services.errors import ConsoleError
 
 INPUTS = ("scaling-min", "scaling-max", "scaling-target")
+WINDOWS = {"1 h": 1, "6 h": 6, "24 h": 24}
 
 
 def _n(value, unit: str = "") -> str:
@@ -44,10 +45,12 @@ def capacity_block(ep) -> None:
     cols[0].metric("Replicas now", _n(cap.replicas), help=f"from the {cap.replicas_source}" if cap.replicas_source
                    else "not reported")
     cols[1].metric("Min / max replicas", f"{_n(s.min_replicas)} / {_n(s.max_replicas)}" if s else MISSING,
-                   help="spec.predictor minReplicas / maxReplicas (— : KServe's default)" if s else
+                   help="the endpoint's minReplicas / maxReplicas (— : the backend's default; the local gateway: "
+                   "min 1, max 4)" if s else
                    "this backend does not report scaling bounds")
     cols[2].metric("Scale target", f"{_n(s.target)} {s.metric or ''}".strip() if s else MISSING,
-                   help="spec.predictor scaleTarget and scaleMetric (— : KServe's default)")
+                   help="the endpoint's scaleTarget and scaleMetric (— : the backend's default; the local gateway: 1 "
+                   "request in flight per replica)")
     cols[3].metric("Requests/s", _rate(cap.request_rate), help=f"all versions, last {_minutes(cap)} min")
     cols[4].metric("Requests/s per replica", _rate(cap.requests_per_replica))
     slo = f" · SLO {cap.slo_p95_ms:.0f} ms (policy)" if cap.slo_p95_ms is not None else " · no p95 SLO in the policy"
@@ -57,7 +60,55 @@ def capacity_block(ep) -> None:
     for note in cap.notes:
         if s is not None or note != cap.status.note:  # no bounds and no autoscaler: said once, below
             st.caption(note)
+    _history(ep, cap.slo_p95_ms)
     _set_scaling(ep)
+
+
+def _history(ep, slo: float | None) -> None:
+    from datetime import timedelta
+
+    from dashboard.monitoring_view import page_now
+
+    label = st.radio("Replicas over", list(WINDOWS), index=0, horizontal=True, key="capacity-window")
+    end = page_now()
+    with st.spinner("Reading replicas and load…"):
+        h = _read_history(settings_key(), ep.name, end - timedelta(hours=WINDOWS.get(label, 1)), end)
+    st.plotly_chart(history_chart(h, slo), key="capacity-history")
+    for note in h.notes:
+        st.caption(note)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _read_history(k: str, endpoint: str, start, end):
+    c = container()
+    return history(c.serving, c.metrics, endpoint, start, end)
+
+
+def history_chart(h, slo: float | None):
+    """Replicas per version (steps) over request rate and p95 latency, one shared time axis."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("Replicas", "Requests/s (all versions)", "p95 latency (ms)"))
+    for version in sorted({v for _, v, _ in h.replicas}, key=lambda v: (len(v), v)):
+        pts = [(t, n) for t, v, n in h.replicas if v == version]
+        fig.add_trace(go.Scatter(x=[t for t, _ in pts], y=[n for _, n in pts], name=f"v{version} replicas",
+                                 mode="lines", line_shape="hv",
+                                 hovertemplate="%{x}<br>v" + version + ": %{y} replicas<extra></extra>"), 1, 1)
+    fig.add_trace(go.Scatter(x=[t for t, _, _ in h.load], y=[r for _, r, _ in h.load], name="requests/s",
+                             mode="lines", hovertemplate="%{x}<br>%{y:.2f} requests/s<extra></extra>"), 2, 1)
+    fig.add_trace(go.Scatter(x=[t for t, _, _ in h.load], y=[p for _, _, p in h.load], name="p95 ms",
+                             mode="lines", connectgaps=False,
+                             hovertemplate="%{x}<br>p95 %{y:.0f} ms<extra></extra>"), 3, 1)
+    if slo is not None:
+        fig.add_hline(y=slo, line_dash="dot", line_color="red", annotation_text=f"SLO {slo:.0f} ms", row=3, col=1)
+    fig.update_xaxes(range=[h.start, h.end])
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(dtick=1, row=1, col=1)
+    fig.update_layout(height=520, hovermode="x unified", margin={"t": 40, "b": 20, "l": 10, "r": 10},
+                      legend={"orientation": "h", "y": -0.08})
+    return fig
 
 
 @st.cache_data(ttl=10, show_spinner=False)

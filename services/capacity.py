@@ -111,3 +111,63 @@ def capacity(serving: ServingBackend, metrics, policy, ep: Endpoint, now: dateti
     notes = tuple(n for n in (status.note, note) if n)
     return assess(ep, status, request_rate=rate, p95_ms=p95, slo_p95_ms=slo_p95(policy, ep.name), window=window,
                   notes=notes)
+
+
+# --------------------------------------------------------------------------- over time
+@dataclass(frozen=True)
+class CapacityHistory:
+    """Replicas per version beside the request rate and p95 latency (all versions) over one window."""
+
+    endpoint: str
+    start: datetime
+    end: datetime
+    step: timedelta
+    replicas: tuple[tuple[datetime, str, int], ...]  # (at, version, replicas): the most in each step, oldest first
+    load: tuple[tuple[datetime, float, float | None], ...]  # (step start, requests/s, p95 ms)
+    notes: tuple[str, ...] = ()
+
+
+def bucket_replicas(samples, start: datetime, step: timedelta) -> list[tuple[datetime, str, int]]:
+    """The most replicas of each version in each step (pure): a chart of days stays small, and a short peak
+    still shows."""
+    out: dict[tuple[datetime, str], int] = {}
+    for at, version, n in samples:
+        t = start + step * int((at - start) / step)
+        out[(t, version)] = max(n, out.get((t, version), 0))
+    return sorted(((t, v, n) for (t, v), n in out.items()), key=lambda r: (r[0], r[1]))
+
+
+def history(serving: ServingBackend, metrics, endpoint: str, start: datetime, end: datetime,
+            step: timedelta | None = None) -> CapacityHistory:
+    """Read the replica samples and the load of ``endpoint`` over ``[start, end)`` (never raises for a source
+    that cannot be read: the reason is in ``notes``)."""
+    from services.metrics import default_step
+    from services.metrics.stats import combine
+
+    step = step or default_step(start, end)
+    notes: list[str] = []
+    try:
+        replicas = bucket_replicas(serving.replica_history(endpoint, start, end), start, step)
+        if not replicas:
+            notes.append(f"the {serving.name} backend has no replica history for {endpoint} in this window"
+                         + (" (the local gateway records its worker counts while it runs)"
+                            if serving.name == "local" else " (it reports only what runs now)"))
+    except ConsoleError as exc:
+        replicas = []
+        notes.append(f"replica history unavailable ({exc.source}: {exc.message})")
+    load_rows: list[tuple[datetime, float, float | None]] = []
+    try:
+        by_step: dict[datetime, list] = {}
+        for t, agg in metrics.aggregate_series(endpoint, start, end, step):
+            by_step.setdefault(t, []).append(agg)
+        for t in sorted(by_step):
+            aggs = by_step[t]
+            try:
+                total = combine(aggs)
+                p95 = total.quantile(0.95) if total is not None else None
+            except (TypeError, ValueError):
+                p95 = max((q for q in (a.quantile(0.95) for a in aggs) if q is not None), default=None)
+            load_rows.append((t, sum(a.count for a in aggs) / step.total_seconds(), p95))
+    except ConsoleError as exc:
+        notes.append(f"request rate and latency unavailable ({exc.source}: {exc.message})")
+    return CapacityHistory(endpoint, start, end, step, tuple(replicas), tuple(load_rows), tuple(notes))

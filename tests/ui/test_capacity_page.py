@@ -1,6 +1,6 @@
 """The Deployments page's Capacity block (issue 12) and the Set scaling dialog: a Standard-mode KServe endpoint
-whose HorizontalPodAutoscaler sits at its maximum (the API double serves it), and a local demo endpoint (whose
-backend reports no scaling bounds)."""
+whose HorizontalPodAutoscaler sits at its maximum (the API double serves it). The local endpoint:
+test_capacity_local.py."""
 
 from __future__ import annotations
 
@@ -57,12 +57,3 @@ def test_a_viewer_sees_capacity_but_may_not_set_scaling(standard_env):
     button = at.button(key="action-scaling")
     assert button.disabled and "may not set scaling" in button.help
 
-
-def test_local_endpoint_reports_its_replicas_and_no_scaling_to_set(app):
-    at = app("deployments.py", endpoint="cancer-screening", identity="alice")
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    m = {x.label: x.value for x in at.metric}
-    assert m["Replicas now"] == "1" and m["Min / max replicas"] == "—"
-    assert "local backend: scaling is not managed by the console" in texts(at)
-    assert "reports no autoscaler" not in texts(at)  # said once, not twice
-    assert not [b for b in at.button if b.key == "action-scaling"]
