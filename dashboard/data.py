@@ -55,6 +55,18 @@ def serving_overview():
     return deployments.serving_overview(c.serving, c.registry)
 
 
+SERVING_TTL = 5
+
+
+@st.cache_data(ttl=SERVING_TTL, show_spinner=False)
+def serving_views(k: str):
+    """What serves, for pages that only show it (Overview, Models, a version): cached for 5 s across sessions —
+    it asks the registry for each endpoint model's aliases, 2 MLflow calls on the demo, on every run otherwise.
+    A change made here clears it (actions clear the data caches); one made elsewhere shows within 5 s. Pages
+    that act on what serves (Deployments) read :func:`serving_overview`, live."""
+    return serving_overview()
+
+
 def endpoint_view(name: str):
     c = container()
     return deployments.endpoint_view(c.serving, c.registry, name)

@@ -87,7 +87,7 @@ def serving_for(model: str) -> tuple[list, dict[str, list[ServingSlot]]]:
     """The endpoints serving ``model`` (their views) and version -> slots; empty when serving is unreadable."""
     views = []
     with guard("serving"):
-        views = [v for v in data.serving_overview() if v.endpoint.model == model]
+        views = [v for v in data.serving_views(data.key()) if v.endpoint.model == model]
     return views, serving_slots([v.endpoint for v in views], model)
 
 

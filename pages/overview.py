@@ -52,7 +52,7 @@ def main() -> None:
     counters[1].metric("Model versions", sum(m.version_count for m in models))
     views = []
     with guard("serving"):
-        views = data.serving_overview()
+        views = data.serving_views(data.key())
     repairs = []
     with guard("repairs"):
         repairs = findings()
