@@ -60,5 +60,9 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/pages_browser.py
 	$(BIN)/python bench/load.py
 
+.PHONY: bench-scale
+bench-scale: $(BIN)/.dev  # the gateway at 1, 2 and 4 worker processes under the same load (bench/scale.py)
+	$(BIN)/python bench/scale.py
+
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache
