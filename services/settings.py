@@ -35,6 +35,11 @@ _PROMQL_WINDOW = ('(sum by ({by}) ({m}{{endpoint="$endpoint"}}) - sum by ({by}) 
                   '$window)) or sum by ({by}) ({m}{{endpoint="$endpoint"}})')
 DEFAULT_PROMQL_REQUESTS = _PROMQL_WINDOW.format(by="version, role", m="mlops_gateway_requests_total")
 DEFAULT_PROMQL_ERRORS = _PROMQL_WINDOW.format(by="version, role", m="mlops_gateway_errors_total")
+# Replicas over time ($endpoint, and $namespace / $name of a KServe endpoint "NS/NAME"): the local gateway's own
+# gauge per version, else the HorizontalPodAutoscaler KServe keeps for a Standard-mode predictor (kube-state-metrics).
+DEFAULT_PROMQL_REPLICAS = ('sum by (version) (mlops_gateway_replicas{endpoint="$endpoint"}) or '
+                           'sum(kube_horizontalpodautoscaler_status_current_replicas{namespace="$namespace",'
+                           'horizontalpodautoscaler="$name-predictor"})')
 DEFAULT_PROMQL_LATENCY_BUCKETS = _PROMQL_WINDOW.format(by="version, role, le",
                                                        m="mlops_gateway_request_duration_seconds_bucket")
 
@@ -100,6 +105,7 @@ class Settings:
     promql_requests: str = DEFAULT_PROMQL_REQUESTS  # MLOPS_PROMQL_REQUESTS
     promql_errors: str = DEFAULT_PROMQL_ERRORS  # MLOPS_PROMQL_ERRORS
     promql_latency_buckets: str = DEFAULT_PROMQL_LATENCY_BUCKETS  # MLOPS_PROMQL_LATENCY_BUCKETS
+    promql_replicas: str = DEFAULT_PROMQL_REPLICAS  # MLOPS_PROMQL_REPLICAS: replicas over time
     promql_latency_unit_ms: float = 1000.0  # MLOPS_PROMQL_LATENCY_UNIT_MS: milliseconds per unit of "le"
     promql_version_label: str = "version"  # MLOPS_PROMQL_VERSION_LABEL
     promql_role_label: str = "role"  # MLOPS_PROMQL_ROLE_LABEL
@@ -239,6 +245,7 @@ class Settings:
             promql_requests=get("MLOPS_PROMQL_REQUESTS", DEFAULT_PROMQL_REQUESTS),
             promql_errors=get("MLOPS_PROMQL_ERRORS", DEFAULT_PROMQL_ERRORS),
             promql_latency_buckets=get("MLOPS_PROMQL_LATENCY_BUCKETS", DEFAULT_PROMQL_LATENCY_BUCKETS),
+            promql_replicas=get("MLOPS_PROMQL_REPLICAS", DEFAULT_PROMQL_REPLICAS),
             promql_latency_unit_ms=unit_ms,
             promql_version_label=get("MLOPS_PROMQL_VERSION_LABEL", "version"),
             promql_role_label=get("MLOPS_PROMQL_ROLE_LABEL", "role"),

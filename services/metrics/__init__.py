@@ -173,6 +173,12 @@ class MetricsSource(LiveMetrics):
     def aggregates(self, endpoint: str, start: datetime, end: datetime) -> list[Aggregate]:
         """Counts per (version, role) over ``[start, end)``."""
 
+    def replica_series(self, endpoint: str, start: datetime, end: datetime, step: timedelta
+                       ) -> list[tuple[datetime, str | None, float]]:
+        """Replicas over time, (time, version or None, replicas), where the source keeps them (Prometheus);
+        [] where it does not (the prediction log: the local backend keeps its own replica samples)."""
+        return []
+
     @abstractmethod
     def aggregate_series(self, endpoint: str, start: datetime, end: datetime, step: timedelta
                          ) -> list[tuple[datetime, Aggregate]]:

@@ -39,10 +39,12 @@ class PrometheusMetricsSource(MetricsSource):
 
     def __init__(self, url: str, *, requests_query: str, errors_query: str, buckets_query: str,
                  latency_unit_ms: float = 1000.0, version_label: str = "version", role_label: str = "role",
-                 timeout: float = 5.0, session: requests.Session | None = None, **kw):
+                 timeout: float = 5.0, session: requests.Session | None = None, replicas_query: str | None = None,
+                 **kw):
         super().__init__(**kw)
         self.url = url.rstrip("/")
         self.templates = {"requests": requests_query, "errors": errors_query, "buckets": buckets_query}
+        self.replicas_query = replicas_query
         self.unit_ms = latency_unit_ms
         self.version_label, self.role_label = version_label, role_label
         self.timeout = timeout
@@ -54,7 +56,8 @@ class PrometheusMetricsSource(MetricsSource):
         return cls(settings.prometheus_url, requests_query=settings.promql_requests,
                    errors_query=settings.promql_errors, buckets_query=settings.promql_latency_buckets,
                    latency_unit_ms=settings.promql_latency_unit_ms, version_label=settings.promql_version_label,
-                   role_label=settings.promql_role_label, timeout=settings.prometheus_timeout_seconds, **kw)
+                   role_label=settings.promql_role_label, timeout=settings.prometheus_timeout_seconds,
+                   replicas_query=settings.promql_replicas, **kw)
 
     # -- HTTP ---------------------------------------------------------------------------------------------
     def query(self, promql: str, path: str = "query", **params) -> list[dict]:
@@ -107,6 +110,23 @@ class PrometheusMetricsSource(MetricsSource):
             self._promql(k, endpoint, step), "query_range", start=(start + step).timestamp(), end=end.timestamp(),
             step=secs)] for k in self.templates}
         return self._assemble(results, step)
+
+    def replica_series(self, endpoint: str, start: datetime, end: datetime, step: timedelta
+                       ) -> list[tuple[datetime, str | None, float]]:
+        """(time, version or None for the whole endpoint, replicas) from ``MLOPS_PROMQL_REPLICAS``; [] without it."""
+        if not self.replicas_query:
+            return []
+        namespace, _, name = endpoint.rpartition("/")
+
+        def esc(text: str) -> str:
+            return text.replace("\\", "\\\\").replace('"', '\\"')
+
+        promql = Template(self.replicas_query).safe_substitute(endpoint=esc(endpoint), namespace=esc(namespace),
+                                                               name=esc(name))
+        rows = self.query(promql, "query_range", start=start.timestamp(), end=end.timestamp(),
+                          step=max(step.total_seconds(), 1.0))
+        return sorted(((datetime.fromtimestamp(float(ts), UTC), r["metric"].get(self.version_label) or None,
+                        _num(val)) for r in rows for ts, val in r["values"]), key=lambda t: (t[0], str(t[1])))
 
     def _assemble(self, results: dict, step: timedelta | None) -> list[tuple[datetime, Aggregate]]:
         """Per (evaluation time, version, role): counts, errors and the buckets made per-bucket."""
