@@ -1,7 +1,7 @@
 """Replicas over time from a real Prometheus (issue 12): Debian's ``prometheus`` scrapes a real exporter
 (prometheus-client) publishing what kube-state-metrics publishes for KServe's HorizontalPodAutoscaler; the
-metrics source's default ``MLOPS_PROMQL_REPLICAS`` reads the counts back in time order, an endpoint name with
-quotes and backslashes cannot break out of its label matcher, and the SQL source keeps none."""
+metrics source's default ``MLOPS_PROMQL_REPLICAS`` reads the counts back in time order, and an endpoint name with
+quotes and backslashes cannot break out of its label matcher."""
 
 from __future__ import annotations
 
