@@ -25,14 +25,15 @@ DEFAULT_FROM = "-7d"
 METHOD_NAMES = {"psi": "PSI", "jensenshannon": "Jensen–Shannon", "hellinger": "Hellinger"}
 REF, CUR = "#6e7781", "#0969da"
 WARMUP_HOURS = 48  # services.drift.sequential's default warm-up
+TTL = 30  # seconds a window's read is cached (and how far "now" is rounded up: pages/drift.py)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=TTL, show_spinner=False)
 def versions(key: str, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str, int]]:  # noqa: ARG001
     return served_versions(container().predictions, endpoint, start, end)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=TTL, show_spinner=False)
 def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> tuple[DriftView, str]:  # noqa: ARG001
     """The view, and a token naming this read (new on every read: the charts built from it are cached by it)."""
     c = container()

@@ -32,12 +32,14 @@ COLD_START = ("The first request to a version loads it (its model files are fetc
 GRAIN = timedelta(seconds=10)
 
 
-def page_now() -> datetime:
-    """Now, rounded up to 10 s: every session that opens a window ending "now" within the same 10 s asks for the
-    same window, so they share its cached reads (an exact now is a new cache key per run, read again each time)."""
+def page_now(grain: timedelta = GRAIN) -> datetime:
+    """Now, rounded up to ``grain`` (10 s): every session that opens a window ending "now" within the same 10 s
+    asks for the same window, so they share its cached reads (an exact now is a new cache key per run, read again
+    each time). A page whose reads are cached longer passes its TTL (Drift: 30 s)."""
     now = container().clock()
-    floor = now.replace(microsecond=0) - timedelta(seconds=now.second % 10)
-    return now if floor == now else floor + GRAIN
+    step = int(grain.total_seconds())
+    floor = now.replace(microsecond=0) - timedelta(seconds=(now.minute * 60 + now.second) % step)
+    return now if floor == now else floor + grain
 
 
 def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",

@@ -3,11 +3,13 @@ which features. ``/drift?endpoint=E&version=V&from=-7d&to=now&feature=F``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 
 from dashboard import data
 from dashboard.components import guard
-from dashboard.drift_view import DEFAULT_FROM, PRESETS, pick_version, render
+from dashboard.drift_view import DEFAULT_FROM, PRESETS, TTL, pick_version, render
 from dashboard.monitoring_view import page_now, time_range
 
 
@@ -19,7 +21,8 @@ def main() -> None:
     if picked is None:
         return
     with guard("time range"):
-        start, end = time_range(page_now(), default=DEFAULT_FROM, key="drift", presets=PRESETS)
+        # now rounded up to the reads' TTL (30 s): sessions share a window's read for as long as it is cached
+        start, end = time_range(page_now(timedelta(seconds=TTL)), default=DEFAULT_FROM, key="drift", presets=PRESETS)
         with top[1]:
             version = pick_version(picked, start, end)
         if version is None:
