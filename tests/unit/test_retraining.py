@@ -145,11 +145,14 @@ def test_follow_reads_until_the_run_ends_or_the_time_is_up():
 
 
 def _settings(**env):
+    """Settings over a fresh data folder (a fixed one kept a console database from an older schema between runs)."""
+    import tempfile
     from pathlib import Path
 
     from services.settings import Settings
 
-    return Settings.from_env({"MLOPS_DATA_DIR": "/tmp/mlops-retrain-unit", **env}, secrets_path=Path("/nonexistent"))
+    return Settings.from_env({"MLOPS_DATA_DIR": tempfile.mkdtemp(prefix="mlops-retrain-unit-"), **env},
+                             secrets_path=Path("/nonexistent"))
 
 
 @pytest.mark.parametrize("env, message", [
