@@ -4,6 +4,7 @@ with the policy's SLO lines, each chart's data as CSV; and the one-line live sum
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -69,7 +70,16 @@ def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
 # -- data ---------------------------------------------------------------------------------------------------
 @st.cache_data(ttl=10, show_spinner=False)
 def _load(key: str, endpoint: str, start: datetime, end: datetime) -> dict:  # noqa: ARG001 - key: settings
-    return page_data(container().metrics, endpoint, start, end)
+    """The page's data, and a token naming this read (new on every read: its charts are cached by it)."""
+    return {**page_data(container().metrics, endpoint, start, end), "token": uuid.uuid4().hex}
+
+
+@st.cache_resource(ttl=20, max_entries=128, show_spinner=False)
+def _figure(token: str, title: str, cols: tuple, axis: str, slo: float | None, percent: bool, slo_name: str,
+            _series: pd.DataFrame) -> go.Figure:
+    """One chart of one read (``token``), built once for every session that shows it (``st.cache_resource``:
+    shared, never copied — Streamlit only reads a figure it draws). A new read has a new token."""
+    return figure(title, _series, list(cols), axis, slo, percent=percent, slo_name=slo_name)
 
 
 class _Steps:
@@ -129,14 +139,15 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
     slo = slo_lines(endpoint)
     charts = [("Request rate", "request_rate", "requests / s", None),
               ("Error rate", "error_rate", "error rate", slo.get("error_rate"))]
+    token = rep.get("token")
     for title, col, axis, line in charts:
-        chart(title, series, [(col, None)], axis, line, key=col, percent=col == "error_rate")
+        chart(title, series, [(col, None)], axis, line, key=col, percent=col == "error_rate", token=token)
     chart("Latency", series, [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")],
-          "ms", slo.get("p95_latency_ms"), key="latency", slo_name="p95 SLO")
+          "ms", slo.get("p95_latency_ms"), key="latency", slo_name="p95 SLO", token=token)
     st.caption(COLD_START)
     quality = [(c, None) for c in ("accuracy", "mae", "rmse") if c in series and series[c].notna().any()]
     if quality:
-        chart("Live quality (labelled requests)", series, quality, "quality", None, key="quality")
+        chart("Live quality (labelled requests)", series, quality, "quality", None, key="quality", token=token)
     else:
         st.caption("Live quality: no ground-truth labels in this window yet.")
     recent_predictions(endpoint, start, end)
@@ -231,9 +242,11 @@ def side_by_side(rep: dict) -> None:
 
 
 def chart(title: str, series: pd.DataFrame, cols: list[tuple[str, str | None]], axis: str, slo: float | None,
-          *, key: str, percent: bool = False, slo_name: str = "SLO") -> None:
-    st.plotly_chart(figure(title, series, cols, axis, slo, percent=percent, slo_name=slo_name),
-                    key=f"mon-chart-{key}", width="stretch")
+          *, key: str, percent: bool = False, slo_name: str = "SLO", token: str | None = None) -> None:
+    """One chart with its CSV; ``token`` (of the cached read ``series`` comes from): its figure is built once."""
+    fig = (_figure(token, title, tuple(cols), axis, slo, percent, slo_name, series) if token else
+           figure(title, series, cols, axis, slo, percent=percent, slo_name=slo_name))
+    st.plotly_chart(fig, key=f"mon-chart-{key}", width="stretch")
     keep = ["at", "version", "role"] + [c for c, _ in cols if c in series] + ["requests"]
     data = series[list(dict.fromkeys(keep))]
     # the CSV is written when the button is clicked, not on every run
