@@ -50,3 +50,38 @@ def test_a_viewer_sees_retrain_disabled_with_the_reason(demo):
     no_exception(at)
     button = at.button(key="action-retrain")
     assert button.disabled and "carol (viewer) may not retrain" in button.help and "operator" in button.help
+
+
+def test_where_the_policy_requires_approval_retrain_files_a_request_another_person_approves(demo, tmp_path,
+                                                                                           monkeypatch):
+    from services.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "deploy" / "policy.yaml").read_text()
+    assert "  require_approval: [promote]\n" in text
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text.replace("  require_approval: [promote]\n", "  require_approval: [promote, retrain]\n"))
+    monkeypatch.setenv("MLOPS_POLICY_FILE", str(policy))
+    at = demo("deployments.py", endpoint=CANCER, identity="alice")
+    at.button(key="action-retrain").click().run()
+    assert "The policy requires another person's approval" in texts(at)
+    assert at.button(key="confirm").label == "File request"
+    at.text_area(key="reason").input("drift on mean texture")
+    ack(at)
+    at.button(key="confirm").click().run()
+    no_exception(at)
+    c = demo.container()
+    (req,) = c.approvals.list(status="pending", endpoint=CANCER)
+    assert req.action == "retrain" and c.audit.entries(limit=1, action="retrain", result="ok") == []
+    assert f"[open request #{req.id}](/approvals?request={req.id})" in texts(at)
+    at = demo("approvals.py", identity="bob", request=str(req.id))
+    no_exception(at)
+    at.button(key=f"action-approve-{req.id}").click().run()
+    no_exception(at)
+    at.text_area(key="reason").input("the evidence holds")
+    at.button(key="confirm").click().run()
+    no_exception(at)
+    run = c.audit.entries(limit=1, action="retrain", result="ok")[0]
+    assert (run.actor, run.details["approved_by"], run.after["state"]) == ("alice", "bob", "succeeded")
+    assert any(f"request #{req.id} approved: retraining run {run.after['run_id']} succeeded" in s.value
+               for s in at.success)
+    assert c.approvals.get(req.id).status == "approved"
