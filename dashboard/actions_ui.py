@@ -182,8 +182,10 @@ def confirm_dialog() -> None:
         c = container()
         try:
             if plan is not None:
-                out = c.actions.execute(plan, actor, reason, override_reason=override,
-                                        context=pending.get("context"))
+                with st.spinner("Retraining…" if plan.retraining is not None and not plan.needs_approval else
+                                "Working…"):
+                    out = c.actions.execute(plan, actor, reason, override_reason=override,
+                                            context=pending.get("context"))
             elif pending["kind"] == "approve":
                 out = c.actions.approve(actor, pending["request"]["id"], reason, override_reason=override)
             else:
