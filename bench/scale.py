@@ -1,6 +1,6 @@
 """Benchmark: the gateway's throughput and p95 latency at 1, 2 and 4 worker processes under the same load.
 
-    python bench/scale.py [--clients 8] [--requests 240] [--rows 200] [--trees 200] [--workers 1,2,4]
+    python bench/scale.py [--clients 8] [--requests 160] [--rows 200] [--trees 600] [--workers 1,2,4]
 
 Setup: a real MLflow SQLite store with one version of a random forest (``--trees`` trees, skops-saved, so the
 model costs CPU per row) on two features, the local serving backend on SQLite with ``scale`` serving it. For
@@ -160,9 +160,9 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--requests", type=int, default=240)
+    p.add_argument("--requests", type=int, default=160)
     p.add_argument("--rows", type=int, default=200)
-    p.add_argument("--trees", type=int, default=200)
+    p.add_argument("--trees", type=int, default=600)
     p.add_argument("--workers", default="1,2,4")
     args = p.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
@@ -175,6 +175,7 @@ def main() -> None:
     body = json.dumps({"instances": [{"mean radius": float(a), "mean texture": float(b)}
                                      for a, b in rng.normal(size=(args.rows, 2))]}).encode()
     results = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         c, uri, db = setup(tmp, args.trees)
@@ -196,7 +197,8 @@ def main() -> None:
     base = next(r for r in results if r[0] == "process" and r[1] == counts[0])
     print(f"\n## Gateway workers (python -m services serve, {os.cpu_count()} cores)\n")
     print(f"Load: {args.clients} closed-loop clients, {args.requests} V1 requests of {args.rows} rows each, a "
-          f"{args.trees}-tree random forest; payload logging off.\n")
+          f"{args.trees}-tree random forest; payload logging off. The machine's 1-minute load average: "
+          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares these cores).\n")
     print(f"| workers (min = max) | requests/s | rows/s | p50 | p95 | throughput vs {counts[0]} worker | "
           f"p95 vs {counts[0]} worker | non-200 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

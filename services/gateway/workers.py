@@ -119,9 +119,12 @@ def start_replica(spec: dict, timeout: float) -> Replica:
     """Start one worker on ``spec`` (path, model, version, columns, trusted, allow_pickle) and wait for it to
     say it loaded the model (blocking: run it on a thread)."""
     parent, child = socket.socketpair()
+    # One thread of native maths per worker: the workers are the parallelism, N of them must not each start one
+    # BLAS/OpenMP thread per core (unless the operator says otherwise).
+    env = {**{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}, **os.environ}
     try:
         proc = subprocess.Popen([sys.executable, "-m", "services.gateway.workers", str(child.fileno()),
-                                 json.dumps(spec)], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+                                 json.dumps(spec)], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
     except OSError as exc:
         parent.close()
         raise WorkerError(f"cannot start a worker process: {exc}") from exc

@@ -165,12 +165,25 @@ def test_a_hung_worker_gets_a_503_not_a_hang_and_killed_workers_are_replaced(ser
         (fresh,) = wait_for("a replacement", lambda: [p for p in pids(client) if p != hung] or None, timeout=60)
         wait_for("the hung worker killed", lambda: not alive(hung), timeout=30)
         assert client.v1([ROW])[0] == 200
-        os.kill(fresh, signal.SIGKILL)  # crashed while idle
+        os.kill(fresh, signal.SIGSTOP)  # a request on its way to it, then it crashes: 503 at once
+        answer = {}
+        sender = threading.Thread(target=lambda: answer.update(r=Client(client.port).v1([ROW])))
+        sender.start()
+        wait_for("the request in flight", lambda: client.get("/admin/replicas")[2]["pools"][f"{ENDPOINT}/1"][
+            "in_flight"] == 1, timeout=10)
+        t0 = time.monotonic()
+        os.kill(fresh, signal.SIGKILL)
+        sender.join(10)
+        status, _, body = answer["r"]
+        assert status == 503 and "stopped" in body["error"] and time.monotonic() - t0 < 2.5, body
         (third,) = wait_for("another replacement", lambda: [p for p in pids(client) if p not in (hung, fresh)] or None,
                             timeout=60)
+        os.kill(third, signal.SIGKILL)  # crashed while idle
+        (fourth,) = wait_for("yet another", lambda: [p for p in pids(client) if p not in (hung, fresh, third)] or None,
+                             timeout=60)
         status, _, _ = client.v1([ROW])
-        assert status == 200 and pids(client) == [third]
-    wait_for("no worker left after the gateway stopped", lambda: not alive(third), timeout=30)
+        assert status == 200 and pids(client) == [fourth]
+    wait_for("no worker left after the gateway stopped", lambda: not alive(fourth), timeout=30)
 
 
 def test_workers_exit_when_the_gateway_is_killed(served):
