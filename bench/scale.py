@@ -152,6 +152,21 @@ def drive(port: int, clients: int, total: int, body: bytes) -> tuple[float, list
     return time.perf_counter() - t0, lat, bad[0]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(port: int) -> list[int]:
+    pools = json.loads(get(port, "/admin/replicas")[1])["pools"]
+    return pools.get(f"{ENDPOINT}/1", {}).get("pids", [])
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
@@ -187,10 +202,14 @@ def main() -> None:
             proc, port, log = start(tmp, uri, db, mode, n, args.rows)
             try:
                 drive(port, args.clients, max(args.clients * 2, 16), body)  # warm-up: every worker answers once
+                workers = worker_pids(port) if mode == "process" else []
+                cpu0 = (cpu_seconds(proc.pid), sum(cpu_seconds(w) for w in workers))
                 seconds, lat, bad = drive(port, args.clients, args.requests, body)
+                cpu = [(cpu_seconds(proc.pid) - cpu0[0]) / args.requests * 1000,
+                       (sum(cpu_seconds(w) for w in workers) - cpu0[1]) / args.requests * 1000]
             finally:
                 stop(proc, log)
-            results.append((mode, n, args.requests / seconds, pct(lat, 50) * 1000, pct(lat, 95) * 1000, bad))
+            results.append((mode, n, args.requests / seconds, pct(lat, 50) * 1000, pct(lat, 95) * 1000, bad, cpu))
             print(f"  {mode} {n or ''}: {args.requests / seconds:.1f} req/s, p95 {pct(lat, 95) * 1000:.0f} ms",
                   file=sys.stderr)
 
@@ -200,12 +219,14 @@ def main() -> None:
           f"{args.trees}-tree random forest; payload logging off. The machine's 1-minute load average: "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares these cores).\n")
     print(f"| workers (min = max) | requests/s | rows/s | p50 | p95 | throughput vs {counts[0]} worker | "
-          f"p95 vs {counts[0]} worker | non-200 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for mode, n, rps, p50, p95, bad in results:
+          f"p95 vs {counts[0]} worker | CPU per request: gateway / workers | cores busy serving | non-200 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, n, rps, p50, p95, bad, cpu in results:
         label = str(n) if mode == "process" else "inline (in the gateway's process)"
         print(f"| {label} | {rps:.1f} | {rps * args.rows:,.0f} | {p50:.0f} ms | {p95:.0f} ms | {rps / base[2]:.2f}× | "
-              f"{p95 / base[4]:.2f}× | {bad} |")
+              f"{p95 / base[4]:.2f}× | {cpu[0]:.0f} / {cpu[1]:.0f} ms | {sum(cpu) * rps / 1000:.2f} | {bad} |")
+    print("\n*cores busy serving*: the gateway's and its workers' CPU time over the load's wall time — what this run "
+          "could get of the machine's cores (the clients run in this script's process).")
 
 
 if __name__ == "__main__":
