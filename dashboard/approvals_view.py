@@ -73,6 +73,19 @@ def render_request_plan(req: dict) -> None:
     gates = plan.get("gates") or []
     if gates:
         gates_table(gates, key=f"req-gates-{req['id']}")
+    retraining = plan.get("retraining")
+    if retraining:  # nothing on the endpoint changes: what would be retrained, on which window, by which pipeline
+        window = retraining.get("window") or {}
+        st.dataframe(pd.DataFrame([
+            {"field": "retrain", "value": f"{retraining.get('model')} v{retraining.get('parent_version')} "
+                                          f"(what {retraining.get('endpoint')} serves as stable)"},
+            {"field": "labelled window", "value": f"{window.get('start', MISSING)} → {window.get('end', MISSING)}"},
+            {"field": "retrainer", "value": _s(retraining.get("retrainer"))},
+            {"field": "champion", "value": f"v{retraining['champion']}" if retraining.get("champion") else MISSING},
+        ]), hide_index=True, key=f"req-retrain-{req['id']}")
+        st.caption(f"Bound to plan `{req['plan_hash'][:16]}…` made while v{retraining.get('parent_version')} was "
+                   "stable; it is void if the stable version changes.")
+        return
     st.caption(f"Bound to plan `{req['plan_hash'][:16]}…` made on endpoint state version "
                f"{plan.get('before', {}).get('resource_version')}; it is void if that state changes.")
 

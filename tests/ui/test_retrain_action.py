@@ -75,6 +75,12 @@ def test_where_the_policy_requires_approval_retrain_files_a_request_another_pers
     assert f"[open request #{req.id}](/approvals?request={req.id})" in texts(at)
     at = demo("approvals.py", identity="bob", request=str(req.id))
     no_exception(at)
+    shown = texts(at)  # what would be retrained, not an endpoint state version that a retraining never changes
+    assert "state version None" not in shown and "it is void if the stable version changes" in shown
+    table = next(d.value for d in at.dataframe if "field" in d.value.columns and "retrainer" in set(d.value["field"]))
+    rows = dict(zip(table["field"], table["value"], strict=True))
+    assert f"(what {CANCER} serves as stable)" in rows["retrain"] and rows["retrainer"] == "local"
+    assert " → " in rows["labelled window"] and rows["champion"].startswith("v")
     at.button(key=f"action-approve-{req.id}").click().run()
     no_exception(at)
     at.text_area(key="reason").input("the evidence holds")
