@@ -42,11 +42,11 @@ def alerts(key: str, endpoint: str, start: datetime, end: datetime) -> tuple[lis
     return found.alerts, [f"{p.source}: {p.message}" for p in found.problems]
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def series(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
-    from dashboard.monitoring_view import page_data
+def series(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The Monitoring page's cached read of the same window (``-24h`` on both pages: one read, not two)."""
+    from dashboard.monitoring_view import _load
 
-    return page_data(container().metrics, endpoint, start, end)["series"]
+    return _load(key, endpoint, start, end)["series"]
 
 
 # -- alerts ------------------------------------------------------------------------------------------------------
