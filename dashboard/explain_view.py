@@ -8,6 +8,8 @@ version is computed, a second view is a look-up."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import timedelta
 
 import pandas as pd
@@ -124,15 +126,16 @@ def version_section(model: str, version: str) -> None:
     c[1].metric("Output space", exp.output_space)
     c[2].metric("Base value", f"{exp.base_value:.4g}")
     c[3].metric("Rows explained", f"{exp.rows:,}")
-    st.plotly_chart(importance_chart(exp), key="explain-importance", width="stretch")
-    st.plotly_chart(beeswarm_chart(exp), key="explain-beeswarm", width="stretch")
+    st.plotly_chart(_figure(exp, (model, version), "importance"), key="explain-importance", width="stretch")
+    st.plotly_chart(_figure(exp, (model, version), "beeswarm"), key="explain-beeswarm", width="stretch")
     names = [r["feature"] for r in exp.importance()]
     _sync(FEATURE_PICKER, st.query_params.get("feature") if st.query_params.get("feature") in names else names[0])
     feature = st.selectbox("Dependence plot of", names, key=FEATURE_PICKER,
                            on_change=lambda: set_query_param("feature", st.session_state[FEATURE_PICKER]))
     if st.query_params.get("feature") not in (None, feature):
         set_query_param("feature", feature)
-    st.plotly_chart(dependence_chart(exp, feature), key="explain-dependence", width="stretch")
+    st.plotly_chart(_figure(exp, (model, version), "dependence", feature), key="explain-dependence",
+                    width="stretch")
     base = f"{safe_name(model)}-v{version}"
     st.markdown("**Global importance**")
     imp = pd.DataFrame(exp.importance()).rename(columns={"mean_abs_shap": "mean |SHAP|"})
@@ -141,6 +144,32 @@ def version_section(model: str, version: str) -> None:
     st.markdown(f"**Attributions per row** ({exp.output_label})")
     table(exp.attribution_frame(), key="explain-attributions", file_name=f"{base}-attributions.csv")
     production_section(model, version)
+
+
+_FIGURES: OrderedDict[tuple, tuple[Explanation, dict]] = OrderedDict()
+_FIGURES_LOCK = threading.Lock()
+_FIGURES_KEPT = 16  # explanations whose figures are kept (the service keeps 32 explanations)
+_BUILD = {"importance": importance_chart, "beeswarm": beeswarm_chart, "dependence": dependence_chart}
+
+
+def _figure(exp: Explanation, version: tuple[str, str], kind: str, *args):
+    """A chart of one explanation, built once per process and shared by the sessions that show it (Streamlit
+    only reads a figure it draws). Kept with the explanation object it was built from — the service's cached
+    one — and built again when the service hands out another (recomputed, or another registry)."""
+    key = (data.key(), *version)
+    with _FIGURES_LOCK:
+        hit = _FIGURES.get(key)
+        if hit is None or hit[0] is not exp:
+            hit = _FIGURES[key] = (exp, {})
+        _FIGURES.move_to_end(key)
+        while len(_FIGURES) > _FIGURES_KEPT:
+            _FIGURES.popitem(last=False)
+        fig = hit[1].get((kind, *args))
+    if fig is None:
+        fig = _BUILD[kind](exp, *args)
+        with _FIGURES_LOCK:
+            hit[1][(kind, *args)] = fig
+    return fig
 
 
 # -- one logged prediction ----------------------------------------------------------------------------------------
