@@ -246,7 +246,17 @@ class Container:
                        history=self.history, policy=self.policy, clock=self.clock,
                        approval_ttl=timedelta(minutes=self.settings.approval_ttl_minutes),
                        live_metrics=self.live_metrics, intents=self.intents,
-                       retrainer=lambda: self.retrainer, predictions=lambda: self.predictions)
+                       retrainer=lambda: self.retrainer, predictions=lambda: self.predictions,
+                       retrain_leases=lambda: self.retrain_leases)
+
+    @cached_property
+    def retrain_leases(self):
+        """One retraining of an endpoint starting at a time, across processes (services.retraining.leases)."""
+        if "retrain_leases" in self.overrides:
+            return self.overrides["retrain_leases"]
+        from services.retraining.leases_sql import SqlRetrainLeases
+
+        return SqlRetrainLeases(self.engine)
 
 
 def build(settings: Settings | None = None, *, clock: Clock = utcnow, **overrides) -> Container:

@@ -22,12 +22,13 @@ from services.serving import Change, Endpoint, ServingBackend, VersionRef
 @dataclass
 class RetrainPorts:
     """What the ``retrain`` action needs besides the endpoint: the retrainer (``MLOPS_RETRAINER``), the audit trail
-    (where runs are recorded: the open one, the latest), the prediction log (live evidence) and the clock."""
+    (where runs are recorded: the open one, the latest), the prediction log (live evidence), clock, leases."""
 
     retrainer: Any
     audit: Any
     predictions: Any = None
     clock: Callable[[], Any] = utcnow
+    leases: Any = None  # services.retraining.leases: one retraining of an endpoint starting at a time
 
 
 @dataclass

@@ -165,7 +165,7 @@ class Retraining:
             ports.retrainer, ports.audit, self.planning.serving, actor, plan.endpoint, reason,
             start=datetime.fromisoformat(params["start"]), end=datetime.fromisoformat(params["end"]),
             evidence=params.get("evidence"), predictions=ports.predictions, clock=ports.clock,
-            roles=None, extra={"plan_hash": plan.plan_hash, "params": params, **extra})
+            roles=None, extra={"plan_hash": plan.plan_hash, "params": params, **extra}, leases=ports.leases)
 
     def execute(self, plan: Plan, actor: Actor, reason: Any, *, context: dict | None = None) -> Outcome:
         """Check again (who, why, the plan still the one shown), then retrain: the use case writes the audit entry

@@ -39,13 +39,15 @@ class Actions:
                  approvals: ApprovalRepository, history: ServingHistory, policy: Policy, clock: Clock = utcnow,
                  approval_ttl: timedelta = timedelta(hours=24), live_metrics: LiveMetrics | None = None,
                  intents: IntentStore | None = None, lease: timedelta = LEASE,
-                 retrainer: Callable[[], Any] | None = None, predictions: Callable[[], Any] | None = None):
+                 retrainer: Callable[[], Any] | None = None, predictions: Callable[[], Any] | None = None,
+                 retrain_leases: Callable[[], Any] | None = None):
         """``retrainer``/``predictions``: built on first use (the ``retrain`` action; without a retrainer it says
         retraining is not configured)."""
         self.intents = intents if intents is not None else MemoryIntents()
         self.stalls = Stalls(self.intents, approvals, clock, lease)
         ports = None if retrainer is None else (
-            lambda: RetrainPorts(retrainer(), audit, predictions() if predictions else None, clock))
+            lambda: RetrainPorts(retrainer(), audit, predictions() if predictions else None, clock,
+                                 retrain_leases() if retrain_leases else None))
         self.planning = Planning(registry, serving, policy, history, live_metrics, stalled=self.stalls.find,
                                  retraining=ports)
         self.recorder = Recorder(audit, serving)

@@ -146,7 +146,8 @@ def check_rules(c, endpoint: str | None = None, *, dry_run: bool = False) -> lis
     for name in names:
         found, _run = check_endpoint(c.retrainer, c.audit, c.serving, c.predictions, rules.for_endpoint(name), name,
                                      drift=drift_share(c), clock=c.clock, dry_run=dry_run,
-                                     promote=lambda actor, run: file_promotion(c, actor, run))
+                                     promote=lambda actor, run: file_promotion(c, actor, run),
+                                     leases=c.retrain_leases)
         checks += found
     return checks
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from services.errors import ConsoleError, Invalid
+from services.errors import Conflict, ConsoleError, Invalid
 from services.identity import Actor
 from services.retraining import Retrainer, RetrainRun
 from services.retraining.usecases import last_entry, open_run, request_retraining
@@ -169,7 +169,8 @@ def _blocker(retrainer: Retrainer, audit, endpoint: str, rule: RetrainRule, now:
 def check_endpoint(retrainer: Retrainer, audit, serving, predictions, rules: tuple[RetrainRule, ...], endpoint: str,
                    *, drift: Callable[[str, str, datetime, datetime], float | None],
                    clock: Callable[[], datetime], dry_run: bool = False,
-                   promote: Callable[[Actor, RetrainRun], dict] | None = None) -> tuple[list[Check], RetrainRun | None]:
+                   promote: Callable[[Actor, RetrainRun], dict] | None = None, leases=None
+                   ) -> tuple[list[Check], RetrainRun | None]:
     """Measure each rule; the first past its threshold triggers one retraining (unless blocked or ``dry_run``);
     with the rule's ``request_promotion``, ``promote(actor, run)`` then files the new version's promotion."""
     ep = serving.get_endpoint(endpoint)
@@ -197,8 +198,12 @@ def check_endpoint(retrainer: Retrainer, audit, serving, predictions, rules: tup
                     "window_minutes": rule.window_minutes, "measured": note}
         reason = f"rule {rule.name}: {rule.metric} {value:.4g} {rule.threshold} over {rule.window_minutes} min"
         actor = Actor(f"rule:{rule.name}", ("operator",), authenticated_by="rule")  # may request, never approve
-        run = request_retraining(retrainer, audit, serving, actor, endpoint, reason, start=start, end=now,
-                                 evidence=evidence, predictions=predictions, clock=clock)
+        try:
+            run = request_retraining(retrainer, audit, serving, actor, endpoint, reason, start=start, end=now,
+                                     evidence=evidence, predictions=predictions, clock=clock, leases=leases)
+        except Conflict as exc:  # another process started one a moment ago: that one answers this evidence
+            checks.append(Check(**base, outcome="skipped", note=exc.message))
+            continue
         if rule.request_promotion and promote is not None and run.new_version:
             promo = promote(actor, run)
             note += f"; promotion of v{run.new_version}: {promo['status']} — {promo['message']}"

@@ -8,14 +8,23 @@ errors, labelled rows, accuracy or MAE) read from the prediction log's rollups.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from services.audit import AuditTrail
 from services.clock import utcnow
-from services.errors import Conflict, ConsoleError, Invalid, NotFound, PermissionDenied, PreconditionFailed
+from services.errors import (
+    Conflict,
+    ConsoleError,
+    Invalid,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+)
 from services.identity import Actor
 from services.retraining import OPEN_STATES, Retrainer, RetrainRequest, RetrainRun, payload
+from services.retraining.leases import LEASE, RetrainLeases
 
 ACTION = "retrain"
 ROLES = ("operator",)  # admins too (Actor.has_any)
@@ -39,15 +48,42 @@ def live_evidence(predictions, endpoint: str, start: datetime, end: datetime) ->
 def request_retraining(retrainer: Retrainer, audit: AuditTrail, serving, actor: Actor, endpoint: str, reason: str,
                        *, start: datetime | None = None, end: datetime | None = None, evidence: dict | None = None,
                        predictions=None, clock: Callable[[], datetime] = utcnow, roles: tuple[str, ...] | None = ROLES,
-                       extra: dict | None = None) -> RetrainRun:
+                       extra: dict | None = None, leases: RetrainLeases | None = None) -> RetrainRun:
     """``actor`` retrains what ``endpoint`` serves as stable; one audit entry per attempt. ``roles``: who may (None:
     the caller checked them — the guarded action ``retrain``, by the policy's roles); ``extra``: more audit details
-    (the plan's hash, the request approved and by whom)."""
+    (the plan's hash, the request approved and by whom). With ``leases`` it holds the endpoint's lease from before
+    its open-run check until the run is recorded: of two concurrent starts one is refused (Conflict)."""
     reason = (reason or "").strip()
     end = end or clock()
     start = start or end - DEFAULT_WINDOW
     details: dict = {"window": {"start": start.isoformat(), "end": end.isoformat()},
                      "backend": retrainer.backend, "evidence": dict(evidence or {}), **(extra or {})}
+    holder = f"{actor.subject}#{uuid.uuid4().hex[:12]}"
+    try:
+        run, request, before = _start(retrainer, audit, serving, actor, endpoint, reason, start, end, details,
+                                      predictions, roles, leases, holder, clock)
+        if run.new_version:
+            details["versions"] = [request.version, run.new_version]
+        details.update({"run_id": run.run_id, "state": run.state, "new_version": run.new_version,
+                        "metrics": run.metrics, "detail": run.detail, "request": payload(request)})
+        if actor.authenticated_by != "dev":
+            details["authenticated_by"] = actor.authenticated_by
+        audit.append(actor=actor.subject, action=ACTION, target=endpoint, result="ok", reason=reason, before=before,
+                     after={"run_id": run.run_id, "state": run.state, "new_version": run.new_version},
+                     details=details)
+        return run
+    finally:  # only once the run is recorded: the next one's open-run check sees it
+        if leases is not None:
+            try:
+                leases.release(endpoint, holder)
+            except ConsoleError:
+                pass  # it lapses by itself at its ``until``
+
+
+def _start(retrainer, audit, serving, actor: Actor, endpoint: str, reason: str, start, end, details: dict,
+           predictions, roles, leases, holder: str, clock):
+    """Check, take the lease, check nothing is open, trigger: (run, request, before); a refusal or failure is
+    audited here."""
     before = None
     try:
         if roles is not None and not actor.has_any(roles):
@@ -66,6 +102,13 @@ def request_retraining(retrainer: Retrainer, audit: AuditTrail, serving, actor: 
                                      source="retraining")
         before = {"model": ep.model, "version": ep.stable_version, "canary_version": ep.canary_version}
         details.update(model=ep.model, versions=[ep.stable_version])  # what the audit filters find it by
+        if leases is not None:
+            now = clock()
+            leases.acquire(endpoint, holder, now=now, until=now + LEASE)
+            opened = open_run(retrainer, audit, endpoint)
+            if opened is not None:
+                raise Conflict(f"a retraining of {endpoint} is still open: run {opened[0]} ({opened[1]}); at most "
+                               "one at a time", source="retraining")
         if predictions is not None:
             try:
                 details["evidence"].setdefault("live", live_evidence(predictions, endpoint, start, end))
@@ -74,20 +117,10 @@ def request_retraining(retrainer: Retrainer, audit: AuditTrail, serving, actor: 
         request = RetrainRequest(endpoint=endpoint, model=ep.model, version=ep.stable_version, reason=reason,
                                  trigger=actor.subject, evidence=details["evidence"], window_start=start,
                                  window_end=end)
-        run = retrainer.trigger(request)
+        return retrainer.trigger(request), request, before
     except ConsoleError as exc:
         record(audit, actor.subject, endpoint, exc, reason=reason, before=before, details=details)
         raise
-    if run.new_version:
-        details["versions"] = [request.version, run.new_version]
-    details.update({"run_id": run.run_id, "state": run.state, "new_version": run.new_version,
-                    "metrics": run.metrics, "detail": run.detail, "request": payload(request)})
-    if actor.authenticated_by != "dev":
-        details["authenticated_by"] = actor.authenticated_by
-    audit.append(actor=actor.subject, action=ACTION, target=endpoint, result="ok", reason=reason, before=before,
-                 after={"run_id": run.run_id, "state": run.state, "new_version": run.new_version},
-                 details=details)
-    return run
 
 
 def record(audit: AuditTrail, actor_name: str, endpoint: str, exc: ConsoleError, *, reason: str = "",

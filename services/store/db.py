@@ -52,13 +52,14 @@ from services.store.tables import (  # noqa: F401 - the schema, re-exported for 
     predictions,
     reference_profiles,
     replica_samples,
+    retrain_leases,
     serving_changes,
 )
 
 SOURCE = "console database"
 UPGRADE_COMMAND = "python -m services db upgrade"
 # oldest first; the files are services/store/migrations/versions/
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
 HEAD = REVISIONS[-1]
 WRITE = "mlops_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 # SQLite: how long a writer waits for another connection's write lock (busy_timeout). A lock held longer is an

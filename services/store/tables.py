@@ -257,6 +257,16 @@ replica_samples = Table(
     Index("ix_replica_samples_endpoint_at", "endpoint", "at"),
 )
 
+# 0010: a retraining of an endpoint being started (services.retraining.leases_sql): at most one at a time
+retrain_leases = Table(
+    "retrain_leases",
+    metadata,
+    Column("endpoint", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("taken_at", String(40), nullable=False),
+    Column("until", String(40), nullable=False),
+)
+
 LEGACY_TABLES = ("endpoints", "endpoint_revisions", "approval_requests", "audit_log")  # revision 0001
 
 _version_metadata = MetaData()
