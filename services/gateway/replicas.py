@@ -128,7 +128,8 @@ class Replicas:
         with contextlib.suppress(KeyError):
             self.metrics.replicas.remove(*key)
             self.metrics.in_flight.remove(*key)
-        self.executor.submit(pool.close)
+        for stop in pool.close():
+            self.executor.submit(stop)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -138,7 +139,8 @@ class Replicas:
         pools = list(self.pools.values())
         self.pools.clear()
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.executor, p.close) for p in pools), return_exceptions=True)
+        stops = [stop for p in pools for stop in p.close()]
+        await asyncio.gather(*(loop.run_in_executor(self.executor, stop) for stop in stops), return_exceptions=True)
         self.executor.shutdown(wait=True, cancel_futures=False)
 
     def snapshot(self) -> dict:

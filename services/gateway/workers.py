@@ -297,19 +297,18 @@ class ReplicaPool:
                 self._retire(r)
         self._scale_up()
 
-    def close(self) -> None:
-        """Stop every replica (blocking: run it on a thread or at shutdown)."""
+    def close(self) -> list:
+        """Stop taking requests (on the event loop). Returns the blocking stops to run on a thread: idle replicas
+        are asked to stop, busy ones killed."""
         self.closed = True
         for w in self.waiters:
             if not w.done():
                 w.cancel()
-        for r in list(self.replicas):
-            self._remove(r)
-            if r in self.idle or not self.in_flight:
-                r.stop()
-            else:
-                r.kill()
+        idle = {id(r) for r in self.idle}
+        stops = [r.stop if id(r) in idle else r.kill for r in self.replicas]
+        self.replicas.clear()
         self.idle.clear()
+        return stops
 
 
 # --------------------------------------------------------------------------------------------- the worker

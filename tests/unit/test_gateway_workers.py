@@ -170,3 +170,23 @@ def test_replica_samples_are_bucketed_to_the_most_in_each_step():
                ((0, "1", 1), (20, "1", 3), (50, "1", 2), (65, "1", 1), (10, "2", 1))]
     assert bucket_replicas(samples, t0, timedelta(minutes=1)) == [
         (t0, "1", 3), (t0, "2", 1), (t0 + timedelta(minutes=1), "1", 1)]
+
+
+def test_closing_stops_idle_workers_and_kills_busy_ones(pool):
+    async def scenario():
+        pool.bounds = Bounds(2, 2, 1)
+        pool._scale_up()
+        await until(lambda: len(pool.replicas) == 2)
+        busy = asyncio.create_task(pool.predict("x"))
+        await until(lambda: len(pool.idle) == 1)
+        (idle,) = pool.idle
+        for stop in pool.close():
+            stop()
+        assert idle.stopped and not idle.dead
+        assert [r for r in pool.started if r is not idle][0].dead
+        with pytest.raises(WorkerError):
+            await busy
+        assert pool.replicas == [] and pool.closed
+        with pytest.raises(WorkerError, match="stopping"):
+            await pool.predict("y")
+    asyncio.run(scenario())
