@@ -94,3 +94,22 @@ def test_replica_samples_feed_the_status_and_the_history(container, clock):
     assert (cap.replicas, cap.replicas_source) == (3, "local gateway")
     h = history(c.serving, c.metrics, ENDPOINT, now - timedelta(hours=1), now + timedelta(minutes=1))
     assert max(n for _, v, n in h.replicas if v == "1") == 3 and not [n for n in h.notes if "replica" in n]
+
+
+def test_the_cli_sets_scaling_on_the_local_backend(container, capsys):
+    from services.cli import main
+
+    c = container
+    assert main(["set-scaling", "--endpoint", ENDPOINT, "--max", "2", "--dry-run", "--json", "--as", "alice"],
+                container=c) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["backend_preview"]["SET"] == {"max_replicas": 2, "resource_version": 2}
+    assert c.serving.get_endpoint(ENDPOINT).scaling.max_replicas is None
+    assert main(["set-scaling", "--endpoint", ENDPOINT, "--min", "-1", "--reason", "r", "--as", "alice"],
+                container=c) == 2
+    assert main(["set-scaling", "--endpoint", ENDPOINT, "--max", "2", "--reason", "r", "--as", "carol"],
+                container=c) == 7
+    assert main(["set-scaling", "--endpoint", ENDPOINT, "--min", "2", "--max", "2", "--reason", "steady", "--as",
+                 "alice"], container=c) == 0
+    assert f"Set scaling on {ENDPOINT}" in capsys.readouterr().out
+    assert c.serving.get_endpoint(ENDPOINT).scaling == Scaling(2, 2, "concurrency", None)
