@@ -301,9 +301,10 @@ class ReplicaPool:
         """Stop taking requests (on the event loop). Returns the blocking stops to run on a thread: idle replicas
         are asked to stop, busy ones killed."""
         self.closed = True
-        for w in self.waiters:
+        while self.waiters:
+            w = self.waiters.popleft()
             if not w.done():
-                w.cancel()
+                w.set_exception(WorkerError(f"the replicas of {self.endpoint} v{self.version} are stopping"))
         idle = {id(r) for r in self.idle}
         stops = [r.stop if id(r) in idle else r.kill for r in self.replicas]
         self.replicas.clear()

@@ -180,12 +180,18 @@ def test_closing_stops_idle_workers_and_kills_busy_ones(pool):
         busy = asyncio.create_task(pool.predict("x"))
         await until(lambda: len(pool.idle) == 1)
         (idle,) = pool.idle
+        pool.idle.clear()  # both busy: a third request waits
+        waiting = asyncio.create_task(pool.predict("z"))
+        await until(lambda: len(pool.waiters) == 1)
+        pool.idle.append(idle)
         for stop in pool.close():
             stop()
         assert idle.stopped and not idle.dead
         assert [r for r in pool.started if r is not idle][0].dead
         with pytest.raises(WorkerError):
             await busy
+        with pytest.raises(WorkerError, match="stopping"):  # a waiting request hears it, not a cancellation
+            await waiting
         assert pool.replicas == [] and pool.closed
         with pytest.raises(WorkerError, match="stopping"):
             await pool.predict("y")
