@@ -8,7 +8,6 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import data
-from dashboard.bootstrap import container
 from dashboard.components import guard
 from dashboard.monitoring_view import page_now, render, time_range
 
@@ -29,7 +28,7 @@ def main() -> None:
 
         @st.fragment(run_every=timedelta(seconds=REFRESH_SECONDS) if auto else None)
         def body() -> None:
-            now = container().clock()
+            now = page_now()  # rounded up to 10 s as on a page load: auto-refreshing sessions share their reads
             # a range ending now slides with the refresh; a fixed range stays as it is
             s, e = (start + (now - end), now) if live_to_now and auto else (start, end)
             with guard("metrics"):
