@@ -92,7 +92,12 @@ def history_chart(h, slo: float | None):
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("Replicas", "Requests/s (all versions)", "p95 latency (ms)"))
     for version in sorted({v for _, v, _ in h.replicas}, key=lambda v: (len(v), v)):
-        pts = [(t, n) for t, v, n in h.replicas if v == version]
+        pts = []
+        for t, v, n in h.replicas:
+            if v == version:
+                if pts and t - pts[-1][0] > 2 * h.step:  # no samples: the gateway was not running — a gap
+                    pts.append((pts[-1][0] + h.step, None))
+                pts.append((t, n))
         fig.add_trace(go.Scatter(x=[t for t, _ in pts], y=[n for _, n in pts], name=f"v{version} replicas",
                                  mode="lines", line_shape="hv",
                                  hovertemplate="%{x}<br>v" + version + ": %{y} replicas<extra></extra>"), 1, 1)

@@ -107,8 +107,9 @@ class Replicas:
             self.metrics.replicas.labels(endpoint, version).set(len(pool.replicas))
             self.metrics.in_flight.labels(endpoint, version).set(pool.in_flight)
 
-    async def _sample(self) -> None:
-        samples = [(e, v, len(p.replicas), p.in_flight) for (e, v), p in sorted(self.pools.items())]
+    async def _sample(self, *, final: bool = False) -> None:
+        samples = [(e, v, 0 if final else len(p.replicas), 0 if final else p.in_flight)
+                   for (e, v), p in sorted(self.pools.items())]
         record = getattr(self.serving, "record_replicas", None)
         if record is None or not samples:
             return
@@ -136,6 +137,11 @@ class Replicas:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+        if self.pools:  # the last sample: none left, so the chart drops to zero where the gateway stopped
+            self._sampled = float("-inf")
+            for pool in self.pools.values():
+                pool.closed = True
+            await self._sample(final=True)
         pools = list(self.pools.values())
         self.pools.clear()
         loop = asyncio.get_running_loop()

@@ -228,6 +228,8 @@ class LocalServingBackend(ServingBackend):
         if age > FRESH:
             return ScalingStatus(note=f"the local gateway is not running: its last replica count is from {last} "
                                       f"({int(age.total_seconds())} s ago)")
+        if all(int(r["replicas"]) == 0 for r in rows):
+            return ScalingStatus(note=f"the local gateway stopped at {last}: no worker runs")
         s = endpoint.scaling or Scaling()
         lo = max(1, s.min_replicas if s.min_replicas is not None else DEFAULTS["min_replicas"])
         hi = max(lo, s.max_replicas if s.max_replicas is not None else DEFAULTS["max_replicas"])

@@ -151,6 +151,10 @@ def test_workers_scale_up_under_load_within_max_and_down_to_min_when_idle(served
         st = c.serving.scaling_status(c.serving.get_endpoint(ENDPOINT))
         assert st.source == "local gateway" and st.current_replicas == 1
     wait_for("no worker left after the gateway stopped", lambda: not alive(left), timeout=30)
+    last = c.serving.replica_history(ENDPOINT, c.clock() - timedelta(minutes=10), c.clock())[-1]
+    assert last[1:] == ("1", 0)  # its last sample: none left
+    st = c.serving.scaling_status(c.serving.get_endpoint(ENDPOINT))
+    assert st.current_replicas is None and "stopped" in st.note
 
 
 def test_a_hung_worker_gets_a_503_not_a_hang_and_killed_workers_are_replaced(served):

@@ -41,9 +41,11 @@ def test_no_gateway_yet_says_so_and_set_scaling_applies_on_the_local_backend(app
 def test_replicas_now_and_over_time_from_the_gateways_samples(app, private_demo):
     c = private_demo()
     now = c.clock()
-    for i in range(11):  # every 5 minutes up to 5 minutes ago
-        n = 1 if i < 4 or i > 8 else 3
-        c.serving.record_replicas([(EP, "5", n, n), (EP, "4", 1, 0)], at=now - timedelta(minutes=55 - 5 * i))
+    for i in range(60):  # every minute up to a minute ago, then a gap (the gateway was not running), then now
+        if 30 <= i < 40:
+            continue
+        n = 3 if 20 <= i < 30 else 1
+        c.serving.record_replicas([(EP, "5", n, n), (EP, "4", 1, 0)], at=now - timedelta(minutes=60 - i))
     c.serving.record_replicas([(EP, "5", 2, 2), (EP, "4", 1, 0)], at=now)
     at = app("deployments.py", endpoint=EP, identity="carol")
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -53,6 +55,7 @@ def test_replicas_now_and_over_time_from_the_gateways_samples(app, private_demo)
     names = [t.get("name") for t in fig["data"]]
     assert names[:2] == ["v4 replicas", "v5 replicas"] and names[2:] == ["requests/s", "p95 ms"]
     v5 = fig["data"][1]
-    assert v5["line"]["shape"] == "hv" and max(v5["y"]) == 3 and v5["xaxis"] == "x"
+    assert v5["line"]["shape"] == "hv" and max(y for y in v5["y"] if y is not None) == 3 and v5["xaxis"] == "x"
+    assert v5["y"].count(None) == 1  # the gap is drawn as one, not bridged
     assert {t.get("xaxis", "x") for t in fig["data"]} == {"x", "x2", "x3"}
     assert fig["layout"]["xaxis"].get("matches") or fig["layout"]["xaxis3"].get("matches")  # one shared time axis
