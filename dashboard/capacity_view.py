@@ -98,9 +98,10 @@ def history_chart(h, slo: float | None):
                 if pts and t - pts[-1][0] > 2 * h.step:  # no samples: the gateway was not running — a gap
                     pts.append((pts[-1][0] + h.step, None))
                 pts.append((t, n))
-        fig.add_trace(go.Scatter(x=[t for t, _ in pts], y=[n for _, n in pts], name=f"v{version} replicas",
+        who = "all versions" if version == "all" else f"v{version}"  # "all": the autoscaler's count (Prometheus)
+        fig.add_trace(go.Scatter(x=[t for t, _ in pts], y=[n for _, n in pts], name=f"{who} replicas",
                                  mode="lines", line_shape="hv",
-                                 hovertemplate="%{x}<br>v" + version + ": %{y} replicas<extra></extra>"), 1, 1)
+                                 hovertemplate="%{x}<br>" + who + ": %{y} replicas<extra></extra>"), 1, 1)
     fig.add_trace(go.Scatter(x=[t for t, _, _ in h.load], y=[r for _, r, _ in h.load], name="requests/s",
                              mode="lines", hovertemplate="%{x}<br>%{y:.2f} requests/s<extra></extra>"), 2, 1)
     fig.add_trace(go.Scatter(x=[t for t, _, _ in h.load], y=[p for _, _, p in h.load], name="p95 ms",

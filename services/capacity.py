@@ -148,6 +148,12 @@ def history(serving: ServingBackend, metrics, endpoint: str, start: datetime, en
     notes: list[str] = []
     try:
         replicas = bucket_replicas(serving.replica_history(endpoint, start, end), start, step)
+        if not replicas and hasattr(metrics, "replica_series"):  # Prometheus: MLOPS_PROMQL_REPLICAS (the HPA's)
+            try:
+                replicas = bucket_replicas([(t, v or "all", int(round(n))) for t, v, n in
+                                            metrics.replica_series(endpoint, start, end, step)], start, step)
+            except ConsoleError as exc:
+                notes.append(f"replica history from {exc.source} unavailable: {exc.message}")
         if not replicas:
             notes.append(f"the {serving.name} backend has no replica history for {endpoint} in this window"
                          + (" (the local gateway records its worker counts while it runs)"

@@ -85,3 +85,25 @@ def test_a_hostile_endpoint_name_stays_inside_its_label_matcher(prometheus_hpa):
         assert source.replica_series(name, now - timedelta(minutes=1), now, timedelta(seconds=5)) == []
     no_template = PrometheusMetricsSource(prom, requests_query="", errors_query="", buckets_query="")
     assert no_template.replica_series("ml/screening", now - timedelta(minutes=1), now, timedelta(seconds=5)) == []
+
+
+def test_the_capacity_chart_of_an_endpoint_without_replica_samples_reads_them_from_prometheus(prometheus_hpa):
+    """KServe keeps no replica history; with Prometheus as the metrics source the Capacity chart shows the HPA's."""
+    from dashboard.capacity_view import history_chart
+    from services.capacity import history
+    from tests.fakes import FakeServing
+
+    gauge, prom = prometheus_hpa
+    gauge.labels("ml", "screening-predictor").set(3)
+    source = _source(prom)
+    start = datetime.now(UTC) - timedelta(minutes=2)
+
+    def read():
+        h = history(FakeServing(), source, "ml/screening", start, datetime.now(UTC), timedelta(seconds=5))
+        return h if h.replicas else None
+
+    h = wait_for("the HPA's replicas in the capacity history", read, timeout=60, every=0.5)
+    assert {(v, n) for _, v, n in h.replicas} == {("all", 3)}
+    assert not any("no replica history" in n for n in h.notes), h.notes
+    names = [t.name for t in history_chart(h, None).data]
+    assert "all versions replicas" in names, names
