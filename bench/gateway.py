@@ -218,6 +218,7 @@ def main() -> None:
             gw, port = start_gateway(tmp, uri, db, f"http://127.0.0.1:{sink_port}/")
             try:
                 lat = latency(port, args.requests)
+                throughput(port, 3, args.concurrency)  # warm-up, discarded: the workers scale up to the load
                 tput_on, bad_on = throughput(port, args.seconds, args.concurrency)
                 dropped = metric(port, "mlops_gateway_logger_dropped_total")
                 sent = metric(port, "mlops_gateway_logger_sent_total")
@@ -225,6 +226,7 @@ def main() -> None:
                 stop(gw)
             gw, port = start_gateway(tmp, uri, db, "off")
             try:
+                throughput(port, 3, args.concurrency)  # the same warm-up
                 tput_off, bad_off = throughput(port, args.seconds, args.concurrency)
             finally:
                 stop(gw)

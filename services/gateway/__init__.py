@@ -34,7 +34,7 @@ class GatewayConfig:
     # "process" runs each served version in worker processes, scaled by requests in flight (serve and up).
     replicas: str = "inline"
     replicas_min: int = 1  # when the endpoint sets none
-    replicas_max: int = 4
+    replicas_max: int = min(4, os.cpu_count() or 1)  # more workers than cores only oversubscribe them
     replicas_target: int = 1  # concurrent requests per replica
     scale_down_seconds: float = 30.0  # a replica idle this long stops (down to the minimum)
     sample_seconds: float = 5.0  # how often the replica counts are recorded (the Capacity chart)
