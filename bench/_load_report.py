@@ -95,7 +95,7 @@ def report(r: dict) -> None:
     load = [x for x in samples if x.phase == "load"]
     print(f"\n### Load: {args.sessions} sessions ({args.actors} acting) for {wall / 60:.1f} min, think "
           f"{args.think[0]:g}–{args.think[1]:g} s, live traffic (`up`: gateway, ingest, alert evaluator, demo "
-          f"traffic)\n")
+          f"traffic), {getattr(args, 'consoles', 1)} console process(es)\n")
     print(f"{len(load)} script runs under load ({len(load) / wall:.1f}/s offered, "
           f"{len(load) / wall * 60 / args.sessions:.1f} per session per minute); "
           f"{r['predictions_after'] - r['predictions_before']:,} predictions logged by the live traffic during the "

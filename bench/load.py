@@ -86,6 +86,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Consoles(list):
+    """The console processes (``--consoles N``: N Streamlit processes, as replicas behind a sticky ingress): memory
+    and CPU summed over them and their children."""
+
+    @property
+    def pid(self) -> int:  # the first one's (Chromium measures it)
+        return self[0].pid
+
+    def rss(self) -> float:
+        return sum(rss_mb(p.pid) for p in self)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self)
+
+
+class AllCounters(list):
+    """Every console's read counters: ``read`` sums them, ``set`` sets them all."""
+
+    def read(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self:
+            for k, v in c.read().items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def set(self, name: str, value: int) -> None:
+        for c in self:
+            c.set(name, value)
+
+
 def count_rows(db: Path, sql: str) -> int:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
         return con.execute(sql).fetchone()[0]
@@ -137,10 +167,10 @@ class Browser:
         self.pool.shutdown()
 
 
-async def sampler(stats: list, console_pid: int, up_pid: int, every: float, stop: asyncio.Event) -> None:
+async def sampler(stats: list, consoles: Consoles, up_pid: int, every: float, stop: asyncio.Event) -> None:
     t0 = time.monotonic()
     while True:
-        stats.append((time.monotonic() - t0, rss_mb(console_pid), cpu_seconds(console_pid), rss_mb(up_pid),
+        stats.append((time.monotonic() - t0, consoles.rss(), consoles.cpu(), rss_mb(up_pid),
                       os.getloadavg()[0]))
         try:
             await asyncio.wait_for(stop.wait(), every)
@@ -172,18 +202,20 @@ async def cache_sharing(ctx: Context, counters: Counters, n: int) -> list[dict]:
     return out
 
 
-async def scenario(args, url: str, counters: Counters, console, up, browser: Browser | None, result: dict) -> None:
+async def scenario(args, urls: list[str], counters: AllCounters, console: Consoles, up, browser: Browser | None,
+                   result: dict) -> None:
+    url = urls[0]
     ctx = Context(url, think=args.think, apply_share=args.apply_share, run_timeout=args.run_timeout)
     result["ctx"] = ctx
     stop_sampling = asyncio.Event()
-    sampling = asyncio.create_task(sampler(result["stats"], console.pid, up.pid, args.sample_every, stop_sampling))
+    sampling = asyncio.create_task(sampler(result["stats"], console, up.pid, args.sample_every, stop_sampling))
     one = Person(Context(url, think=(0, 0), apply_share=0.5, run_timeout=args.run_timeout, samples=ctx.samples),
                  99, acts=True, seed=args.seed)
     await one.connect()
     one.ctx.phase = "warm-up"
     await one.every_task_once()
     say(f"warm-up done; alone: {args.alone_rounds} rounds of every task")
-    result["after_warmup"] = (rss_mb(console.pid), cpu_seconds(console.pid))
+    result["after_warmup"] = (console.rss(), console.cpu())
     one.ctx.phase = "alone"
     counters.set("profile_phase", 1)
     for _ in range(args.alone_rounds):
@@ -198,9 +230,12 @@ async def scenario(args, url: str, counters: Counters, console, up, browser: Bro
     say(f"load: {args.sessions} sessions ({args.actors} acting) for {args.minutes:g} min")
     ctx.phase = "load"
     rng = random.Random(args.seed)
-    people = [Person(ctx, i, acts=i < args.actors, seed=rng.randrange(1 << 30)) for i in range(args.sessions)]
-    result["load_start"] = (time.monotonic(), counters.read(), cpu_seconds(console.pid), cpu_seconds(up.pid),
-                            rss_mb(console.pid), time.process_time())
+    ctxs = [ctx] + [Context(u, think=args.think, apply_share=args.apply_share, run_timeout=args.run_timeout,
+                            samples=ctx.samples, phase="load", stop=ctx.stop) for u in urls[1:]]
+    people = [Person(ctxs[i % len(ctxs)], i, acts=i < args.actors, seed=rng.randrange(1 << 30))
+              for i in range(args.sessions)]  # round robin over the consoles: a session stays on its console
+    result["load_start"] = (time.monotonic(), counters.read(), console.cpu(), cpu_seconds(up.pid),
+                            console.rss(), time.process_time())
     counters.set("profile_phase", 2)
     loops = [asyncio.create_task(p.loop()) for p in people]
     if browser is not None:
@@ -211,14 +246,14 @@ async def scenario(args, url: str, counters: Counters, console, up, browser: Bro
         await asyncio.sleep(min(60.0, max(0.0, deadline - time.monotonic())))
         done = sum(1 for s in ctx.samples if s.phase == "load")
         say(f"  {(args.minutes * 60 - (deadline - time.monotonic())) / 60:.1f} min: {done} runs, "
-            f"RSS {rss_mb(console.pid):.0f} MB")
+            f"RSS {console.rss():.0f} MB")
     ctx.stop.set()
     if browser is not None:
         browser.stop.set()
     await asyncio.gather(*loops, return_exceptions=True)
     counters.set("profile_phase", 0)
-    result["load_end"] = (time.monotonic(), counters.read(), cpu_seconds(console.pid), cpu_seconds(up.pid),
-                          rss_mb(console.pid), time.process_time())
+    result["load_end"] = (time.monotonic(), counters.read(), console.cpu(), cpu_seconds(up.pid),
+                          console.rss(), time.process_time())
     stop_sampling.set()
     await sampling
 
@@ -250,9 +285,12 @@ def main() -> None:
     ap.add_argument("--run-timeout", type=float, default=60.0, help="seconds a run may take before it is a failure")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", type=Path, help="keep the data and logs in this directory")
+    ap.add_argument("--consoles", type=int, default=1, help="console processes (sessions spread round robin)")
     ap.add_argument("--profile", action="store_true", help="sample the console's script threads (alone and load)")
     args = ap.parse_args()
     args.think = tuple(float(x) for x in args.think.split(","))
+    if args.consoles < 1 or (args.profile and args.consoles > 1):
+        raise SystemExit("--consoles: 1 or more, and --profile with one console only")
     if not args.no_browser and not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: apt-get install chromium (or --no-browser)")
     work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -274,14 +312,18 @@ def main() -> None:
         up, _ = start([python(), "-m", "services", "up", "--port", "{port}", "--ingest-port", str(ingest_port)],
                       ROOT, env_up, "/v2/health/live", logs / "up.log")
         procs.append(up)
-        console, url = start([python(), str(ROOT / "bench" / "_load_server.py"), str(work / "counters"),
-                              *CONSOLE_ARGS], ROOT, env, "/_stcore/health", logs / "console.log")
-        procs.append(console)
-        counters = Counters(work / "counters", create=False)
-        result["start"] = (rss_mb(console.pid), cpu_seconds(console.pid))
+        console, urls, counters = Consoles(), [], AllCounters()
+        for k in range(args.consoles):
+            proc, url = start([python(), str(ROOT / "bench" / "_load_server.py"), str(work / f"counters{k}"),
+                               *CONSOLE_ARGS], ROOT, env, "/_stcore/health", logs / f"console{k}.log")
+            procs.append(proc)
+            console.append(proc)
+            urls.append(url)
+            counters.append(Counters(work / f"counters{k}", create=False))
+        result["start"] = (console.rss(), console.cpu())
         result["predictions_before"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
-        browser = None if args.no_browser else Browser(url)
-        asyncio.run(scenario(args, url, counters, console, up, browser, result))
+        browser = None if args.no_browser else Browser(urls[0])
+        asyncio.run(scenario(args, urls, counters, console, up, browser, result))
         result["predictions_after"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
         result["weights_applied"] = count_rows(data / "console.db", "SELECT count(*) FROM audit_log WHERE "
                                                "action = 'set_canary_weight' AND result = 'ok'")
