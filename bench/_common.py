@@ -13,3 +13,18 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+def local_registry(tmp: Path):
+    """A fresh MLflow store (SQLite) under ``tmp/registry`` set as the tracking and registry URI: (client, uri,
+    experiment id of "bench")."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    reg = tmp / "registry"
+    reg.mkdir()
+    uri = f"sqlite:///{reg / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    return client, uri, client.create_experiment("bench", artifact_location=(reg / "artifacts").as_uri())

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402, F401  (sets up sys.path and MLflow's environment)
+from _common import local_registry  # noqa: E402  (sets up sys.path and MLflow's environment)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINT = "screening"
@@ -61,18 +61,10 @@ def sink_main(port: int) -> None:
 
 
 def setup(tmp: Path):
-    import mlflow
-    from mlflow import MlflowClient
 
     from tests.conftest import MODEL, _log_version, make_container
 
-    reg = tmp / "registry"
-    reg.mkdir()
-    uri = f"sqlite:///{reg / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
-    exp = client.create_experiment("bench", artifact_location=(reg / "artifacts").as_uri())
+    client, uri, exp = local_registry(tmp)
     client.create_registered_model(MODEL)
     _log_version(client, exp, MODEL, C=0.1, accuracy=0.90)
     _log_version(client, exp, MODEL, C=1.0, accuracy=0.93)

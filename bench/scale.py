@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402, F401  (sets up sys.path and MLflow's environment)
+from _common import local_registry  # noqa: E402  (sets up sys.path and MLflow's environment)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINT = "scale"
@@ -40,19 +40,12 @@ def setup(tmp: Path, trees: int):
     import mlflow
     import numpy as np
     import pandas as pd
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
     from sklearn.ensemble import RandomForestClassifier
 
     from tests.conftest import make_container
 
-    reg = tmp / "registry"
-    reg.mkdir()
-    uri = f"sqlite:///{reg / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
-    exp = client.create_experiment("bench", artifact_location=(reg / "artifacts").as_uri())
+    client, uri, exp = local_registry(tmp)
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.normal(size=(4000, 2)), columns=["mean radius", "mean texture"])
     y = ((x["mean radius"] * x["mean texture"] + rng.normal(scale=0.3, size=len(x))) > 0).astype(int)

@@ -57,6 +57,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """The HTTP status ``url`` answers a GET with, 0 when it does not answer (not up yet, or gone)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
 def _log_version(client, exp_id: str, name: str, *, C: float, accuracy: float, extra_feature: bool = False,
                  extra_req: str | None = None) -> str:
     import mlflow

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 
 import pytest
 import yaml
 from playwright.sync_api import expect
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, http_status, wait_for
 from tests.e2e.helpers import (
     REGRESSOR,
     ROOT,
@@ -35,13 +34,6 @@ RULE = {"name": "drifted", "metric": "drift_share", "above": 0.05, "window_minut
         "request_promotion": True}
 
 
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status
-    except OSError:
-        return 0
-
 
 @pytest.fixture(scope="module")
 def serving(e2e_env, tmp_path_factory):
@@ -59,8 +51,8 @@ def serving(e2e_env, tmp_path_factory):
     try:
         def up() -> bool:
             assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            return (_status(f"http://127.0.0.1:{gw}/v2/models/{ENDPOINT}/ready") == 200
-                    and _status(f"http://127.0.0.1:{ing}/healthz") == 200)
+            return (http_status(f"http://127.0.0.1:{gw}/v2/models/{ENDPOINT}/ready") == 200
+                    and http_status(f"http://127.0.0.1:{ing}/healthz") == 200)
 
         wait_for("up to serve the endpoint", up, timeout=120)
         yield env, gw, ing

@@ -10,11 +10,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, http_status, wait_for
 from tests.processes import stop_process
 
 ENDPOINT = "cancer-screening"
@@ -33,13 +32,6 @@ def demo(tmp_path_factory):
     return env
 
 
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status
-    except OSError:
-        return 0
-
 
 @pytest.fixture(scope="module")
 def running(demo, tmp_path_factory):
@@ -51,8 +43,8 @@ def running(demo, tmp_path_factory):
                                  "--ingest-port", str(ing)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not (_get(f"http://127.0.0.1:{gw}/v2/models/{ENDPOINT}/ready") == 200
-                   and _get(f"http://127.0.0.1:{ing}/healthz") == 200):
+        while not (http_status(f"http://127.0.0.1:{gw}/v2/models/{ENDPOINT}/ready") == 200
+                   and http_status(f"http://127.0.0.1:{ing}/healthz") == 200):
             assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "up did not get ready:\n" + log.read_text(errors="replace")[-3000:]
             time.sleep(0.2)  # polling a bounded start
