@@ -7,12 +7,13 @@ write; a write is ``UPDATE endpoints ... WHERE name = :n AND resource_version
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select, update
 
 from services.clock import Clock, iso, parse_iso, utcnow
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.history import ServedState
 from services.history.sql import record_change
 from services.serving import Change, Condition, Endpoint, Revision, Scaling, ScalingStatus, ServingBackend
@@ -25,7 +26,7 @@ GATEWAY = "local gateway"
 FRESH = timedelta(seconds=30)  # a replica sample older than this: the gateway is not running (it samples every 5 s)
 KEEP_SAMPLES = timedelta(days=8)
 _NOTES = {"set_scaling": "set scaling"}
-DEFAULTS = {"min_replicas": 1, "max_replicas": 4, "target": 1}  # services.gateway.GatewayConfig's defaults
+DEFAULTS = {"min_replicas": 1, "max_replicas": min(4, os.cpu_count() or 1), "target": 1}  # GatewayConfig's
 
 
 class LocalServingBackend(ServingBackend):
@@ -166,6 +167,9 @@ class LocalServingBackend(ServingBackend):
         if new.metric not in (None, METRIC):
             raise Invalid(f"the local gateway scales on {METRIC} (requests in flight per replica), not "
                           f"{new.metric}", source=SOURCE)
+        if new.min_replicas == 0:
+            raise PreconditionFailed("the local gateway keeps at least one worker per served version: it does not "
+                                     "scale to zero (a minimum of 1 is the least)", source=SOURCE)
         s = (current.scaling or Scaling()).merged(new)
         for what, value, low in (("minimum", s.min_replicas, 0), ("maximum", s.max_replicas, 1),
                                  ("target", s.target, 1)):

@@ -12,6 +12,7 @@ import pytest
 from services.capacity import capacity, history
 from services.errors import Conflict, Invalid, PreconditionFailed
 from services.serving import Change, Scaling
+from services.serving.local import DEFAULTS
 from tests.conftest import ENDPOINT
 
 
@@ -55,12 +56,13 @@ def test_a_stale_plan_conflicts_and_bad_inputs_are_refused_and_audited(container
     for params, error in (({"min": 5}, Invalid),  # above the current maximum (2)
                           ({"min": 4, "max": 3}, Invalid), ({"max": -1}, Invalid), ({"min": -2}, Invalid),
                           ({"target": 0}, Invalid), ({"max": "two"}, Invalid), ({"min": 1.5}, Invalid),
-                          ({}, Invalid), ({"max": 2}, PreconditionFailed)):  # nothing to change
+                          ({}, Invalid), ({"max": 2}, PreconditionFailed),  # nothing to change
+                          ({"min": 0}, PreconditionFailed)):  # the local gateway does not scale to zero
         with pytest.raises(error):
             c.actions.plan(alice, "set_scaling", ENDPOINT, **params)
     assert c.serving.get_endpoint(ENDPOINT).scaling == Scaling(None, 2, "concurrency", None)
     results = [e.result for e in c.audit.entries() if e.action == "set_scaling"]
-    assert results.count("refused") >= 9 and "conflict" in results
+    assert results.count("refused") >= 10 and "conflict" in results
     assert c.audit.verify().ok
 
 
@@ -70,6 +72,8 @@ def test_the_backend_itself_refuses_what_the_gateway_cannot_do(container):
     for bad in (Scaling(3, 2), Scaling(metric="cpu"), Scaling(max_replicas=0), Scaling(min_replicas=-1)):
         with pytest.raises(Invalid):
             c.serving.apply(ENDPOINT, Change("set_scaling", rv, scaling=bad), actor="alice")
+    with pytest.raises(PreconditionFailed, match="does not scale to zero"):
+        c.serving.apply(ENDPOINT, Change("set_scaling", rv, scaling=Scaling(min_replicas=0)), actor="alice")
     assert c.serving.get_endpoint(ENDPOINT).resource_version == rv
 
 
@@ -88,7 +92,8 @@ def test_replica_samples_feed_the_status_and_the_history(container, clock):
     assert stale.current_replicas is None and "not running" in stale.note
     c.serving.record_replicas([(ENDPOINT, "1", 2, 3), (ENDPOINT, "2", 1, 0)], at=now)
     st = c.serving.scaling_status(ep)
-    assert (st.source, st.current_replicas, st.desired_replicas, st.note) == ("local gateway", 3, 3 + 1, "")
+    want = min(3, DEFAULTS["max_replicas"]) + 1  # v1: 3 in flight at target 1, up to the default maximum (the cores)
+    assert (st.source, st.current_replicas, st.desired_replicas, st.note) == ("local gateway", 3, want, "")
     assert st.revisions == (("v1", 80, 2), ("v2", 20, 1))
     cap = capacity(c.serving, c.metrics, c.policy, ep, now)
     assert (cap.replicas, cap.replicas_source) == (3, "local gateway")
