@@ -10,7 +10,6 @@ BASE_IMAGE``), e.g. a local mirror of the pinned one; ``DOCKER_HOST`` selects th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -149,7 +148,9 @@ def test_image_runs_read_only_as_non_root_and_answers_health(image):
         uids = re.search(r"^Uid:\s+(.*)$", status, flags=re.M)[1].split()
         assert set(uids) == {uid}, f"PID 1 runs as {uids}"
         assert re.search(r"^CapEff:\s+0+$", status, flags=re.M), "capabilities left"
-        run = asyncio.run(_load(port, "/"))
+        from tests.streamlit_ws import run_sync
+
+        run = run_sync(_load(port, "/"))
         run.raise_for_errors()
         assert "MLOps Console" in run.headings
         wait_for("Docker's HEALTHCHECK to pass", lambda: _docker(

@@ -15,6 +15,7 @@ from services.capacity import bucket_replicas
 from services.gateway import GatewayConfig
 from services.gateway import workers as w
 from services.gateway.workers import Bounds, ModelFailed, ReplicaPool, WorkerError, desired_replicas
+from tests.streamlit_ws import run_sync
 
 
 @pytest.mark.parametrize(("in_flight", "lo", "hi", "target", "want"), [
@@ -126,7 +127,7 @@ def test_the_pool_scales_up_to_its_max_under_load_and_down_to_its_min_when_idle(
         await until(lambda: sum(r.stopped for r in pool.started) == 2)  # stopped on the executor
         pool.maintain(now + 60, scale_down_delay=1.0)
         assert len(pool.replicas) == 1  # never below it
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_a_dead_worker_fails_its_request_with_a_worker_error_and_is_replaced(pool):
@@ -145,7 +146,7 @@ def test_a_dead_worker_fails_its_request_with_a_worker_error_and_is_replaced(poo
         with pytest.raises(ModelFailed):  # the model raising: its worker stays
             await pool.predict("bad")
         assert len(pool.replicas) == 1 and pool.replicas[0].alive()
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_a_pool_whose_workers_cannot_start_answers_at_once(monkeypatch):
@@ -161,7 +162,7 @@ def test_a_pool_whose_workers_cannot_start_answers_at_once(monkeypatch):
                 await asyncio.wait_for(p.predict("x"), 5)
             with pytest.raises(WorkerError, match="boom"):  # within the retry pause: no new start, no wait
                 await asyncio.wait_for(p.predict("x"), 1)
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_replica_samples_are_bucketed_to_the_most_in_each_step():
@@ -195,4 +196,4 @@ def test_closing_stops_idle_workers_and_kills_busy_ones(pool):
         assert pool.replicas == [] and pool.closed
         with pytest.raises(WorkerError, match="stopping"):
             await pool.predict("y")
-    asyncio.run(scenario())
+    run_sync(scenario())

@@ -158,3 +158,18 @@ def test_services_have_no_import_cycle():
     cycles = _cycles(import_graph())
     assert cycles == [], "import cycles in services/ (top-level and function-level imports):\n" + "\n".join(
         " -> ".join(c) for c in cycles)
+
+
+def test_no_test_starts_an_event_loop_with_asyncio_run():
+    """The e2e tests run first in the same pytest process, and Playwright's sync API leaves an event loop running
+    in the main thread, where ``asyncio.run`` refuses to start: tests use ``tests.streamlit_ws.run_sync`` (a thread
+    of its own). A file that passes alone and fails in the whole suite is what this prevents."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name == "streamlit_ws.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "asyncio"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"use tests.streamlit_ws.run_sync instead of asyncio.run: {offenders}"
