@@ -42,7 +42,7 @@ system-deps:
 ## test: install what the tests need, start what is not running, run the whole suite
 test: $(BIN)/.dev system-deps
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(BIN)/.dev
 	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)

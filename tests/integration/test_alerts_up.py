@@ -46,7 +46,8 @@ def test_up_evaluates_the_alert_rules(registry_template, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}, "MLFLOW_TRACKING_URI": uri,
            "MLOPS_DATABASE_URL": database_url, "MLOPS_DATA_DIR": str(tmp_path),
            "MLOPS_POLICY_FILE": str(tmp_path / "policy.yaml"), "MLOPS_ALERT_INTERVAL_SECONDS": "1",
-           "MLOPS_INGEST_URL": f"http://127.0.0.1:{ing}/", "PYTHONUNBUFFERED": "1"}
+           "MLOPS_INGEST_URL": f"http://127.0.0.1:{ing}/", "PYTHONUNBUFFERED": "1",
+           "MLOPS_GATEWAY_REPLICAS": "inline"}  # worker processes are tested in test_gateway_replicas.py
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services", "up", "--no-traffic", "--port", str(gw),

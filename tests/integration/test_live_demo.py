@@ -36,7 +36,8 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def running(demo, tmp_path_factory):
     gw, ing = free_port(), free_port()
-    env = {**demo, "MLOPS_INGEST_URL": f"http://127.0.0.1:{ing}/", "MLOPS_ALERT_INTERVAL_SECONDS": "1"}
+    env = {**demo, "MLOPS_INGEST_URL": f"http://127.0.0.1:{ing}/", "MLOPS_ALERT_INTERVAL_SECONDS": "1",
+           "MLOPS_GATEWAY_REPLICAS": "inline"}  # worker processes are tested in test_gateway_replicas.py
     log = tmp_path_factory.mktemp("up") / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services", "up", "--no-traffic", "--port", str(gw),
