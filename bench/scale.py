@@ -102,12 +102,9 @@ def start(tmp: Path, uri: str, db: str, mode: str, workers: int, rows: int):
 
 
 def stop(proc, log) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    from tests.processes import stop_process
+
+    stop_process(proc, timeout=30)
     log.close()
 
 

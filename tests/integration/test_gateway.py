@@ -24,6 +24,7 @@ from services.gateway import GatewayConfig
 from services.refs import VersionRef
 from services.serving import Change
 from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container
+from tests.processes import stop_process
 
 ROW = {"mean radius": 0.7, "mean texture": -0.2}
 
@@ -451,12 +452,7 @@ def test_python_m_services_serve(served, tmp_path):
         status, headers, body = client.v1([ROW])
         assert status == 200 and headers["x-model-version"] in ("1", "2") and len(body["predictions"]) == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 # ------------------------------------------------------------------ trusted types

@@ -18,6 +18,7 @@ import pytest
 from services.serving import Change, Scaling
 from tests.conftest import ENDPOINT, MODEL, ROOT, free_port, fresh_registry, make_container, wait_for
 from tests.integration.test_gateway import ROW, Client
+from tests.processes import stop_process
 
 
 @pytest.fixture
@@ -63,12 +64,7 @@ def serve(served, **env_extra):
         client.proc, client.log = proc, tmp / f"serve-{port}.log"
         yield client
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout=20)
         log.close()
 
 
