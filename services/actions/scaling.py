@@ -135,25 +135,22 @@ def check_floor(p: Planning, ep, after: Scaling) -> None:
     pol = p.policy_for(ep.name).scaling
     if not pol.floor:
         return
-    from services.capacity import load
-
     source = getattr(p.live_metrics, "metrics", p.live_metrics)  # the gate metrics wrap the metrics source
     rate = mean_ms = None
     note = "no metrics source"
     if source is not None and hasattr(source, "aggregates"):
         window = timedelta(minutes=pol.window_minutes)
         now = source.clock()
-        rate, _, note = load(source, ep.name, now, window)
-        if rate is not None:
-            try:
-                aggs = source.aggregates(ep.name, now - window, now)
-            except ConsoleError:
-                aggs = []
+        try:
+            aggs = source.aggregates(ep.name, now - window, now)  # one read: the rate and the mean latency
             count = sum(a.count for a in aggs)
+            rate = count / window.total_seconds()
             mean_ms = sum(a.latency_sum_ms for a in aggs) / count if count else None
-    status = p.serving.scaling_status(ep)
-    need, how = load_need(after, rate=rate, mean_ms=mean_ms, replicas=status.current_replicas,
-                          headroom=pol.headroom)
+        except ConsoleError as exc:
+            note = f"{exc.source}: {exc.message}"
+    by_load = (after.metric or "concurrency") in ("concurrency", "rps") and after.target and rate is not None
+    replicas = None if by_load else p.serving.scaling_status(ep).current_replicas  # asked only when needed
+    need, how = load_need(after, rate=rate, mean_ms=mean_ms, replicas=replicas, headroom=pol.headroom)
     if need is None:
         raise PreconditionFailed(f"the policy sets a scaling floor for {ep.name} and the load cannot be read "
                                  f"({note or how}): the maximum is not lowered while that is unknown",
