@@ -11,9 +11,8 @@ import pytest
 
 from services.errors import PreconditionFailed
 from services.predictions import PredictionRow
-from services.serving.kserve import KServeBackend
-from tests.conftest import MODEL, TEST_POLICY, fresh_registry, make_container
-from tests.integration.test_scaling_kserve import EP, NAME, NS, _isvc
+from tests.conftest import MODEL, TEST_POLICY
+from tests.integration.test_scaling_kserve import EP, NAME, NS, kserve_container
 
 FLOOR = {**TEST_POLICY, "defaults": {**TEST_POLICY["defaults"],
                                      "scaling": {"floor": True, "headroom": 1.25, "window_minutes": 5}}}
@@ -21,22 +20,11 @@ FLOOR = {**TEST_POLICY, "defaults": {**TEST_POLICY["defaults"],
 
 @pytest.fixture(params=[True, False], ids=["floor", "no-floor"])
 def kc(request, registry_template, tmp_path, k8s_double, clock):
-    uri = fresh_registry(registry_template, tmp_path / "reg")
-    db = f"sqlite:///{tmp_path / 'c.db'}"
-    base = make_container(uri, db, tmp_path, clock=clock)
-    v1 = base.registry.get_version(MODEL, "1")
-    isvc = _isvc(base.registry.storage_uri(MODEL, "1"), v1.run_id, standard=False)
-    isvc["spec"]["predictor"].update({"maxReplicas": 8, "scaleMetric": "concurrency", "scaleTarget": 1})
-    k8s_double.put_object(isvc)
-    k8s_double.simulate_controller(NS, NAME)
-    api = k8s_double.api_client()
-    c = make_container(uri, db, tmp_path, clock=clock, policy=FLOOR if request.param else TEST_POLICY,
-                       serving=KServeBackend((NS,), api_client=api, request_timeout=(2, 5)))
-    c.floor = request.param
-    yield c
-    api.close()
-    c.engine.dispose()
-    base.engine.dispose()
+    for c in kserve_container(registry_template, tmp_path, k8s_double, clock, standard=False,
+                              predictor={"maxReplicas": 8, "scaleMetric": "concurrency", "scaleTarget": 1},
+                              policy=FLOOR if request.param else TEST_POLICY):
+        c.floor = request.param
+        yield c
 
 
 def _traffic(c, clock, *, per_second: int, latency_ms: float, minutes: int = 5) -> int:

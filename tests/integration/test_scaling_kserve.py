@@ -34,20 +34,32 @@ def _isvc(storage: str, run_id: str, *, standard: bool) -> dict:
 
 @pytest.fixture(params=["serverless", "standard"])
 def kc(request, registry_template, tmp_path, k8s_double, clock):
+    for c in kserve_container(registry_template, tmp_path, k8s_double, clock, standard=request.param == "standard"):
+        c.mode = request.param
+        yield c
+
+
+def kserve_container(registry_template, tmp_path, k8s_double, clock, *, standard: bool, predictor: dict | None = None,
+                     policy: dict | None = None):
+    """A container over the API double serving v1 as ``ml/screening`` (``predictor``: more of its spec), torn down
+    after the one value it yields."""
     uri = fresh_registry(registry_template, tmp_path / "reg")
-    base = make_container(uri, f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    base = make_container(uri, db, tmp_path, clock=clock)
     v1 = base.registry.get_version(MODEL, "1")
-    k8s_double.put_object(_isvc(base.registry.storage_uri(MODEL, "1"), v1.run_id,
-                                standard=request.param == "standard"))
+    isvc = _isvc(base.registry.storage_uri(MODEL, "1"), v1.run_id, standard=standard)
+    isvc["spec"]["predictor"].update(predictor or {})
+    k8s_double.put_object(isvc)
     k8s_double.simulate_controller(NS, NAME)
     api = k8s_double.api_client()
-    c = make_container(uri, f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock,
+    c = make_container(uri, db, tmp_path, clock=clock, policy=policy,
                        serving=KServeBackend((NS,), api_client=api, request_timeout=(2, 5)))
-    c.mode = request.param
-    yield c
-    api.close()
-    c.engine.dispose()
-    base.engine.dispose()
+    try:
+        yield c
+    finally:
+        api.close()
+        c.engine.dispose()
+        base.engine.dispose()
 
 
 def test_set_scaling_sends_the_exact_patch_the_dry_run_showed_and_it_fits_the_crds(kc, k8s_double, check_isvc):
