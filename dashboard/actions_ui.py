@@ -16,6 +16,7 @@ from dashboard import state
 from dashboard.approvals_view import gates_table
 from dashboard.bootstrap import container, current_actor
 from dashboard.components import MISSING, fmt_time, show_error
+from dashboard.data import clear_caches
 from dashboard.nav import href
 from services.errors import ConsoleError
 
@@ -199,7 +200,7 @@ def confirm_dialog() -> None:
             if out.status == "pending_approval" and out.request_id:
                 message += f" — [open request #{out.request_id}]({href('approvals', request=out.request_id)})"
             st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", message)
-            st.cache_data.clear()
+            clear_caches()
             st.rerun()
     err = st.session_state.get(DIALOG_ERROR)
     if err is not None:
@@ -209,7 +210,7 @@ def confirm_dialog() -> None:
             if st.button("Re-read and close", key="reread", icon=":material/refresh:"):
                 st.session_state.pop(PENDING, None)
                 st.session_state.pop(DIALOG_ERROR, None)
-                st.cache_data.clear()
+                clear_caches()
                 st.rerun()
 
 

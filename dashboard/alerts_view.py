@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container, settings_key
 from dashboard.components import MISSING, fmt_time, table
+from dashboard.data import windowed
 from dashboard.nav import href
 from services.alerts.usecases import list_alerts
 
@@ -17,7 +18,7 @@ RECENT = timedelta(hours=24)
 SEVERITY_ORDER = {"page": 0, "ticket": 1, "info": 2}
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=30)
 def _alerts(key: str, endpoint: str | None, start: datetime, end: datetime) -> tuple[list, list[str]]:  # noqa: ARG001
     c = container()
     found = list_alerts(c.alerts, c.external_alerts, endpoint=endpoint, start=start, end=end, firing_first=True)

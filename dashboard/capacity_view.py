@@ -10,6 +10,8 @@ import streamlit as st
 
 from dashboard.bootstrap import container, current_actor, settings_key
 from dashboard.components import MISSING, fmt_time, show_error
+from dashboard.data import windowed
+from dashboard.shared_reads import shared_read
 from services.capacity import assess, history, load, slo_p95
 from services.errors import ConsoleError
 
@@ -78,7 +80,7 @@ def _history(ep, slo: float | None) -> None:
         st.caption(note)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=60)
 def _read_history(k: str, endpoint: str, start, end):
     c = container()
     return history(c.serving, c.metrics, endpoint, start, end)
@@ -117,7 +119,7 @@ def history_chart(h, slo: float | None):
     return fig
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@shared_read(fresh=10, stale=60, key=lambda k, endpoint, now: (k, endpoint))  # always the last 5 minutes
 def _load(k: str, endpoint: str, now):
     """Requests/s and p95 over the 5 minutes before ``now`` (rounded up to 10 s: sessions share the read)."""
     return load(container().metrics, endpoint, now)

@@ -156,6 +156,9 @@ def frame_config(df: pd.DataFrame, numbers: list[str] | tuple[str, ...] = (), *,
 
 def refresh_button(where=st.sidebar) -> None:
     if where.button("Refresh data", key=state.REFRESH, icon=":material/refresh:",
-                    help="Reads are cached for 30 s; this fetches everything again now."):
-        st.cache_data.clear()
+                    help="Reads are shared for up to 30 s (then re-read in the background); this reads "
+                         "everything again now."):
+        from dashboard.data import clear_caches
+
+        clear_caches()
         st.rerun()

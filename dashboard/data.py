@@ -1,4 +1,5 @@
-"""Cached reads for pages (``st.cache_data`` with a TTL; the sidebar's Refresh clears them).
+"""Cached reads for pages, shared by every session of the process and refreshed in the background
+(:mod:`dashboard.shared_reads`); the sidebar's Refresh and every action clear them (:func:`clear_caches`).
 
 Each function takes the settings key first so caches never mix two
 configurations in one process. Errors are not cached.
@@ -9,9 +10,31 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.bootstrap import container, settings_key
+from dashboard.shared_reads import shared_read
 from services import deployments, history
 
-TTL = 30
+TTL = 30  # seconds a read is fresh
+STALE = 120  # ... and shown while a newer one is read in the background (dashboard.shared_reads)
+
+
+def clear_caches() -> None:
+    """Forget every cached read (``st.cache_data`` and the shared reads): after an action, and on Refresh."""
+    from dashboard.shared_reads import clear_all
+
+    st.cache_data.clear()
+    clear_all()
+
+
+def windowed(*, fresh: float, stale: float, max_entries: int = 128):
+    """:func:`shared_read` for a read whose last two arguments are a window's start and end: a window ending now
+    is keyed by its length (one entry that slides, re-read in the background), any other by its ends."""
+    from dashboard.shared_reads import window_key
+
+    def key_of(*args):
+        *head, start, end = args
+        return (*head, *window_key(start, end, container().clock()))
+
+    return shared_read(fresh=fresh, stale=stale, max_entries=max_entries, key=key_of)
 
 
 def key() -> str:
@@ -19,32 +42,32 @@ def key() -> str:
     return settings_key()
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def models(k: str, search: str = ""):
     return history.list_models(container().registry, search)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def model_view(k: str, name: str):
     return history.model_view(container().registry, name)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def version_detail(k: str, name: str, version: str):
     return container().registry.get_version_detail(name, version)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def metric_history(k: str, run_id: str, metric: str):
     return container().registry.metric_history(run_id, metric)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def comparison(k: str, name: str, versions: tuple[str, ...]):
     return history.compare_versions(container().registry, name, list(versions))
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@shared_read(fresh=TTL, stale=STALE)
 def recent(k: str, limit: int = 10):
     return history.recent_activity(container().registry, limit)
 
@@ -58,7 +81,7 @@ def serving_overview():
 SERVING_TTL = 5
 
 
-@st.cache_data(ttl=SERVING_TTL, show_spinner=False)
+@shared_read(fresh=SERVING_TTL, stale=60)
 def serving_views(k: str):
     """What serves, for pages that only show it (Overview, Models, a version): cached for 5 s across sessions —
     it asks the registry for each endpoint model's aliases, 2 MLflow calls on the demo, on every run otherwise.

@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container, settings_key
 from dashboard.components import MISSING, fmt_time, table
+from dashboard.data import windowed
 from dashboard.nav import link
 from services.drift.windows import MIN_ROWS, DriftView, endpoint_drift, served_versions
 from services.errors import ConsoleError
@@ -25,15 +26,16 @@ DEFAULT_FROM = "-7d"
 METHOD_NAMES = {"psi": "PSI", "jensenshannon": "Jensen–Shannon", "hellinger": "Hellinger"}
 REF, CUR = "#6e7781", "#0969da"
 WARMUP_HOURS = 48  # services.drift.sequential's default warm-up
-TTL = 30  # seconds a window's read is cached (and how far "now" is rounded up: pages/drift.py)
+TTL = 30  # seconds a window's read is fresh (and how far "now" is rounded up: pages/drift.py)
+STALE = 180  # ... and shown while a newer one is read in the background (dashboard.shared_reads)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@windowed(fresh=TTL, stale=STALE)
 def versions(key: str, endpoint: str, start: datetime, end: datetime) -> list[tuple[str, str, int]]:  # noqa: ARG001
     return served_versions(container().predictions, endpoint, start, end)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@windowed(fresh=TTL, stale=STALE)
 def load(key: str, endpoint: str, version: str | None, start: datetime, end: datetime) -> tuple[DriftView, str]:  # noqa: ARG001
     """The view, and a token naming this read (new on every read: the charts built from it are cached by it)."""
     c = container()

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error, table
+from dashboard.data import clear_caches, windowed
 from dashboard.nav import href
 from services.alerts.usecases import list_alerts
 from services.clock import parse_iso
@@ -30,12 +31,12 @@ ROLE_COLOURS = {"stable": "#0969da", "canary": "#bf8700", "unknown": "#6e7781"}
 
 
 # -- data (cached briefly: an incident moves) ------------------------------------------------------------------
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=60)
 def events(key: str, endpoint: str, start: datetime, end: datetime) -> list:  # noqa: ARG001 - key: settings
     return container().incidents.timeline(endpoint, start, end)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=30)  # firing alerts: shown at most 30 s late
 def alerts(key: str, endpoint: str, start: datetime, end: datetime) -> tuple[list, list[str]]:  # noqa: ARG001
     c = container()
     found = list_alerts(c.alerts, c.external_alerts, endpoint=endpoint, start=start, end=end, firing_first=True)
@@ -106,12 +107,12 @@ def acknowledge_button(alert) -> None:
         except ConsoleError as exc:
             show_error(exc)
             return
-        st.cache_data.clear()
+        clear_caches()
         st.rerun()
 
 
 # -- the chart ---------------------------------------------------------------------------------------------------
-@st.cache_data(ttl=30, show_spinner=False)
+@windowed(fresh=30, stale=180)
 def drift_share(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
     """The share of the busiest version's features drifted, per heatmap period of the Drift view (empty when
     the endpoint has no profiled traffic in the window)."""

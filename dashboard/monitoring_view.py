@@ -13,7 +13,9 @@ import streamlit as st
 
 from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error
+from dashboard.data import windowed
 from dashboard.nav import link
+from dashboard.shared_reads import shared_read
 from services.errors import ConsoleError
 from services.metrics import SeriesPoint, VersionStats, default_step, parse_time
 from services.metrics.report import window_report
@@ -68,7 +70,7 @@ def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
 
 
 # -- data ---------------------------------------------------------------------------------------------------
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=60)
 def _load(key: str, endpoint: str, start: datetime, end: datetime) -> dict:  # noqa: ARG001 - key: settings
     """The page's data, and a token naming this read (new on every read: its charts are cached by it)."""
     return {**page_data(container().metrics, endpoint, start, end), "token": uuid.uuid4().hex}
@@ -156,7 +158,7 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
 RECENT = 50
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@windowed(fresh=10, stale=60)
 def _recent(key: str, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:  # noqa: ARG001
     from dashboard.nav import href
 
@@ -305,7 +307,7 @@ def _ms(x) -> str:
 
 
 # -- the live line of the Deployments and Overview pages ----------------------------------------------------
-@st.cache_data(ttl=15, show_spinner=False)
+@shared_read(fresh=15, stale=60, key=lambda key, endpoint, end: (key, endpoint))  # always the last minutes
 def _live(key: str, endpoint: str, end: datetime) -> tuple[float, float | None]:  # noqa: ARG001
     start = end - timedelta(minutes=LIVE_SUMMARY_MINUTES)
     stats = container().metrics.summary(endpoint, start, end)

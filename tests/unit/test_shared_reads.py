@@ -1,0 +1,171 @@
+"""dashboard.shared_reads: fresh hits, stale served while ONE background read replaces it, one read for many
+waiting sessions, failures never kept, copies per hit, bounds, clear, and windows ending now keyed by length."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dashboard.shared_reads import clear_all, shared_read, window_key
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def counting(clock, **kw):
+    calls = []
+
+    @shared_read(fresh=10, stale=60, clock=clock, **kw)
+    def read(k, n):
+        calls.append((k, n))
+        return {"k": k, "n": n, "read": len(calls)}
+
+    return read, calls
+
+
+def test_fresh_hit_reads_once_and_returns_copies(clock):
+    read, calls = counting(clock)
+    a = read("x", 1)
+    a["n"] = "changed by a page"
+    clock.t += 9
+    b = read("x", 1)
+    assert b == {"k": "x", "n": 1, "read": 1} and b is not read("x", 1)
+    assert calls == [("x", 1)]
+    read("x", 2)
+    assert calls == [("x", 1), ("x", 2)]  # another key, another read
+
+
+def test_stale_is_served_at_once_and_refreshed_once_in_the_background(clock):
+    gate, started = threading.Event(), threading.Event()
+    n = {"reads": 0}
+
+    @shared_read(fresh=10, stale=60, clock=clock, key=lambda k, arg: k)  # arg: as a window's ends
+    def read(k, arg):
+        n["reads"] += 1
+        if n["reads"] > 1:
+            started.set()
+            assert gate.wait(10)
+        return (arg, n["reads"])
+
+    assert read("k", "first") == ("first", 1)
+    clock.t += 11  # stale
+    # served the old value at once, while the background read (with THIS call's args) is blocked
+    assert [read("k", "second") for _ in range(5)] == [("first", 1)] * 5
+    assert started.wait(10)
+    assert n["reads"] == 2  # one background read, not five
+    gate.set()
+    read.settle()
+    assert read("k", "third") == ("second", 2)  # the refresh used the args of the call that found it stale
+
+
+def test_too_old_is_read_in_the_foreground(clock):
+    read, calls = counting(clock)
+    read("x", 1)
+    clock.t += 61
+    assert read("x", 1)["read"] == 2
+    assert len(calls) == 2
+
+
+def test_sessions_asking_at_once_share_one_read(clock):
+    gate = threading.Event()
+    calls = []
+
+    @shared_read(fresh=10, stale=60, clock=clock)
+    def read(k):
+        calls.append(k)
+        assert gate.wait(10)
+        return len(calls)
+
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(read("k"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert out == [1] * 8 and calls == ["k"]
+
+
+def test_a_failed_read_is_not_kept_and_waiters_see_the_error(clock):
+    attempts = []
+
+    @shared_read(fresh=10, stale=60, clock=clock)
+    def read(k):
+        attempts.append(k)
+        if len(attempts) == 1:
+            raise ConnectionError("mlflow down")
+        return "ok"
+
+    with pytest.raises(ConnectionError, match="mlflow down"):
+        read("k")
+    assert read("k") == "ok" and len(attempts) == 2
+
+
+def test_a_failed_background_read_drops_the_entry_so_the_next_run_shows_the_error(clock):
+    state = {"down": False}
+
+    @shared_read(fresh=10, stale=60, clock=clock)
+    def read(k):
+        if state["down"]:
+            raise TimeoutError("registry hung")
+        return "value"
+
+    assert read("k") == "value"
+    clock.t += 11
+    state["down"] = True
+    assert read("k") == "value"  # stale, served once; its refresh fails
+    read.settle()
+    with pytest.raises(TimeoutError, match="registry hung"):
+        read("k")
+
+
+def test_entries_are_bounded_least_recently_used_first(clock):
+    read, calls = counting(clock, max_entries=3)
+    for n in range(3):
+        read("x", n)
+    read("x", 0)  # used again: now the newest
+    read("x", 3)  # evicts ("x", 1)
+    calls.clear()
+    read("x", 0), read("x", 2), read("x", 3)
+    assert calls == []
+    read("x", 1)
+    assert calls == [("x", 1)]
+
+
+def test_clear_all_forgets_everything(clock):
+    read, calls = counting(clock)
+    read("x", 1)
+    clear_all()
+    read("x", 1)
+    assert len(calls) == 2
+
+
+def test_bad_lifetimes_are_refused():
+    with pytest.raises(ValueError, match="fresh <= stale"):
+        shared_read(fresh=10, stale=5)(lambda: None)
+    with pytest.raises(ValueError):
+        shared_read(fresh=0, stale=5)(lambda: None)
+
+
+def test_window_key_slides_with_now_and_keeps_fixed_windows_apart():
+    now = datetime(2026, 11, 27, 12, 0, 7, tzinfo=UTC)
+    end = datetime(2026, 11, 27, 12, 0, 10, tzinfo=UTC)  # pages round now up
+    assert window_key(end - timedelta(hours=1), end, now) == ("now", timedelta(hours=1))
+    later = end + timedelta(seconds=30)
+    assert window_key(later - timedelta(hours=1), later, now + timedelta(seconds=30)) == ("now", timedelta(hours=1))
+    fixed = (datetime(2026, 11, 26, 9, tzinfo=UTC), datetime(2026, 11, 26, 10, tzinfo=UTC))
+    assert window_key(*fixed, now) == fixed
+    future = (now, now + timedelta(days=2))  # a custom window ending far ahead: its own ends
+    assert window_key(*future, now) == future
