@@ -52,22 +52,35 @@ def runs_table(samples) -> tuple[list[str], list[tuple[str, float]]]:
 
 
 def browser_table(samples) -> tuple[list[str], float]:
-    lines = ["| view | loads | p50 | p95 | max | median alone | failed |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| view | loads | p50 | p95 | max | median alone | alone: boot + script | load: boot + script "
+             "(medians) | first visit alone (nothing cached): median, boot + script | failed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for phase, view, ms, _err in samples:
+    split: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for phase, view, ms, _err, *parts in samples:
         by[(phase, view)].append(ms / 1000)
+        if parts and not math.isnan(ms):  # boot: navigation -> first run starts; script: first run -> last ends
+            split[(phase, view)].append((parts[0] / 1000, parts[1] / 1000))
+
+    def parts(key) -> str:
+        xs = split.get(key)
+        return f"{s(statistics.median(b for b, _ in xs))} + {s(statistics.median(r for _, r in xs))}" if xs else "—"
+
     every = []
-    for view in dict.fromkeys(v for _, v, _, _ in samples):
+    for view in dict.fromkeys(x[1] for x in samples):
         xs = by.get(("load", view), [])
         every += xs
         alone = by.get(("alone", view), [])
         failed = sum(1 for x in xs if math.isnan(x))
+        cold = by.get(("alone-first", view), [])
+        first = f"{s(statistics.median(cold))}: {parts(('alone-first', view))}" if cold else "—"
         lines.append(f"| `{view}` | {len(xs)} | {s(pct(xs, 0.5))} | {s(pct(xs, 0.95))} | "
                      f"{s(max([x for x in xs if not math.isnan(x)], default=float('nan')))} | "
-                     f"{s(statistics.median(alone)) if alone else '—'} | {failed} |")
+                     f"{s(statistics.median(alone)) if alone else '—'} | {parts(('alone', view))} | "
+                     f"{parts(('load', view))} | {first} | {failed} |")
     p95 = pct(every, 0.95)
     lines.append(f"| **all views** | {len(every)} | {s(pct(every, 0.5))} | **{s(p95)}** | "
-                 f"{s(max([x for x in every if not math.isnan(x)], default=float('nan')))} | | "
+                 f"{s(max([x for x in every if not math.isnan(x)], default=float('nan')))} | | | | | "
                  f"{sum(1 for x in every if math.isnan(x))} |")
     return lines, p95
 
@@ -108,8 +121,10 @@ def report(r: dict) -> None:
 
     browser_p95 = float("nan")
     if r["browser"]:
-        print("\n**Browser page-ready** (Chromium, a fresh context per load, during the load; ready = script "
-              "finished, title and content visible, nothing spinning):\n")
+        how = ("a fresh context per load: a first visit each time" if r["args"].browser_fresh else
+               "one browser session: each load a new page load and Streamlit session, the browser's cache kept")
+        print(f"\n**Browser page-ready** (Chromium, {how}; during the load; ready = script finished, title and "
+              "content visible, nothing spinning; boot = navigation to the first script run's start):\n")
         lines, browser_p95 = browser_table(r["browser"])
         print("\n".join(lines))
 
@@ -117,7 +132,7 @@ def report(r: dict) -> None:
     disconnects = [e for _, e in errors if e.startswith("disconnect")]
     print(f"\n**Errors under load: {len(errors)}** (exceptions drawn, error boxes other than a conflict message, "
           f"runs not finished normally: {len(errors) - len(disconnects)}; disconnects and timeouts: "
-          f"{len(disconnects)}); browser loads failed: {sum(1 for *_, e in r['browser'] if e)}.")
+          f"{len(disconnects)}); browser loads failed: {sum(1 for x in r['browser'] if x[3])}.")
     for (label, e), n in Counter(errors).most_common(8):
         print(f"- {n} × `{label}`: {e[:240]}")
     outcomes = Counter(x.outcome for x in load if x.outcome)

@@ -74,6 +74,8 @@ def _instrument(counters: Counters) -> None:
 
         def call(*args, **kwargs):
             counters.add("mlflow_calls")
+            if MLFLOW_CALLERS is not None:  # --profile: who asks (the console's nearest frames), by phase
+                MLFLOW_CALLERS[(counters.read()["profile_phase"], _callers(sys._getframe(1)), name)] += 1
             return attr(*args, **kwargs)
 
         return call
@@ -102,6 +104,19 @@ def _instrument(counters: Counters) -> None:
 
 
 # -- a sampling profiler of the script threads (--profile) ----------------------------------------------------
+MLFLOW_CALLERS = None  # Counter of (phase, callers, MLflow method) with --profile
+
+
+def _callers(frame, n: int = 3) -> str:
+    out = []
+    while frame is not None and len(out) < n:
+        path = frame.f_code.co_filename
+        if "/dashboard/" in path or "/pages/" in path:
+            out.append(_where(frame))
+        frame = frame.f_back
+    return " <- ".join(out) or "(not a page)"
+
+
 def _where(frame) -> str:
     path = frame.f_code.co_filename
     for root in (str(ROOT) + "/", "site-packages/"):
@@ -137,6 +152,7 @@ def profiler(counters: Counters, out: Path, every: float = 0.005) -> None:
         if c["profile_dump"] != written:
             for phase, agg in stacks.items():
                 Path(f"{out}.{phase}.folded").write_text("".join(f"{k} {n}\n" for k, n in agg.most_common()))
+            Path(f"{out}.mlflow.json").write_text(json.dumps([[*k, n] for k, n in MLFLOW_CALLERS.most_common()]))
             written = c["profile_dump"]
             counters.set("profile_written", written)
 
@@ -191,6 +207,10 @@ def main() -> None:
     counters = Counters(Path(sys.argv[1]), create=True)
     _instrument(counters)
     if os.environ.get("LOAD_PROFILE"):
+        global MLFLOW_CALLERS
+        from collections import Counter
+
+        MLFLOW_CALLERS = Counter()
         threading.Thread(target=profiler, args=(counters, Path(os.environ["LOAD_PROFILE"])), daemon=True,
                          name="load-profiler").start()
     from streamlit.web import cli

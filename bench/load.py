@@ -49,7 +49,18 @@ from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environme
 from _load_report import profile_summary, report  # noqa: E402
 from _load_server import SLOTS, Counters, cpu_seconds, rss_mb  # noqa: E402
 from _load_sessions import ACT_ENDPOINT, MODEL, Context, Person  # noqa: E402
-from pages_browser import CHROMIUM, CHROMIUM_ARGS, CONSOLE_ARGS, View, app_env, load_console, python, start, stop  # noqa: E402
+from pages_browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CONSOLE_ARGS,
+    VIEWPORT,
+    View,
+    app_env,
+    load_console,
+    python,
+    start,
+    stop,
+)
 
 from tests.streamlit_ws import StreamlitSession  # noqa: E402
 
@@ -122,11 +133,15 @@ def count_rows(db: Path, sql: str) -> int:
 
 
 class Browser:
-    """One Chromium on its own thread (Playwright's sync API stays on the thread that started it)."""
+    """One Chromium on its own thread (Playwright's sync API stays on the thread that started it). Each load is a
+    new page load and a new Streamlit session, either in the one browser session (``fresh=False``: its HTTP
+    cache kept, as a person's browser that has opened the console before) or in a fresh context (a first visit:
+    nothing cached)."""
 
-    def __init__(self, url: str):
-        self.url, self.pool = url, ThreadPoolExecutor(1, thread_name_prefix="chromium")
-        self.samples: list[tuple[str, str, float, str]] = []  # (phase, view, ms, error)
+    def __init__(self, url: str, fresh: bool = False):
+        self.url, self.fresh, self.pool = url, fresh, ThreadPoolExecutor(1, thread_name_prefix="chromium")
+        self._session = None
+        self.samples: list[tuple[str, str, float, str, float, float]] = []  # (phase, view, ms, error, boot, script)
         self.stop = threading.Event()
         self._pw = self._browser = None
 
@@ -135,27 +150,30 @@ class Browser:
 
         self._pw = sync_playwright().start()
         self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self._session = self._browser.new_context(base_url=self.url, viewport=VIEWPORT)
 
-    def _load(self, phase: str, view: View) -> None:
+    def _load(self, phase: str, view: View, fresh: bool) -> None:
         try:
-            self.samples.append((phase, view.key, load_console(self._browser, self.url, view, 1.0).ms, ""))
+            got = load_console(self._browser, self.url, view, 1.0, None if fresh else self._session)
+            self.samples.append((phase, view.key, got.ms, "", got.boot_ms, got.script_ms))
         except BaseException as exc:  # noqa: BLE001 - load_console exits on a timeout: a failed load, counted
-            self.samples.append((phase, view.key, float("nan"), f"{type(exc).__name__}: {exc}"[:300]))
+            nan = float("nan")
+            self.samples.append((phase, view.key, nan, f"{type(exc).__name__}: {exc}"[:300], nan, nan))
 
-    def _rounds(self, phase: str, rounds: int | None) -> None:
+    def _rounds(self, phase: str, rounds: int | None, fresh: bool) -> None:
         n = 0
         while (rounds is None and not self.stop.is_set()) or (rounds is not None and n < rounds):
             for v in BROWSER_VIEWS:
                 if rounds is None and self.stop.is_set():
                     return
-                self._load(phase, v)
+                self._load(phase, v, fresh)
             n += 1
 
-    async def run(self, phase: str, rounds: int | None = None) -> None:
+    async def run(self, phase: str, rounds: int | None = None, fresh: bool | None = None) -> None:
         loop = asyncio.get_running_loop()
         if self._browser is None:
             await loop.run_in_executor(self.pool, self._start)
-        await loop.run_in_executor(self.pool, self._rounds, phase, rounds)
+        await loop.run_in_executor(self.pool, self._rounds, phase, rounds, self.fresh if fresh is None else fresh)
 
     def close(self) -> None:
         def _close():
@@ -224,6 +242,7 @@ async def scenario(args, urls: list[str], counters: AllCounters, console: Consol
     await one.s.close()
     if browser is not None:
         say(f"browser alone: {args.browser_rounds} round(s) of {len(BROWSER_VIEWS)} views")
+        await browser.run("alone-first", args.browser_rounds, fresh=True)  # a first visit: nothing cached
         await browser.run("alone", args.browser_rounds)
     say("cache sharing")
     result["caches"] = await cache_sharing(ctx, counters, args.sessions)
@@ -281,6 +300,8 @@ def main() -> None:
     ap.add_argument("--alone-rounds", type=int, default=3)
     ap.add_argument("--browser-rounds", type=int, default=1, help="browser loads per view alone")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--browser-fresh", action="store_true", help="every browser load in a fresh context (a first "
+                    "visit each time) instead of one browser session")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS/CPU samples")
     ap.add_argument("--run-timeout", type=float, default=60.0, help="seconds a run may take before it is a failure")
     ap.add_argument("--seed", type=int, default=11)
@@ -322,7 +343,7 @@ def main() -> None:
             counters.append(Counters(work / f"counters{k}", create=False))
         result["start"] = (console.rss(), console.cpu())
         result["predictions_before"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
-        browser = None if args.no_browser else Browser(urls[0])
+        browser = None if args.no_browser else Browser(urls[0], fresh=args.browser_fresh)
         asyncio.run(scenario(args, urls, counters, console, up, browser, result))
         result["predictions_after"] = count_rows(data / "console.db", "SELECT count(*) FROM predictions")
         result["weights_applied"] = count_rows(data / "console.db", "SELECT count(*) FROM audit_log WHERE "
@@ -338,6 +359,11 @@ def main() -> None:
             stop(p)
         procs.clear()
         report(result)
+        if args.keep:  # every run, for a closer look: (label, kind, seconds, ended at, session, phase, errors)
+            import json
+
+            (work / "samples.json").write_text(json.dumps(
+                [(x.label, x.kind, x.seconds, x.at, x.session, x.phase, x.errors) for x in result["ctx"].samples]))
         for phase, title in ((1, "one session alone"), (2, "under load")):
             if args.profile and (work / f"profile.{phase}.folded").exists():
                 profile_summary(work / f"profile.{phase}.folded", title)

@@ -235,13 +235,17 @@ def _wait(page, fn: str, arg, what: str) -> float:
         raise SystemExit(f"{what}: not ready in {LOAD_TIMEOUT_S} s (screenshot {shot}); it shows:\n{text}") from None
 
 
-def load_console(browser, base: str, view: View, settle_s: float) -> Sample:
+def load_console(browser, base: str, view: View, settle_s: float, context=None) -> Sample:
+    """One load of ``view`` in a FRESH context of ``browser`` (no cache: a first visit), or, given ``context``, in
+    a new tab of that context (its HTTP cache kept: a browser that has opened the console before). Either way a
+    new page load and a new Streamlit session."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    ctx = browser.new_context(base_url=base, viewport=VIEWPORT)
+    ctx = context or browser.new_context(base_url=base, viewport=VIEWPORT)
+    page = None
     try:
-        ctx.add_init_script(STATE_WATCH)
         page = ctx.new_page()
+        page.add_init_script(STATE_WATCH)
         seen = {"finished": 0, "bytes": 0}
 
         def on_frame(payload) -> None:
@@ -266,7 +270,10 @@ def load_console(browser, base: str, view: View, settle_s: float) -> Sample:
         return Sample(max([ready, *ends]), seen["finished"], seen["bytes"], 0, assets, start_ms,
                       max(ends, default=ready) - start_ms)
     finally:
-        ctx.close()
+        if context is None:
+            ctx.close()
+        elif page is not None:
+            page.close()
 
 
 def load_mlflow(browser, base: str, view: View) -> Sample:

@@ -74,16 +74,26 @@ def _history(ep, slo: float | None) -> None:
     label = st.radio("Replicas over", list(WINDOWS), index=0, horizontal=True, key="capacity-window")
     end = page_now()
     with st.spinner("Reading replicas and load…"):
-        h = _read_history(settings_key(), ep.name, end - timedelta(hours=WINDOWS.get(label, 1)), end)
-    st.plotly_chart(history_chart(h, slo), key="capacity-history")
+        h, token = _read_history(settings_key(), ep.name, end - timedelta(hours=WINDOWS.get(label, 1)), end)
+    st.plotly_chart(_chart(token, slo, h), key="capacity-history")
     for note in h.notes:
         st.caption(note)
 
 
 @windowed(fresh=10, stale=60)
 def _read_history(k: str, endpoint: str, start, end):
+    """The history, and a token naming this read (new on every read: its chart is cached by it)."""
+    import uuid
+
     c = container()
-    return history(c.serving, c.metrics, endpoint, start, end)
+    return history(c.serving, c.metrics, endpoint, start, end), uuid.uuid4().hex
+
+
+@st.cache_resource(ttl=60, max_entries=32, show_spinner=False)
+def _chart(token: str, slo: float | None, _h):  # noqa: ARG001 - the token names the read
+    """The chart of one read, built once for every session that shows it (shared as it is: Streamlit only reads
+    a figure it draws)."""
+    return history_chart(_h, slo)
 
 
 def history_chart(h, slo: float | None):

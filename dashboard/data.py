@@ -81,18 +81,28 @@ def serving_overview():
 SERVING_TTL = 5
 
 
-@shared_read(fresh=SERVING_TTL, stale=60)
+SERVING_STALE = 30
+
+
+@shared_read(fresh=SERVING_TTL, stale=SERVING_STALE)
 def serving_views(k: str):
-    """What serves, for pages that only show it (Overview, Models, a version): cached for 5 s across sessions —
-    it asks the registry for each endpoint model's aliases, 2 MLflow calls on the demo, on every run otherwise.
-    A change made here clears it (actions clear the data caches); one made elsewhere shows within 5 s. Pages
-    that act on what serves (Deployments) read :func:`serving_overview`, live."""
+    """What serves, as pages show it (Overview, Models, a version, Deployments): shared for 5 s across sessions,
+    then re-read in the background (served at most 30 s old) — it asks the registry for each endpoint model's
+    aliases, 2 MLflow calls on the demo, on every run otherwise. A change made here clears it (actions clear the
+    data caches); one made elsewhere shows within seconds. What an action is planned and applied on is read
+    afresh by the service layer (the dry run shows it; Confirm compares and sets), never taken from here."""
     return serving_overview()
 
 
-def endpoint_view(name: str):
+@shared_read(fresh=SERVING_TTL, stale=SERVING_STALE)
+def _endpoint_view(k: str, name: str):
     c = container()
     return deployments.endpoint_view(c.serving, c.registry, name)
+
+
+def endpoint_view(name: str):
+    """One endpoint as the Deployments page shows it (shared as :func:`serving_views`)."""
+    return _endpoint_view(key(), name)
 
 
 def endpoint_picker(where, *, key: str, nothing: str, clears: tuple[str, ...] = ()) -> str | None:

@@ -17,7 +17,7 @@ def main() -> None:
     st.title("Deployments")
     flash()
     with st.spinner("Reading endpoints…"):
-        views = data.serving_overview()
+        views = data.serving_views(data.key())
     if not views:
         st.info("No serving endpoint found. With the local backend, `python -m services seed-demo` creates the "
                 "demo's endpoints; with KServe, check MLOPS_KSERVE_NAMESPACES.")
