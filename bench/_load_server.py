@@ -153,6 +153,9 @@ def profiler(counters: Counters, out: Path, every: float = 0.005) -> None:
             for phase, agg in stacks.items():
                 Path(f"{out}.{phase}.folded").write_text("".join(f"{k} {n}\n" for k, n in agg.most_common()))
             Path(f"{out}.mlflow.json").write_text(json.dumps([[*k, n] for k, n in MLFLOW_CALLERS.most_common()]))
+            from dashboard.shared_reads import stats
+
+            Path(f"{out}.shared.json").write_text(json.dumps(stats(), indent=1))
             written = c["profile_dump"]
             counters.set("profile_written", written)
 

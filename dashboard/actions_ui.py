@@ -200,7 +200,7 @@ def confirm_dialog() -> None:
             if out.status == "pending_approval" and out.request_id:
                 message += f" — [open request #{out.request_id}]({href('approvals', request=out.request_id)})"
             st.session_state[state.FLASH] = ("ok" if out.status in ("applied", "rejected") else "info", message)
-            clear_caches()
+            clear_caches(after_action=True)
             st.rerun()
     err = st.session_state.get(DIALOG_ERROR)
     if err is not None:
@@ -210,7 +210,7 @@ def confirm_dialog() -> None:
             if st.button("Re-read and close", key="reread", icon=":material/refresh:"):
                 st.session_state.pop(PENDING, None)
                 st.session_state.pop(DIALOG_ERROR, None)
-                clear_caches()
+                clear_caches(after_action=True)
                 st.rerun()
 
 

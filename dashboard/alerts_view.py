@@ -18,7 +18,7 @@ RECENT = timedelta(hours=24)
 SEVERITY_ORDER = {"page": 0, "ticket": 1, "info": 2}
 
 
-@windowed(fresh=10, stale=30)
+@windowed(fresh=10, stale=30, kind="state")
 def _alerts(key: str, endpoint: str | None, start: datetime, end: datetime) -> tuple[list, list[str]]:  # noqa: ARG001
     c = container()
     found = list_alerts(c.alerts, c.external_alerts, endpoint=endpoint, start=start, end=end, firing_first=True)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container, current_actor, settings_key
 from dashboard.components import MISSING, fmt_time, show_error
-from dashboard.data import windowed
+from dashboard.data import slide_end, windowed
 from dashboard.shared_reads import shared_read
 from services.capacity import assess, history, load, slo_p95
 from services.errors import ConsoleError
@@ -129,7 +129,8 @@ def history_chart(h, slo: float | None):
     return fig
 
 
-@shared_read(fresh=10, stale=60, key=lambda k, endpoint, now: (k, endpoint))  # always the last 5 minutes
+@shared_read(fresh=10, stale=60, key=lambda k, endpoint, now: (k, endpoint), slide=slide_end,
+             kind="telemetry")  # the last 5 minutes
 def _load(k: str, endpoint: str, now):
     """Requests/s and p95 over the 5 minutes before ``now`` (rounded up to 10 s: sessions share the read)."""
     return load(container().metrics, endpoint, now)

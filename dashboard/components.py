@@ -156,8 +156,8 @@ def frame_config(df: pd.DataFrame, numbers: list[str] | tuple[str, ...] = (), *,
 
 def refresh_button(where=st.sidebar) -> None:
     if where.button("Refresh data", key=state.REFRESH, icon=":material/refresh:",
-                    help="Reads are shared for up to 30 s (then re-read in the background); this reads "
-                         "everything again now."):
+                    help="Reads are shared between sessions and re-read in the background every 5–60 s; "
+                         "this reads everything again now."):
         from dashboard.data import clear_caches
 
         clear_caches()

@@ -7,25 +7,52 @@ configurations in one process. Errors are not cached.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import streamlit as st
 
 from dashboard.bootstrap import container, settings_key
 from dashboard.shared_reads import shared_read
 from services import deployments, history
 
-TTL = 30  # seconds a read is fresh
-STALE = 120  # ... and shown while a newer one is read in the background (dashboard.shared_reads)
+TTL = 60  # seconds a registry read is fresh
+STALE = 300  # ... and shown while a newer one is read in the background (dashboard.shared_reads)
 
 
-def clear_caches() -> None:
-    """Forget every cached read (``st.cache_data`` and the shared reads): after an action, and on Refresh."""
+def clear_caches(after_action: bool = False) -> None:
+    """Forget cached reads: all of them on Refresh; after an action, what an action can change (what serves, the
+    registry, alerts, the timeline: ``st.cache_data`` and the "state" shared reads), not the telemetry."""
     from dashboard.shared_reads import clear_all
 
     st.cache_data.clear()
-    clear_all()
+    clear_all(("state",) if after_action else ("state", "telemetry"))
 
 
-def windowed(*, fresh: float, stale: float, max_entries: int = 128):
+def _now() -> datetime:
+    """Now rounded up to 10 s, as the pages round it (``monitoring_view.page_now``)."""
+    now = container().clock()
+    floor = now.replace(microsecond=0) - timedelta(seconds=now.second % 10)
+    return now if floor == now else floor + timedelta(seconds=10)
+
+
+def slide_end(args: tuple) -> tuple:
+    """The args of a read of "the last minutes before ``end``" (its last argument), moved to now."""
+    return (*args[:-1], _now())
+
+
+def slide_window(args: tuple) -> tuple:
+    """The args of a read of a window (its last two arguments): one ending now moves to the new now; a fixed
+    one stays."""
+    from dashboard.shared_reads import NOW_SLACK
+
+    *head, start, end = args
+    if abs(end - container().clock()) > NOW_SLACK:
+        return args
+    now = _now()
+    return (*head, start + (now - end), now)
+
+
+def windowed(*, fresh: float, stale: float, max_entries: int = 128, kind: str = "telemetry"):
     """:func:`shared_read` for a read whose last two arguments are a window's start and end: a window ending now
     is keyed by its length (one entry that slides, re-read in the background), any other by its ends."""
     from dashboard.shared_reads import window_key
@@ -34,7 +61,7 @@ def windowed(*, fresh: float, stale: float, max_entries: int = 128):
         *head, start, end = args
         return (*head, *window_key(start, end, container().clock()))
 
-    return shared_read(fresh=fresh, stale=stale, max_entries=max_entries, key=key_of)
+    return shared_read(fresh=fresh, stale=stale, max_entries=max_entries, key=key_of, slide=slide_window, kind=kind)
 
 
 def key() -> str:
@@ -57,7 +84,7 @@ def version_detail(k: str, name: str, version: str):
     return container().registry.get_version_detail(name, version)
 
 
-@shared_read(fresh=TTL, stale=STALE)
+@shared_read(fresh=300, stale=1800, kind="telemetry")  # a run's logged history: only grows while the run runs
 def metric_history(k: str, run_id: str, metric: str):
     return container().registry.metric_history(run_id, metric)
 

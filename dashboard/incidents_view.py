@@ -31,12 +31,12 @@ ROLE_COLOURS = {"stable": "#0969da", "canary": "#bf8700", "unknown": "#6e7781"}
 
 
 # -- data (cached briefly: an incident moves) ------------------------------------------------------------------
-@windowed(fresh=10, stale=60)
+@windowed(fresh=10, stale=60, kind="state")  # actions and serving changes are on it
 def events(key: str, endpoint: str, start: datetime, end: datetime) -> list:  # noqa: ARG001 - key: settings
     return container().incidents.timeline(endpoint, start, end)
 
 
-@windowed(fresh=10, stale=30)  # firing alerts: shown at most 30 s late
+@windowed(fresh=10, stale=30, kind="state")  # firing alerts: shown at most 30 s late
 def alerts(key: str, endpoint: str, start: datetime, end: datetime) -> tuple[list, list[str]]:  # noqa: ARG001
     c = container()
     found = list_alerts(c.alerts, c.external_alerts, endpoint=endpoint, start=start, end=end, firing_first=True)
@@ -107,7 +107,7 @@ def acknowledge_button(alert) -> None:
         except ConsoleError as exc:
             show_error(exc)
             return
-        clear_caches()
+        clear_caches(after_action=True)
         st.rerun()
 
 

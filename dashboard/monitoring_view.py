@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error
-from dashboard.data import windowed
+from dashboard.data import slide_end, windowed
 from dashboard.nav import link
 from dashboard.shared_reads import shared_read
 from services.errors import ConsoleError
@@ -307,7 +307,8 @@ def _ms(x) -> str:
 
 
 # -- the live line of the Deployments and Overview pages ----------------------------------------------------
-@shared_read(fresh=15, stale=60, key=lambda key, endpoint, end: (key, endpoint))  # always the last minutes
+@shared_read(fresh=15, stale=60, key=lambda key, endpoint, end: (key, endpoint), slide=slide_end,
+             kind="telemetry")  # the last 5 minutes
 def _live(key: str, endpoint: str, end: datetime) -> tuple[float, float | None]:  # noqa: ARG001
     start = end - timedelta(minutes=LIVE_SUMMARY_MINUTES)
     stats = container().metrics.summary(endpoint, start, end)

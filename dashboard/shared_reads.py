@@ -9,6 +9,11 @@ a dozen pages and their variants, a variant recurs less often than its TTL, so n
   call that found it stale: a window ending "now" is read up to the new now);
 - older, or never read: read now, once — sessions asking for the same key meanwhile wait for that one read.
 
+With ``MLOPS_KEEP_WARM_SECONDS`` (default 300; 0: off) a background thread also re-reads, as soon as it turns
+stale, every entry someone asked for within that many seconds — with the last asker's arguments, a window ending
+"now" slid to the new now (``slide``) — so a page people keep opening is read off their path, whatever the mix of
+pages and variants, and no more often than every ``fresh`` seconds however many people open it.
+
 A failed read is never kept: in the foreground it raises (the page's renderer names the source); in the
 background it drops the entry, so the next run reads in the foreground and shows the error. Each hit returns its
 own copy (pickled, as ``st.cache_data``: a page may change what it gets). Entries are bounded per function
@@ -22,19 +27,24 @@ itself, in the service layer, and applies with compare-and-set.
 from __future__ import annotations
 
 import functools
+import logging
 import pickle
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+log = logging.getLogger(__name__)
 _registry: list[SharedRead] = []
 _pool = ThreadPoolExecutor(2, thread_name_prefix="shared-read")
 NOW_SLACK = timedelta(minutes=1)  # an end within this of now (pages round now up) is "now"
+KEEP_WARM_ENV, KEEP_WARM_DEFAULT = "MLOPS_KEEP_WARM_SECONDS", 300.0
+_warmer: threading.Thread | None = None
+_warmer_lock = threading.Lock()
 
 
 @dataclass
@@ -44,20 +54,26 @@ class _Entry:
     ready: threading.Event = field(default_factory=threading.Event)  # the first read is over (value or error)
     error: BaseException | None = None  # the first read failed: its waiters raise it
     refreshing: bool = False
+    asked: float = 0.0  # when someone last asked for it
+    call: tuple = ((), {}, None)  # the last asker's (args, kwargs, Streamlit context): what a refresh reads with
 
 
 class SharedRead:
     """A function's shared entries (see the module docs); made by :func:`shared_read`."""
 
     def __init__(self, fn: Callable, fresh: float, stale: float, max_entries: int,
-                 key: Callable[..., Hashable] | None, clock: Callable[[], float]):
+                 key: Callable[..., Hashable] | None, clock: Callable[[], float],
+                 slide: Callable[[tuple], tuple] | None = None, kind: str = "state"):
         if not 0 < fresh <= stale:
             raise ValueError("shared_read: 0 < fresh <= stale")
         self.fn, self.fresh, self.stale, self.max_entries = fn, fresh, stale, max_entries
         self.key_of, self.clock = key or (lambda *a, **kw: (a, tuple(sorted(kw.items())))), clock
+        self.slide = slide  # the last asker's args -> the args to re-read with now (a window ending now slides)
+        self.kind = kind  # "state" (what an action can change) or "telemetry" (what it cannot): see clear_all
         self.entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self.lock = threading.Lock()
         self.reads = 0  # reads of the source (foreground and background): what tests and benchmarks count
+        self.counts: Counter = Counter()  # why each read happened, and background failures (:func:`stats`)
         self.pending: list[Future] = []  # background reads not yet over (:meth:`settle`)
         functools.update_wrapper(self, fn)
 
@@ -69,6 +85,10 @@ class SharedRead:
             if e is not None and e.ready.is_set() and (e.blob is None or now - e.at > self.stale):
                 e = None  # failed, or too old to show: read again
                 self.entries.pop(key, None)
+                self.counts["foreground: too old"] += 1
+            elif e is None:
+                self.counts["foreground: never read or dropped"] += 1
+            ctx = _context()
             if e is None:
                 e = self.entries[key] = _Entry()
                 self._bound()
@@ -77,11 +97,12 @@ class SharedRead:
                 self.entries.move_to_end(key)
                 mine = False
                 if e.ready.is_set() and now - e.at > self.fresh and not e.refreshing:
-                    e.refreshing = True
-                    self.pending = [f for f in self.pending if not f.done()]
-                    self.pending.append(_pool.submit(self._refresh, key, e, args, kwargs, _context()))
+                    self._start_refresh(key, e, args, kwargs, ctx)
+            e.asked, e.call = now, (args, kwargs, ctx)
+        _ensure_warmer()
         if mine:
             return self._first(key, e, args, kwargs)
+        self.counts["hit"] += 1
         e.ready.wait()  # another session's read of the same key (its source calls have their own timeouts)
         if e.error is not None:
             raise e.error
@@ -101,19 +122,40 @@ class SharedRead:
         e.ready.set()
         return value  # the caller's own object: nobody else holds it
 
+    def _start_refresh(self, key, e: _Entry, args, kwargs, ctx) -> None:  # under self.lock
+        self.counts["background"] += 1
+        e.refreshing = True
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(_pool.submit(self._refresh, key, e, args, kwargs, ctx))
+
+    def warm(self, keep: float) -> int:
+        """Start a background re-read of every stale entry asked for within ``keep`` seconds; how many."""
+        now, n = self.clock(), 0
+        with self.lock:
+            for key, e in list(self.entries.items()):
+                if (e.ready.is_set() and e.blob is not None and not e.refreshing and now - e.at > self.fresh
+                        and now - e.asked <= keep):
+                    args, kwargs, ctx = e.call
+                    self._start_refresh(key, e, self.slide(args) if self.slide else args, kwargs, ctx)
+                    n += 1
+        return n
+
     def _refresh(self, key, e: _Entry, args, kwargs, ctx) -> None:
         _attach(ctx)
         try:
             blob = pickle.dumps(self._read(args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:  # noqa: BLE001 - dropped: the next run reads in the foreground and shows it
+        except BaseException as exc:  # noqa: BLE001 - dropped: the next run reads in the foreground and shows it
+            self.counts["background failed"] += 1
+            log.warning("background re-read of %s failed (dropped; the next page run reads it): %s: %s",
+                        self.fn.__qualname__, type(exc).__name__, exc)
             with self.lock:
                 if self.entries.get(key) is e:
                     del self.entries[key]
             return
         with self.lock:
             if self.entries.get(key) is e:  # not cleared meanwhile
-                self.entries[key] = _Entry(at=self.clock(), blob=blob)
-                self.entries[key].ready.set()
+                new = self.entries[key] = _Entry(at=self.clock(), blob=blob, asked=e.asked, call=e.call)
+                new.ready.set()
 
     def _read(self, args, kwargs):
         self.reads += 1
@@ -133,22 +175,70 @@ class SharedRead:
 
 
 def shared_read(*, fresh: float, stale: float, max_entries: int = 128, key: Callable[..., Hashable] | None = None,
+                slide: Callable[[tuple], tuple] | None = None, kind: str = "state",
                 clock: Callable[[], float] = time.monotonic) -> Callable[[Callable], SharedRead]:
     """Decorate a read: see the module docs. ``key`` maps the call's arguments to the entry's key (default: all of
-    them, which must be hashable); ``clock`` is for tests."""
+    them, which must be hashable); ``slide`` maps the last asker's positional args to those a background re-read
+    uses (a window ending now moved to the new now); ``kind``: ``"state"`` (what serves, the registry, alerts,
+    the timeline: what an action changes) or ``"telemetry"`` (traffic, metrics, drift, a run's logged history:
+    what no action changes, so an action does not throw it away); ``clock`` is for tests."""
 
     def wrap(fn: Callable) -> SharedRead:
-        r = SharedRead(fn, fresh, stale, max_entries, key, clock)
+        if kind not in ("state", "telemetry"):
+            raise ValueError(f"shared_read: kind {kind!r} is not 'state' or 'telemetry'")
+        r = SharedRead(fn, fresh, stale, max_entries, key, clock, slide, kind)
         _registry.append(r)
         return r
 
     return wrap
 
 
-def clear_all() -> None:
-    """Empty every shared read (the sidebar's Refresh; after an action)."""
+def keep_warm_seconds() -> float:
+    """``MLOPS_KEEP_WARM_SECONDS`` (default 300; 0 or less: no background re-reads but those a stale hit asks)."""
+    import os
+
+    try:
+        return float(os.environ.get(KEEP_WARM_ENV, KEEP_WARM_DEFAULT))
+    except ValueError:
+        return KEEP_WARM_DEFAULT
+
+
+def warm_all() -> int:
+    """One pass of the keep-warm thread over every shared read; the re-reads it started."""
+    keep = keep_warm_seconds()
+    return sum(r.warm(keep) for r in list(_registry)) if keep > 0 else 0
+
+
+def _warm_forever(every: float = 1.0) -> None:
+    while True:
+        time.sleep(every)  # a ticker: each pass starts re-reads of what went stale meanwhile
+        try:
+            warm_all()
+        except Exception:  # noqa: BLE001 - a bad pass must not stop the ticker; the next one tries again
+            pass
+
+
+def _ensure_warmer() -> None:
+    global _warmer
+    if _warmer is None and keep_warm_seconds() > 0:
+        with _warmer_lock:
+            if _warmer is None:
+                _warmer = threading.Thread(target=_warm_forever, name="shared-read-warmer", daemon=True)
+                _warmer.start()
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """Per shared read (module.function): its reads by cause, hits, and background failures."""
+    return {f"{r.fn.__module__}.{r.fn.__qualname__}": dict(r.counts) for r in _registry if r.counts}
+
+
+def clear_all(kinds: tuple[str, ...] = ("state", "telemetry")) -> None:
+    """Empty every shared read of these kinds: all of them on the sidebar's Refresh; ``("state",)`` after an
+    action (what it may have changed: with a dozen people acting, emptying the telemetry too made everyone's next
+    page read it all again)."""
     for r in _registry:
-        r.clear()
+        if r.kind in kinds:
+            r.clear()
 
 
 def window_key(start: datetime, end: datetime, now: datetime) -> tuple[Any, ...]:

@@ -17,6 +17,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # Tests drive development identities on PostgreSQL, MLflow servers and the Kubernetes double on purpose; the
 # app and the CLI refuse that outside tests (services/auth/local.py). Tests of the refusal pass their own env.
 os.environ.setdefault("MLOPS_ALLOW_DEV_AUTH", "1")
+# The console's keep-warm thread (dashboard/shared_reads.py) would go on re-reading a finished test's stores for
+# minutes, beside the next tests; tests/unit/test_shared_reads.py drives it directly.
+os.environ.setdefault("MLOPS_KEEP_WARM_SECONDS", "0")
 
 pytest_plugins = ("tests.k8s_double.fixtures",)
 

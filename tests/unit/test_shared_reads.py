@@ -169,3 +169,59 @@ def test_window_key_slides_with_now_and_keeps_fixed_windows_apart():
     assert window_key(*fixed, now) == fixed
     future = (now, now + timedelta(days=2))  # a custom window ending far ahead: its own ends
     assert window_key(*future, now) == future
+
+
+def test_keep_warm_rereads_what_people_ask_for_with_the_window_slid_to_now(clock, monkeypatch):
+    calls = []
+
+    @shared_read(fresh=10, stale=60, clock=clock, key=lambda k, end: k, slide=lambda args: (args[0], "new now"))
+    def read(k, end):
+        calls.append(end)
+        return end
+
+    monkeypatch.setenv("MLOPS_KEEP_WARM_SECONDS", "300")
+    assert read("k", "then") == "then"
+    assert read.warm(300) == 0  # fresh: nothing to do
+    clock.t += 11
+    assert read.warm(300) == 1  # stale and asked for within 300 s: re-read off anyone's path
+    read.settle()
+    assert calls == ["then", "new now"]
+    assert read.warm(300) == 0  # fresh again
+    clock.t += 290  # nobody asked for 301 s: no longer kept warm
+    assert read.warm(300) == 0
+    assert calls == ["then", "new now"]
+
+
+def test_keep_warm_is_off_at_zero_and_a_bad_setting_falls_back(monkeypatch):
+    from dashboard import shared_reads
+
+    monkeypatch.setenv("MLOPS_KEEP_WARM_SECONDS", "0")
+    assert shared_reads.keep_warm_seconds() == 0 and shared_reads.warm_all() == 0
+    monkeypatch.setenv("MLOPS_KEEP_WARM_SECONDS", "soon")
+    assert shared_reads.keep_warm_seconds() == shared_reads.KEEP_WARM_DEFAULT
+
+
+def test_an_action_forgets_state_but_keeps_telemetry(clock):
+    from dashboard.shared_reads import shared_read as sr
+
+    calls = []
+
+    @sr(fresh=10, stale=60, clock=clock)
+    def serving(k):
+        calls.append(("serving", k))
+        return k
+
+    @sr(fresh=10, stale=60, clock=clock, kind="telemetry")
+    def traffic(k):
+        calls.append(("traffic", k))
+        return k
+
+    serving("a"), traffic("a")
+    clear_all(("state",))  # after an action
+    serving("a"), traffic("a")
+    assert calls == [("serving", "a"), ("traffic", "a"), ("serving", "a")]
+    clear_all()  # Refresh
+    traffic("a")
+    assert calls[-1] == ("traffic", "a") and len(calls) == 4
+    with pytest.raises(ValueError, match="kind"):
+        sr(fresh=1, stale=2, kind="mood")(lambda: None)
