@@ -105,6 +105,24 @@ def _instrument(counters: Counters) -> None:
 
 # -- a sampling profiler of the script threads (--profile) ----------------------------------------------------
 MLFLOW_CALLERS = None  # Counter of (phase, callers, MLflow method) with --profile
+GC_PAUSES: dict[str, float] = {}  # with --profile: collections and their seconds, by generation
+
+
+def _time_gc() -> None:
+    import gc
+    import time
+
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        g = f"gen{info['generation']}"
+        GC_PAUSES[g + " count"] = GC_PAUSES.get(g + " count", 0) + 1
+        GC_PAUSES[g + " seconds"] = GC_PAUSES.get(g + " seconds", 0.0) + time.perf_counter() - started[0]
+
+    gc.callbacks.append(callback)
 
 
 def _callers(frame, n: int = 3) -> str:
@@ -155,7 +173,7 @@ def profiler(counters: Counters, out: Path, every: float = 0.005) -> None:
             Path(f"{out}.mlflow.json").write_text(json.dumps([[*k, n] for k, n in MLFLOW_CALLERS.most_common()]))
             from dashboard.shared_reads import stats
 
-            Path(f"{out}.shared.json").write_text(json.dumps(stats(), indent=1))
+            Path(f"{out}.shared.json").write_text(json.dumps({**stats(), "gc": GC_PAUSES}, indent=1))
             written = c["profile_dump"]
             counters.set("profile_written", written)
 
@@ -214,6 +232,7 @@ def main() -> None:
         from collections import Counter
 
         MLFLOW_CALLERS = Counter()
+        _time_gc()
         threading.Thread(target=profiler, args=(counters, Path(os.environ["LOAD_PROFILE"])), daemon=True,
                          name="load-profiler").start()
     from streamlit.web import cli

@@ -54,14 +54,16 @@ def slide_window(args: tuple) -> tuple:
 
 def windowed(*, fresh: float, stale: float, max_entries: int = 128, kind: str = "telemetry"):
     """:func:`shared_read` for a read whose last two arguments are a window's start and end: a window ending now
-    is keyed by its length (one entry that slides, re-read in the background), any other by its ends."""
-    from dashboard.shared_reads import window_key
+    is keyed by its length (one entry that slides, re-read in the background), any other by its ends; a long
+    window stays fresh longer (:func:`dashboard.shared_reads.window_fresh`)."""
+    from dashboard.shared_reads import window_fresh, window_key
 
     def key_of(*args):
         *head, start, end = args
         return (*head, *window_key(start, end, container().clock()))
 
-    return shared_read(fresh=fresh, stale=stale, max_entries=max_entries, key=key_of, slide=slide_window, kind=kind)
+    return shared_read(fresh=fresh, stale=stale, max_entries=max_entries, key=key_of, slide=slide_window, kind=kind,
+                       fresh_of=window_fresh)
 
 
 def key() -> str:

@@ -183,7 +183,9 @@ def history_and_readiness(ep) -> None:
                                            for k, v in ep.extra.items()]), hide_index=True, key="backend-details")
 
 
-def endpoint_detail(name: str, view=None) -> None:
+def endpoint_detail(name: str, view=None, repairs: list | None = None) -> None:
+    """One endpoint: header, history and readiness, capacity, actions. ``repairs``: what the page already read
+    needs repair (every endpoint's findings), so it is not read twice in one run."""
     from dashboard.actions_ui import actions_panel
     from dashboard.bootstrap import container
 
@@ -193,7 +195,8 @@ def endpoint_detail(name: str, view=None) -> None:
     from dashboard.repair_view import findings
 
     pending = container().actions.requests(status="pending", endpoint=view.endpoint.name)
-    header(view, pending, findings(view.endpoint.name))
+    ep = view.endpoint.name
+    header(view, pending, findings(ep) if repairs is None else [f for f in repairs if f.endpoint == ep])
     history_and_readiness(view.endpoint)
     from dashboard.capacity_view import capacity_block
 

@@ -9,7 +9,7 @@ a dozen pages and their variants, a variant recurs less often than its TTL, so n
   call that found it stale: a window ending "now" is read up to the new now);
 - older, or never read: read now, once — sessions asking for the same key meanwhile wait for that one read.
 
-With ``MLOPS_KEEP_WARM_SECONDS`` (default 300; 0: off) a background thread also re-reads, as soon as it turns
+With ``MLOPS_KEEP_WARM_SECONDS`` (default 0: off) a background thread also re-reads, as soon as it turns
 stale, every entry someone asked for within that many seconds — with the last asker's arguments, a window ending
 "now" slid to the new now (``slide``) — so a page people keep opening is read off their path, whatever the mix of
 pages and variants, and no more often than every ``fresh`` seconds however many people open it.
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _registry: list[SharedRead] = []
 _pool = ThreadPoolExecutor(2, thread_name_prefix="shared-read")
 NOW_SLACK = timedelta(minutes=1)  # an end within this of now (pages round now up) is "now"
-KEEP_WARM_ENV, KEEP_WARM_DEFAULT = "MLOPS_KEEP_WARM_SECONDS", 300.0
+KEEP_WARM_ENV, KEEP_WARM_DEFAULT = "MLOPS_KEEP_WARM_SECONDS", 0.0
 _warmer: threading.Thread | None = None
 _warmer_lock = threading.Lock()
 
@@ -63,13 +63,15 @@ class SharedRead:
 
     def __init__(self, fn: Callable, fresh: float, stale: float, max_entries: int,
                  key: Callable[..., Hashable] | None, clock: Callable[[], float],
-                 slide: Callable[[tuple], tuple] | None = None, kind: str = "state"):
+                 slide: Callable[[tuple], tuple] | None = None, kind: str = "state",
+                 fresh_of: Callable[[Hashable], float] | None = None):
         if not 0 < fresh <= stale:
             raise ValueError("shared_read: 0 < fresh <= stale")
         self.fn, self.fresh, self.stale, self.max_entries = fn, fresh, stale, max_entries
         self.key_of, self.clock = key or (lambda *a, **kw: (a, tuple(sorted(kw.items())))), clock
         self.slide = slide  # the last asker's args -> the args to re-read with now (a window ending now slides)
         self.kind = kind  # "state" (what an action can change) or "telemetry" (what it cannot): see clear_all
+        self.fresh_of = fresh_of  # key -> seconds fresh, for keys that may stay fresh longer (a long window)
         self.entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self.lock = threading.Lock()
         self.reads = 0  # reads of the source (foreground and background): what tests and benchmarks count
@@ -80,9 +82,10 @@ class SharedRead:
     def __call__(self, *args, **kwargs):
         key = self.key_of(*args, **kwargs)
         now = self.clock()
+        fresh, stale = self.lifetimes(key)
         with self.lock:
             e = self.entries.get(key)
-            if e is not None and e.ready.is_set() and (e.blob is None or now - e.at > self.stale):
+            if e is not None and e.ready.is_set() and (e.blob is None or now - e.at > stale):
                 e = None  # failed, or too old to show: read again
                 self.entries.pop(key, None)
                 self.counts["foreground: too old"] += 1
@@ -96,7 +99,7 @@ class SharedRead:
             else:
                 self.entries.move_to_end(key)
                 mine = False
-                if e.ready.is_set() and now - e.at > self.fresh and not e.refreshing:
+                if e.ready.is_set() and now - e.at > fresh and not e.refreshing:
                     self._start_refresh(key, e, args, kwargs, ctx)
             e.asked, e.call = now, (args, kwargs, ctx)
         _ensure_warmer()
@@ -122,6 +125,14 @@ class SharedRead:
         e.ready.set()
         return value  # the caller's own object: nobody else holds it
 
+    def lifetimes(self, key) -> tuple[float, float]:
+        """(fresh, stale) seconds of ``key``: the decorator's, or longer where ``fresh_of`` says so (stale: at
+        least 4 × fresh)."""
+        if self.fresh_of is None:
+            return self.fresh, self.stale
+        fresh = max(self.fresh, self.fresh_of(key))
+        return fresh, max(self.stale, 4 * fresh)
+
     def _start_refresh(self, key, e: _Entry, args, kwargs, ctx) -> None:  # under self.lock
         self.counts["background"] += 1
         e.refreshing = True
@@ -133,8 +144,8 @@ class SharedRead:
         now, n = self.clock(), 0
         with self.lock:
             for key, e in list(self.entries.items()):
-                if (e.ready.is_set() and e.blob is not None and not e.refreshing and now - e.at > self.fresh
-                        and now - e.asked <= keep):
+                if (e.ready.is_set() and e.blob is not None and not e.refreshing
+                        and now - e.at > self.lifetimes(key)[0] and now - e.asked <= keep):
                     args, kwargs, ctx = e.call
                     self._start_refresh(key, e, self.slide(args) if self.slide else args, kwargs, ctx)
                     n += 1
@@ -176,17 +187,19 @@ class SharedRead:
 
 def shared_read(*, fresh: float, stale: float, max_entries: int = 128, key: Callable[..., Hashable] | None = None,
                 slide: Callable[[tuple], tuple] | None = None, kind: str = "state",
+                fresh_of: Callable[[Hashable], float] | None = None,
                 clock: Callable[[], float] = time.monotonic) -> Callable[[Callable], SharedRead]:
     """Decorate a read: see the module docs. ``key`` maps the call's arguments to the entry's key (default: all of
     them, which must be hashable); ``slide`` maps the last asker's positional args to those a background re-read
     uses (a window ending now moved to the new now); ``kind``: ``"state"`` (what serves, the registry, alerts,
     the timeline: what an action changes) or ``"telemetry"`` (traffic, metrics, drift, a run's logged history:
-    what no action changes, so an action does not throw it away); ``clock`` is for tests."""
+    what no action changes, so an action does not throw it away); ``fresh_of`` gives a key a longer freshness (a
+    long window); ``clock`` is for tests."""
 
     def wrap(fn: Callable) -> SharedRead:
         if kind not in ("state", "telemetry"):
             raise ValueError(f"shared_read: kind {kind!r} is not 'state' or 'telemetry'")
-        r = SharedRead(fn, fresh, stale, max_entries, key, clock, slide, kind)
+        r = SharedRead(fn, fresh, stale, max_entries, key, clock, slide, kind, fresh_of)
         _registry.append(r)
         return r
 
@@ -194,7 +207,8 @@ def shared_read(*, fresh: float, stale: float, max_entries: int = 128, key: Call
 
 
 def keep_warm_seconds() -> float:
-    """``MLOPS_KEEP_WARM_SECONDS`` (default 300; 0 or less: no background re-reads but those a stale hit asks)."""
+    """``MLOPS_KEEP_WARM_SECONDS`` (default 0: off — no background re-reads but those a stale hit starts; under
+    ``bench/load.py`` keeping every opened variant warm cost more reads than it saved)."""
     import os
 
     try:
@@ -239,6 +253,19 @@ def clear_all(kinds: tuple[str, ...] = ("state", "telemetry")) -> None:
     for r in _registry:
         if r.kind in kinds:
             r.clear()
+
+
+WINDOW_FRESH_SHARE, WINDOW_FRESH_MAX, FIXED_FRESH = 1 / 240, 120.0, 300.0
+
+
+def window_fresh(key: tuple) -> float:
+    """How long a window's read stays fresh, from the window's part of its key (:func:`window_key`): a window
+    ending now, 1/240 of its length (half of one of the ~120 steps a chart draws), at most 2 minutes — a day's
+    chart is not read again every 10 s for a change it cannot show; a fixed window, 5 minutes (only late labels
+    change it)."""
+    if len(key) >= 2 and key[-2] == "now" and isinstance(key[-1], timedelta):
+        return min(WINDOW_FRESH_MAX, key[-1].total_seconds() * WINDOW_FRESH_SHARE)
+    return FIXED_FRESH
 
 
 def window_key(start: datetime, end: datetime, now: datetime) -> tuple[Any, ...]:

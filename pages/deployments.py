@@ -22,9 +22,10 @@ def main() -> None:
         st.info("No serving endpoint found. With the local backend, `python -m services seed-demo` creates the "
                 "demo's endpoints; with KServe, check MLOPS_KSERVE_NAMESPACES.")
         return
-    repairs = {}
+    found = None
     with guard("repairs"):
-        repairs = {f.endpoint: f for f in findings()}
+        found = findings()
+    repairs = {f.endpoint: f for f in found or []}
     overview_table(views, repairs)
     names = [v.endpoint.name for v in views]
     wanted = st.query_params.get("endpoint")
@@ -41,7 +42,7 @@ def main() -> None:
     if picked != wanted:
         st.query_params["endpoint"] = picked
     with guard("endpoint"):
-        endpoint_detail(picked, prefetched if prefetched and prefetched.endpoint.name == picked else None)
+        endpoint_detail(picked, prefetched if prefetched and prefetched.endpoint.name == picked else None, found)
 
 
 with guard("Deployments"):

@@ -225,3 +225,28 @@ def test_an_action_forgets_state_but_keeps_telemetry(clock):
     assert calls[-1] == ("traffic", "a") and len(calls) == 4
     with pytest.raises(ValueError, match="kind"):
         sr(fresh=1, stale=2, kind="mood")(lambda: None)
+
+
+def test_a_long_window_stays_fresh_longer_than_a_short_one():
+    from dashboard.shared_reads import window_fresh
+
+    hour, day = ("k", "ep", "now", timedelta(hours=1)), ("k", "ep", "now", timedelta(days=1))
+    assert window_fresh(hour) == pytest.approx(15.0)
+    assert window_fresh(day) == 120.0  # capped
+    assert window_fresh(("k", "ep", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))) == 300.0
+
+
+def test_fresh_of_lengthens_freshness_and_the_stale_bound(clock):
+    calls = []
+
+    @shared_read(fresh=10, stale=30, clock=clock, fresh_of=lambda key: 100 if key == ("long",) else 0,
+                 key=lambda k: (k,))
+    def read(k):
+        calls.append(k)
+        return k
+
+    read("long"), read("short")
+    clock.t += 50
+    read("long"), read("short")  # long: fresh still; short: too old (> 4 × 10 s), read in the foreground
+    assert calls == ["long", "short", "short"]
+    assert read.lifetimes(("long",)) == (100, 400) and read.lifetimes(("short",)) == (10, 40)
