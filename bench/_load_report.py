@@ -167,6 +167,10 @@ def report(r: dict) -> None:
     step = max(1, round(60 / args.sample_every))
     print("RSS samples (every minute): " + ", ".join(f"{t / 60:.0f} min {m:.0f} MB" for t, m, *_ in stats[::step]))
 
+    if r.get("gc"):  # --profile: the console's garbage collections over its whole life (all phases)
+        g = r["gc"]
+        print("\nGarbage collections in the console (whole run, all phases): " + ", ".join(
+            f"gen{i}: {g.get(f'gen{i} count', 0):,} taking {g.get(f'gen{i} seconds', 0.0):.1f} s" for i in range(3)))
     print("\n**Targets**")
     print(f"- p95 script run per page < 1 s: {'met' if worst[1] < RUN_TARGET_S else '**missed**'} "
           f"(worst `{worst[0]}` {s(worst[1])})")

@@ -352,6 +352,10 @@ def main() -> None:
         result["counters"] = counters.read()
         if args.profile:
             dump_profile(counters)
+            import json
+
+            shared = work / "profile.shared.json"
+            result["gc"] = json.loads(shared.read_text()).get("gc", {}) if shared.exists() else {}
         if browser is not None:
             browser.close()
             browser = None

@@ -32,7 +32,17 @@ def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cac
     # collector's way once, so a page render does not pay a ~200 ms full collection (bench/registry_pages.py).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     return c
+
+
+# The collector's thresholds for the console process (CPython's default: 700, 10, 10). With the defaults, and the
+# frozen imports no longer counted as long-lived, nearly every 10th young collection became a FULL one over the
+# shared caches and every session's state: ~200 ms each, 622 of them in 6 minutes of bench/load.py (125 s of the
+# console's CPU, most of what a run cost under load). Collecting the young generation after 20k allocations
+# (not 700) and the oldest after 100 middle ones (not 10) makes full collections ~100x rarer; memory still
+# settles (bench/load.py reports RSS), as reference counting frees everything that is not a cycle at once.
+GC_THRESHOLDS = (20_000, 20, 100)
 
 
 def container() -> Container:
