@@ -236,24 +236,20 @@ def _wait(page, fn: str, arg, what: str) -> float:
 
 
 def load_console(browser, base: str, view: View, settle_s: float, context=None) -> Sample:
-    """One load of ``view`` in a FRESH context of ``browser`` (no cache: a first visit), or, given ``context``, in
-    a new tab of that context (its HTTP cache kept: a browser that has opened the console before). Either way a
-    new page load and a new Streamlit session."""
+    """A new page load (and Streamlit session) of ``view``: in a fresh context (a first visit), or in a new tab of
+    ``context`` (its HTTP cache kept)."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     ctx = context or browser.new_context(base_url=base, viewport=VIEWPORT)
-    page = None
+    page = ctx.new_page()
     try:
-        page = ctx.new_page()
         page.add_init_script(STATE_WATCH)
         seen = {"finished": 0, "bytes": 0}
 
         def on_frame(payload) -> None:
             if not isinstance(payload, str):
                 seen["bytes"] += len(payload)
-                fm = ForwardMsg()
-                fm.ParseFromString(payload)
-                seen["finished"] += fm.WhichOneof("type") == "script_finished"
+                seen["finished"] += ForwardMsg.FromString(payload).WhichOneof("type") == "script_finished"
 
         page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
         page.goto(view.console, wait_until="commit")
@@ -266,14 +262,10 @@ def load_console(browser, base: str, view: View, settle_s: float, context=None) 
             ready = _wait(page, CONSOLE_READY, [view.title, view.content], view.console)
         ends = [t for t, s in states if s == "notRunning"]
         start_ms = min((t for t, s in states if s == "running"), default=ready)
-        _api, assets = page.evaluate(ASSET_BYTES, None)
-        return Sample(max([ready, *ends]), seen["finished"], seen["bytes"], 0, assets, start_ms,
-                      max(ends, default=ready) - start_ms)
+        return Sample(max([ready, *ends]), seen["finished"], seen["bytes"], 0, page.evaluate(ASSET_BYTES, None)[1],
+                      start_ms, max(ends, default=ready) - start_ms)
     finally:
-        if context is None:
-            ctx.close()
-        elif page is not None:
-            page.close()
+        ctx.close() if context is None else page.close()
 
 
 def load_mlflow(browser, base: str, view: View) -> Sample:
