@@ -73,7 +73,8 @@ def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
 @windowed(fresh=10, stale=60)
 def _load(key: str, endpoint: str, start: datetime, end: datetime) -> dict:  # noqa: ARG001 - key: settings
     """The page's data, and a token naming this read (new on every read: its charts are cached by it)."""
-    return {**page_data(container().metrics, endpoint, start, end), "token": uuid.uuid4().hex}
+    return {**page_data(container().metrics, endpoint, start, end), "token": uuid.uuid4().hex,
+            "read_at": container().clock()}
 
 
 @st.cache_resource(ttl=20, max_entries=128, show_spinner=False)
@@ -128,7 +129,7 @@ def render(endpoint: str, start: datetime, end: datetime) -> None:
         show_error(exc)
         return
     st.caption(f"{fmt_time(start)} → {fmt_time(end)} · source: **{rep['source']}** · latency quantiles are "
-               "interpolated within histogram buckets · refreshed " + fmt_time(container().clock()))
+               "interpolated within histogram buckets · read " + fmt_time(rep.get("read_at")))
     if not rep["versions"]:
         st.info(f"No requests on **{endpoint}** in this window. Traffic through the gateway "
                 "(`python -m services serve`) lands in the prediction log and shows here.")

@@ -127,11 +127,11 @@ class SharedRead:
 
     def lifetimes(self, key) -> tuple[float, float]:
         """(fresh, stale) seconds of ``key``: the decorator's, or longer where ``fresh_of`` says so (stale: at
-        least 4 × fresh)."""
+        least 2 × fresh — a first look after a pause shows data at most that old, and the next look the new)."""
         if self.fresh_of is None:
             return self.fresh, self.stale
         fresh = max(self.fresh, self.fresh_of(key))
-        return fresh, max(self.stale, 4 * fresh)
+        return fresh, max(self.stale, 2 * fresh)
 
     def _start_refresh(self, key, e: _Entry, args, kwargs, ctx) -> None:  # under self.lock
         self.counts["background"] += 1

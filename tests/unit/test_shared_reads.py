@@ -247,6 +247,6 @@ def test_fresh_of_lengthens_freshness_and_the_stale_bound(clock):
 
     read("long"), read("short")
     clock.t += 50
-    read("long"), read("short")  # long: fresh still; short: too old (> 4 × 10 s), read in the foreground
+    read("long"), read("short")  # long: fresh still; short: too old (> 30 s), read in the foreground
     assert calls == ["long", "short", "short"]
-    assert read.lifetimes(("long",)) == (100, 400) and read.lifetimes(("short",)) == (10, 40)
+    assert read.lifetimes(("long",)) == (100, 200) and read.lifetimes(("short",)) == (10, 30)
