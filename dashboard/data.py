@@ -28,16 +28,22 @@ def clear_caches(after_action: bool = False) -> None:
     clear_all(("state",) if after_action else ("state", "telemetry"))
 
 
-def _now() -> datetime:
-    """Now rounded up to 10 s, as the pages round it (``monitoring_view.page_now``)."""
+GRAIN = timedelta(seconds=10)
+
+
+def page_now(grain: timedelta = GRAIN) -> datetime:
+    """Now, rounded up to ``grain`` (10 s): every session that opens a window ending "now" within the same 10 s
+    asks for the same window, so they share its cached reads (an exact now is a new cache key per run, read again
+    each time). A page whose reads are cached longer passes its TTL (Drift: 30 s)."""
     now = container().clock()
-    floor = now.replace(microsecond=0) - timedelta(seconds=now.second % 10)
-    return now if floor == now else floor + timedelta(seconds=10)
+    step = int(grain.total_seconds())
+    floor = now.replace(microsecond=0) - timedelta(seconds=(now.minute * 60 + now.second) % step)
+    return now if floor == now else floor + grain
 
 
 def slide_end(args: tuple) -> tuple:
     """The args of a read of "the last minutes before ``end``" (its last argument), moved to now."""
-    return (*args[:-1], _now())
+    return (*args[:-1], page_now())
 
 
 def slide_window(args: tuple) -> tuple:
@@ -48,7 +54,7 @@ def slide_window(args: tuple) -> tuple:
     *head, start, end = args
     if abs(end - container().clock()) > NOW_SLACK:
         return args
-    now = _now()
+    now = page_now()
     return (*head, start + (now - end), now)
 
 

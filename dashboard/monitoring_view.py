@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error
-from dashboard.data import slide_end, windowed
+from dashboard.data import page_now, slide_end, windowed  # noqa: F401 - page_now: pages import it from here
 from dashboard.nav import link
 from dashboard.shared_reads import shared_read
 from services.errors import ConsoleError
@@ -32,19 +32,6 @@ COLD_START = ("The first request to a version loads it (its model files are fetc
 
 
 # -- the time range, restored from and written to the URL ----------------------------------------------------
-GRAIN = timedelta(seconds=10)
-
-
-def page_now(grain: timedelta = GRAIN) -> datetime:
-    """Now, rounded up to ``grain`` (10 s): every session that opens a window ending "now" within the same 10 s
-    asks for the same window, so they share its cached reads (an exact now is a new cache key per run, read again
-    each time). A page whose reads are cached longer passes its TTL (Drift: 30 s)."""
-    now = container().clock()
-    step = int(grain.total_seconds())
-    floor = now.replace(microsecond=0) - timedelta(seconds=(now.minute * 60 + now.second) % step)
-    return now if floor == now else floor + grain
-
-
 def time_range(now: datetime, *, default: str = DEFAULT_FROM, key: str = "mon",
                presets: dict[str, str] = PRESETS) -> tuple[datetime, datetime]:
     """``from``/``to`` of the URL (a preset like -1h, or ISO times) as a picker; changes go back to the URL."""

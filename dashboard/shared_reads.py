@@ -74,7 +74,6 @@ class SharedRead:
         self.fresh_of = fresh_of  # key -> seconds fresh, for keys that may stay fresh longer (a long window)
         self.entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self.lock = threading.Lock()
-        self.reads = 0  # reads of the source (foreground and background): what tests and benchmarks count
         self.counts: Counter = Counter()  # why each read happened, and background failures (:func:`stats`)
         self.pending: list[Future] = []  # background reads not yet over (:meth:`settle`)
         functools.update_wrapper(self, fn)
@@ -169,7 +168,6 @@ class SharedRead:
                 new.ready.set()
 
     def _read(self, args, kwargs):
-        self.reads += 1
         return self.fn(*args, **kwargs)
 
     def _bound(self) -> None:
