@@ -12,7 +12,9 @@ import os
 
 import streamlit as st
 
+from dashboard import housekeeping
 from services.composition import Container, build
+from services.errors import Invalid
 from services.identity import Actor
 from services.settings import Settings
 
@@ -26,6 +28,10 @@ def settings_key() -> str:
 @st.cache_resource(show_spinner=False)
 def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cache entry
     c = build(Settings.from_env(for_people=True))  # people act here: dev identities on local data only
+    try:
+        every = housekeeping.interval_seconds()
+    except ValueError as exc:
+        raise Invalid(str(exc), source="settings") from None
     for heavy in ("mlflow", "mlflow.tracking", "plotly.graph_objects", "pandas"):
         importlib.import_module(heavy)
     # These imports (MLflow, pandas, plotly…) leave ~300k long-lived objects; move them out of the
@@ -33,6 +39,7 @@ def _container(key: str) -> Container:  # noqa: ARG001 - the key selects the cac
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    housekeeping.start(every)  # and a full collection once a minute, so garbage cannot pile up between them
     return c
 
 

@@ -233,3 +233,9 @@ def test_a_database_that_cannot_be_opened_is_named(page, monkeypatch, tmp_path):
     for file in ("overview.py", "audit.py"):
         at, _ = page(file)
         assert "console database" in texts(at), (file, errors(at))
+
+
+def test_a_bad_housekeeping_setting_is_named_on_the_page(page, monkeypatch):
+    monkeypatch.setenv("MLOPS_GC_SECONDS", "every minute")
+    at, _ = page("overview.py")
+    assert "MLOPS_GC_SECONDS" in errors(at) and "settings" in errors(at), errors(at)
