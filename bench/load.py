@@ -38,25 +38,20 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
+from _load_browser import BROWSER_VIEWS, Browser  # noqa: E402
 from _load_report import profile_summary, report  # noqa: E402
 from _load_server import SLOTS, Counters, cpu_seconds, rss_mb  # noqa: E402
 from _load_sessions import ACT_ENDPOINT, MODEL, Context, Person  # noqa: E402
 from pages_browser import (  # noqa: E402
     CHROMIUM,
-    CHROMIUM_ARGS,
     CONSOLE_ARGS,
-    VIEWPORT,
-    View,
     app_env,
-    load_console,
     python,
     start,
     stop,
@@ -64,18 +59,6 @@ from pages_browser import (  # noqa: E402
 
 from tests.streamlit_ws import StreamlitSession  # noqa: E402
 
-TABLE = '[data-testid="stMain"] [data-testid="stDataFrame"]'
-CHART = '[data-testid="stMain"] [data-testid="stPlotlyChart"]'
-BROWSER_VIEWS = [
-    View("overview", "/", "MLOps Console", TABLE),
-    View("model", f"/models?model={MODEL}", MODEL, TABLE),
-    View("deployments", f"/deployments?endpoint={ACT_ENDPOINT}", "Deployments", '[data-testid="stMain"] '
-         '[data-testid="stMetric"]'),
-    View("monitoring", f"/monitoring?endpoint={ACT_ENDPOINT}&from=-1h&to=now", "Monitoring", CHART),
-    View("incidents", f"/incidents?endpoint={ACT_ENDPOINT}&from=-24h&to=now", "Incidents", CHART),
-    View("drift", f"/drift?endpoint={ACT_ENDPOINT}&from=-7d&to=now", "Drift", TABLE),
-    View("audit", "/audit", "Audit trail", TABLE),
-]
 # the pages whose cache sharing is shown: (name, URL)
 CACHED_PAGES = [("model", f"/models?model={MODEL}"), ("compare", f"/models?model={MODEL}&compare=2,4"),
                 ("version", f"/models?model={MODEL}&version=4"), ("drift", f"/drift?endpoint={ACT_ENDPOINT}&from=-7d"
@@ -130,59 +113,6 @@ class AllCounters(list):
 def count_rows(db: Path, sql: str) -> int:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
         return con.execute(sql).fetchone()[0]
-
-
-class Browser:
-    """One Chromium on its own thread (Playwright's sync API stays on the thread that started it). Each load is a
-    new page load and a new Streamlit session, either in the one browser session (``fresh=False``: its HTTP
-    cache kept, as a person's browser that has opened the console before) or in a fresh context (a first visit:
-    nothing cached)."""
-
-    def __init__(self, url: str, fresh: bool = False):
-        self.url, self.fresh, self.pool = url, fresh, ThreadPoolExecutor(1, thread_name_prefix="chromium")
-        self._session = None
-        self.samples: list[tuple[str, str, float, str, float, float]] = []  # (phase, view, ms, error, boot, script)
-        self.stop = threading.Event()
-        self._pw = self._browser = None
-
-    def _start(self) -> None:
-        from playwright.sync_api import sync_playwright
-
-        self._pw = sync_playwright().start()
-        self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        self._session = self._browser.new_context(base_url=self.url, viewport=VIEWPORT)
-
-    def _load(self, phase: str, view: View, fresh: bool) -> None:
-        try:
-            got = load_console(self._browser, self.url, view, 1.0, None if fresh else self._session)
-            self.samples.append((phase, view.key, got.ms, "", got.boot_ms, got.script_ms))
-        except BaseException as exc:  # noqa: BLE001 - load_console exits on a timeout: a failed load, counted
-            nan = float("nan")
-            self.samples.append((phase, view.key, nan, f"{type(exc).__name__}: {exc}"[:300], nan, nan))
-
-    def _rounds(self, phase: str, rounds: int | None, fresh: bool) -> None:
-        n = 0
-        while (rounds is None and not self.stop.is_set()) or (rounds is not None and n < rounds):
-            for v in BROWSER_VIEWS:
-                if rounds is None and self.stop.is_set():
-                    return
-                self._load(phase, v, fresh)
-            n += 1
-
-    async def run(self, phase: str, rounds: int | None = None, fresh: bool | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        if self._browser is None:
-            await loop.run_in_executor(self.pool, self._start)
-        await loop.run_in_executor(self.pool, self._rounds, phase, rounds, self.fresh if fresh is None else fresh)
-
-    def close(self) -> None:
-        def _close():
-            if self._browser is not None:
-                self._browser.close()
-                self._pw.stop()
-
-        self.pool.submit(_close).result(timeout=60)
-        self.pool.shutdown()
 
 
 async def sampler(stats: list, consoles: Consoles, up_pid: int, every: float, stop: asyncio.Event) -> None:
