@@ -20,7 +20,7 @@ its process does restore the endpoint when its alias move fails (the person is t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from services.actions.intents import REPAIRED, REPAIRING, Owner, Progress
 from services.actions.plan import SOURCE, Outcome, Plan, endpoint_diff, plan_hash, result_of
 from services.actions.planning import Planning
 from services.actions.recording import Recorder
-from services.actions.stalled import APPLIED, STATE_KEYS, Finding, Stalled, Stalls, assess
+from services.actions.stalled import APPLIED, RETRAIN, STATE_KEYS, Finding, Stalled, Stalls, assess
 from services.approvals import ApprovalRepository
 from services.clock import Clock
 from services.errors import Conflict, ConsoleError, PermissionDenied, PreconditionFailed
@@ -46,7 +46,22 @@ def _assess(p: Planning, ep: Endpoint, items: list[Stalled]) -> Finding:
         history_state = last[0].as_dict() if last else {}
     now = {**ep.state().as_dict(), "resource_version": ep.resource_version, "champion": champion,
            "scaling": ep.scaling.as_dict() if ep.scaling else None}
-    return assess(ep.name, ep.model, now, items, history_state=history_state)
+    return assess(ep.name, ep.model, now, _started(p, ep.name, items), history_state=history_state)
+
+
+def _started(p: Planning, endpoint: str, items: list[Stalled]) -> list[Stalled]:
+    """Each retraining request left applying, with the run started for it if there is one: the ``retrain`` audit
+    entry (written once the retrainer answered) names the request. None when the process stopped before."""
+    if not any(s.action == RETRAIN and s.request_id is not None for s in items):
+        return items
+    runs: dict[int, str] = {}
+    if p.retraining is not None:
+        for e in p.retraining().audit.entries(limit=200, action=RETRAIN, endpoint=endpoint, result="ok"):
+            d, after = (x if isinstance(x, dict) else {} for x in (e.details, e.after))
+            if d.get("request_id") is not None and after.get("run_id"):
+                runs.setdefault(d["request_id"], f"run {after['run_id']} ({after.get('state')}, audit entry "
+                                                 f"{e.seq})")
+    return [replace(s, started=runs.get(s.request_id)) if s.action == RETRAIN else s for s in items]
 
 
 def findings(p: Planning, stalls: Stalls, endpoint: str | None = None) -> list[Finding]:

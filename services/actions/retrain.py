@@ -188,9 +188,11 @@ class Retraining:
         return _outcome(plan, run, f"{plan.label} on {plan.endpoint}: run {run.run_id} {run.state}")
 
     def approve(self, actor: Actor, req, reason: Any) -> Outcome:
-        """Claim the request (pending → approved, compare-and-set: of two approvers one wins), then retrain as the
-        requester; a retraining that fails marks the request failed. The ``approve`` entry is the approver's
-        attempt; the ``retrain`` entry (written by the use case) records the run, the requester and the approver."""
+        """Claim the request (pending → applying, compare-and-set: of two approvers one wins), retrain as the
+        requester, then mark it approved; a retraining that fails marks it failed. A process that stops in between
+        leaves it ``applying``: repair (:mod:`services.actions.stalled`) decides it by whether a run was started
+        for it. The ``approve`` entry is the approver's attempt; the ``retrain`` entry (written by the use case)
+        records the run, the requester, the approver and the request."""
         rid, plan = req.id, None
         try:
             if actor.subject == req.requester:
@@ -207,7 +209,7 @@ class Retraining:
 
             plan = plan_from_request(req)
             self._fresh(plan)
-            if not self.approvals.transition(rid, from_status="pending", to_status="approved",
+            if not self.approvals.transition(rid, from_status="pending", to_status="applying",
                                              row_version=req.row_version, by=actor.subject, reason=reason):
                 raise Conflict(f"request #{rid} was decided by someone else at the same moment", source=SOURCE)
         except ConsoleError as exc:
@@ -218,15 +220,19 @@ class Retraining:
         try:
             run = self._run(plan, Actor(req.requester, ()), f"request #{rid}: {req.reason} — approved: "
                             f"{reason}"[:2000], {"request_id": rid, "approved_by": actor.subject})
-        except Exception as exc:  # noqa: BLE001 - never leave it "approved" without a run: failed, then said
+        except Exception as exc:  # noqa: BLE001 - never leave it applying when no run started: failed, then said
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self.approvals.transition(rid, from_status="approved", to_status="failed", row_version=req.row_version + 1,
+            self.approvals.transition(rid, from_status="applying", to_status="failed", row_version=req.row_version + 1,
                                       by=actor.subject, reason=message[:2000])
             if isinstance(exc, ConsoleError):
                 self.recorder.quietly(actor, "approve", req.endpoint, result_of(exc), error=exc, model=req.model,
                                       reason=reason, before=plan.before, details={
                                           "request_id": rid, "request_action": req.action, "params": req.params})
             raise
+        if not self.approvals.transition(rid, from_status="applying", to_status="approved",
+                                         row_version=req.row_version + 1, by=actor.subject, reason=reason):
+            raise Conflict(f"request #{rid} was decided by a repair while its retraining started (run {run.run_id} "
+                           "runs)", source=SOURCE)
         entry = self.recorder.record(actor, "approve", req.endpoint, "ok", reason=reason, before=plan.before,
                                      model=req.model, after={"run_id": run.run_id, "state": run.state,
                                                              "new_version": run.new_version},

@@ -23,8 +23,13 @@ from services.actions.intents import ABANDONED, LEASE, REPAIRING, Intent, Intent
 from services.approvals import ApprovalRepository
 from services.clock import Clock
 from services.registry import CHAMPION
+from services.retraining.leases import LEASE as RETRAINING_LEASE
 
 STATE_KEYS = ("stable_version", "canary_version", "canary_weight")
+RETRAIN = "retrain"
+# A retraining's approval holds its request ``applying`` while the retraining starts; a local one trains right
+# there, so it is deemed stopped only after the retraining lease (which bounds a local retraining) has passed.
+RETRAIN_LEASE = RETRAINING_LEASE
 APPLIED, NOT_APPLIED, SUPERSEDED = "applied", "not_applied", "superseded"
 
 
@@ -59,6 +64,7 @@ class Stalled:
     after: dict
     registry_changes: list[dict]
     stopped: str | None  # why nobody works on it any more; None while it is being applied right now
+    started: str | None = None  # retrain: the run started for the request (found by the repair), else None
 
     @property
     def what(self) -> str:
@@ -118,7 +124,10 @@ class Finding:
 
 def outcome(item: Stalled, now: dict) -> str:
     """Whether the change it set out to make is what the endpoint serves (its stable version serving counts: the
-    endpoint may have changed further since), the state it started from, or something else."""
+    endpoint may have changed further since), the state it started from, or something else. A retraining changes
+    nothing that serves: it is applied when a run was started for its request."""
+    if item.action == RETRAIN:
+        return APPLIED if item.started else NOT_APPLIED
     keys = (*STATE_KEYS, "scaling") if "scaling" in item.after else STATE_KEYS  # set_scaling: what serves stays
     st = {k: now.get(k) for k in keys}
     after, before = ({k: d.get(k) for k in keys} for d in (item.after, item.before))
@@ -144,7 +153,10 @@ def assess(endpoint: str, model: str | None, now: dict, items: list[Stalled], *,
     for item, out in zip(items, outcomes, strict=True):
         said = f"{item.what} — {item.stopped}"
         rcs = [rc for rc in item.registry_changes if rc.get("alias") == CHAMPION]
-        if out == APPLIED:
+        if item.action == RETRAIN:
+            said += (f"; its retraining WAS started: {item.started}" if out == APPLIED else
+                     "; no retraining was started for it (nothing of it runs)")
+        elif out == APPLIED:
             said += "; its endpoint change WAS applied"
             for rc in rcs:
                 if champion == rc["to"]:
@@ -165,12 +177,17 @@ def assess(endpoint: str, model: str | None, now: dict, items: list[Stalled], *,
                       NOT_APPLIED: "the process applying it stopped before the endpoint changed: nothing changed",
                       SUPERSEDED: "the process applying it stopped and the endpoint has changed since: it is not "
                                   f"what serves (now {describe(now)})"}[out]
+            if item.action == RETRAIN:
+                reason = (f"its retraining was started ({item.started}); finished by a repair after the process "
+                          "approving it stopped" if out == APPLIED else
+                          "the process approving it stopped before the retraining started: nothing started")
             decisions.append({"request_id": item.request_id, "row_version": item.request_row_version, "to": to,
                               "reason": reason, "by": item.approved_by})
     for m in moves:
         steps.append(f"move {m['model']}@{CHAMPION} from v{m['from']} to v{m['to']}, to match what the endpoint "
                      "serves (the change was live; the endpoint is not touched)")
-    record = (history_state is not None and any(o == APPLIED for o in outcomes)
+    record = (history_state is not None and any(o == APPLIED and i.action != RETRAIN
+                                                 for i, o in zip(items, outcomes, strict=True))
               and {k: history_state.get(k) for k in STATE_KEYS} != {k: now.get(k) for k in STATE_KEYS})
     if record:
         steps.append(f"record in the serving history that {endpoint} serves {describe(now)} (the stopped "
@@ -206,9 +223,11 @@ class Stalls:
         for r in applying.values():
             since = r.decided_at or r.created_at
             stopped = None
-            if r.decided_at is None or now >= r.decided_at + self.lease:
+            lease, takes = ((RETRAIN_LEASE, "starting a retraining takes at most as long as a local one")
+                            if r.action == RETRAIN else (self.lease, "an apply takes seconds"))
+            if r.decided_at is None or now >= r.decided_at + lease:
                 stopped = (f"nothing has worked on it since {when(r.decided_at)}: no action in progress is on "
-                           f"record for it, and an apply takes seconds (lease {_minutes(self.lease)})")
+                           f"record for it, and {takes} (lease {_minutes(lease)})")
             p = r.plan
             out.append(Stalled(r.endpoint, r.model, r.action, p.get("label") or r.action.replace("_", " "),
                                r.params, r.requester, r.decided_by, r.id, r.row_version, None, since,

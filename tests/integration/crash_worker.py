@@ -41,3 +41,21 @@ def _die_before_the_alias_move(c) -> None:
         os._exit(KILLED)  # between the endpoint write and the alias move
 
     c.registry.set_alias = killed
+
+
+def approve_retraining(tracking_uri: str, database_url: str, data_dir: str, policy: dict, request_id: int) -> None:
+    """bob approves a retraining request and dies once its run has started and been recorded, right before the
+    request is marked approved."""
+    from tests.conftest import Clock, make_container
+
+    c = make_container(tracking_uri, database_url, Path(data_dir), clock=Clock(), policy=policy)
+    real = c.approvals.transition
+
+    def transition(rid, **kw):
+        if kw.get("to_status") == "approved":
+            os._exit(KILLED)
+        return real(rid, **kw)
+
+    c.approvals.transition = transition
+    c.actions.approve(c.directory.get("bob"), request_id, "go")
+    os._exit(0)

@@ -66,3 +66,43 @@ def test_directly_without_approval_and_never_while_one_is_open(registry_template
     assert c.audit.entries(limit=1)[0].result == "refused"
     assert {v.version for v in c.registry.list_versions(NAME)} == {"1", "2"}
     c.engine.dispose()
+
+
+def _approve_and_die(*args):
+    from tests.integration.crash_worker import approve_retraining
+
+    approve_retraining(*args)
+
+
+def test_an_approval_killed_after_its_run_started_is_repaired_to_approved(registry_template, tmp_path, clock, capsys):
+    """A real child process approves, the local retraining runs and is recorded, and the process dies before the
+    request is marked approved: the request is left applying (never approved with no run, nor failed with one),
+    needs repair once the retraining lease has passed, and the repair finds the run and starts nothing."""
+    import multiprocessing as mp
+
+    from tests.integration.crash_worker import KILLED
+
+    c = _world(registry_template, tmp_path, clock, APPROVAL)
+    alice = c.directory.get("alice")
+    rid = c.actions.execute(c.actions.plan(alice, "retrain", "clf-ep"), alice, "labels slip").request_id
+    p = mp.get_context("spawn").Process(target=_approve_and_die, args=(
+        c.settings.mlflow_tracking_uri, c.settings.database_url, str(tmp_path), APPROVAL, rid))
+    p.start()
+    p.join(timeout=300)
+    assert p.exitcode == KILLED, p.exitcode
+
+    assert c.approvals.get(rid).status == "applying"
+    run = c.audit.entries(limit=1, action="retrain", result="ok")[0]
+    assert run.details["request_id"] == rid and run.after["state"] == "succeeded"
+    assert c.actions.needs_repair() == []  # within the retraining lease: it may still be starting
+    clock.advance(minutes=31)
+    (f,) = c.actions.needs_repair()
+    assert f"its retraining WAS started: run {run.after['run_id']} (succeeded" in f.summary, f.summary
+    assert main(["repair", "--endpoint", "clf-ep", "--reason", "the approver's process died", "--as", "alice"],
+                container=c) == 0
+    assert "repaired" in capsys.readouterr().out
+    req = c.approvals.get(rid)
+    assert (req.status, req.decided_by) == ("approved", "bob") and run.after["run_id"] in req.decision_reason
+    assert sorted(v.version for v in c.registry.list_versions(NAME)) == ["1", "2"]  # nothing retrained twice
+    assert c.actions.needs_repair() == [] and c.audit.verify().ok
+    c.engine.dispose()

@@ -210,3 +210,70 @@ def test_without_a_retrainer_or_a_stable_version_it_says_why():
     w.serving.add("empty", M, None)
     with pytest.raises(PreconditionFailed, match="no stable version"):
         w.actions.plan(ALICE, "retrain", "empty")
+
+
+class Killed(BaseException):
+    """The process stops here (nothing in the console catches a BaseException, as ``os._exit`` would leave it)."""
+
+
+def approval_killed(w: World, *, after_the_run: bool) -> int:
+    """alice files a retraining, bob approves it, and the process stops: before the retrainer is asked, or after
+    the run started (and its ``retrain`` entry was written) but before the request is marked approved."""
+    rid = w.actions.execute(w.actions.plan(ALICE, "retrain", EP), ALICE, "drift on x").request_id
+    real = w.approvals.transition
+
+    def transition(request_id, **kw):
+        if kw["to_status"] == "approved":
+            raise Killed("before the request is marked approved")
+        return real(request_id, **kw)
+
+    w.approvals.transition = transition
+    if not after_the_run:
+        w.retrainer.trigger = lambda request: (_ for _ in ()).throw(Killed("before the retrainer is asked"))
+    with pytest.raises(Killed):
+        w.actions.approve(BOB, rid, "go")
+    del w.approvals.transition  # the next process works
+    if not after_the_run:
+        del w.retrainer.trigger
+    return rid
+
+
+@pytest.mark.parametrize("after_the_run", [False, True])
+def test_an_approval_stopped_half_way_is_left_applying_then_repaired_by_what_started(after_the_run):
+    w = World({"defaults": {"require_approval": ["retrain"]}})
+    rid = approval_killed(w, after_the_run=after_the_run)
+    assert w.approvals.get(rid).status == "applying"  # never "approved" with no run
+    assert len(w.retrainer.requests) == int(after_the_run)
+    w.clock.advance(minutes=29)  # a local retraining may still be training: not for repair yet
+    assert w.actions.needs_repair() == []
+    w.clock.advance(minutes=2)
+    (f,) = w.actions.needs_repair()
+    assert "lease 30 min" in f.summary
+    if after_the_run:
+        assert "its retraining WAS started: run fake-1" in f.summary and f.outcomes == ("applied",)
+    else:
+        assert "no retraining was started" in f.summary and f.outcomes == ("not_applied",)
+    before = (w.serving.get_endpoint(EP).state(), w.registry.aliases(M))
+    out = w.actions.execute(w.actions.plan(ALICE, "repair", EP), ALICE, "unstick")
+    req = w.approvals.get(rid)
+    assert req.status == ("approved" if after_the_run else "failed"), req
+    assert ("run fake-1" in req.decision_reason) == after_the_run and "repair by alice" in req.decision_reason
+    assert len(w.retrainer.requests) == int(after_the_run)  # the repair starts nothing
+    assert (w.serving.get_endpoint(EP).state(), w.registry.aliases(M)) == before  # nor changes what serves
+    assert w.trail()[-1] == ("alice", "repair", "ok") and out.status == "applied"
+    assert w.actions.needs_repair() == []
+
+
+def test_a_retraining_approval_still_starting_is_not_for_repair():
+    w = World({"defaults": {"require_approval": ["retrain"]}})
+    rid = w.actions.execute(w.actions.plan(ALICE, "retrain", EP), ALICE, "drift on x").request_id
+    req = w.approvals.get(rid)
+    assert w.approvals.transition(rid, from_status="pending", to_status="applying", row_version=req.row_version,
+                                  by="bob", reason="go")  # another process claimed it a moment ago
+    w.clock.advance(minutes=5)
+    assert w.actions.needs_repair() == []
+    with pytest.raises(PreconditionFailed, match="needs no repair.*is being applied right now"):
+        w.actions.plan(ALICE, "repair", EP)  # refused: nothing changes
+    assert w.approvals.get(rid).status == "applying" and w.retrainer.requests == []
+    (r,) = w.actions.requests(status="applying")
+    assert r["applying_now"].startswith("being applied right now")
