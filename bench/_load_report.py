@@ -225,3 +225,31 @@ def profile_summary(folded: Path, title: str, top: int = 25) -> None:
         a = f"{inc[i][1] / total:.0%} | `{inc[i][0]}`" if i < len(inc) else " | "
         b = f"{sel[i][1] / total:.0%} | `{sel[i][0]}`" if i < len(sel) else " | "
         print(f"| {a} | | {b} |")
+
+
+def memory_growth(snap: Path, top: int = 15) -> None:
+    """What the load phase allocated that the console still held at its end (after a full collection), by where
+    it was allocated: the innermost frame of this repository (dashboard/, services/) and the innermost of all."""
+    import tracemalloc
+
+    snapshot = tracemalloc.Snapshot.load(str(snap)).filter_traces([
+        tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")])
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    by: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+
+    def short(f) -> str:
+        name = f.filename.split("site-packages/", 1)[-1].replace(root, "")
+        return f"{name}:{f.lineno}"
+
+    for st in snapshot.statistics("traceback"):
+        frames = list(st.traceback)  # most recent call first
+        ours = next((f for f in frames if f.filename.startswith(root) and "/.venv/" not in f.filename), None)
+        key = (short(ours) if ours else "—", short(frames[0]))
+        by[key][0] += st.size
+        by[key][1] += st.count
+    total = sum(size for size, _ in by.values())
+    print(f"\n**Memory the load allocated and the console still held at its end** (tracemalloc, after a full "
+          f"collection): {total / 2**20:.1f} MB in {sum(n for _, n in by.values()):,} blocks. Top {top} by where:\n")
+    print("| MB | blocks | innermost frame of this repository | allocated at |\n|---:|---:|---|---|")
+    for (ours, at), (size, n) in sorted(by.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {size / 2**20:.2f} | {n:,} | `{ours}` | `{at}` |")

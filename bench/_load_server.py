@@ -8,7 +8,8 @@ method of the SQL metrics source and prediction log, and each build of the servi
 ``st.cache_resource`` of ``dashboard/bootstrap.py``) — in a shared memory-mapped file of int64 slots
 (``COUNTERS_FILE``, names in ``COUNTERS_FILE.names``), so the bench reads them at any moment without asking the
 server. Nothing else changes: the same app, the same Streamlit server, one process (like ``make run``).
-With ``LOAD_PROFILE=PATH`` a thread samples the script threads' stacks (:func:`profiler`; ``--profile``).
+With ``LOAD_PROFILE=PATH`` a thread samples the script threads' stacks (:func:`profiler`; ``--profile``). With
+``LOAD_TRACEMALLOC=PATH`` (``--trace-memory``) one traces the allocations of the load phase (:func:`tracer`).
 
 Also the process statistics the bench samples from outside (``/proc``): RSS of a process and its children, CPU
 seconds.
@@ -30,7 +31,8 @@ COUNTED = {  # slot name -> (module, class); every public method of the class co
     "metrics": ("services.metrics.sql", "SqlMetricsSource"),
     "predictions": ("services.predictions.sql", "SqlPredictionLog"),
 }
-SLOTS = ("mlflow_calls", "container_builds", *COUNTED, "profile_phase", "profile_dump", "profile_written")
+SLOTS = ("mlflow_calls", "container_builds", *COUNTED, "profile_phase", "profile_dump", "profile_written",
+         "trace_phase", "trace_written")
 PROFILED_THREADS = "ScriptRunner"  # Streamlit's script threads: "ScriptRunner.scriptThread"
 
 
@@ -178,6 +180,26 @@ def profiler(counters: Counters, out: Path, every: float = 0.005) -> None:
             counters.set("profile_written", written)
 
 
+def tracer(counters: Counters, out: Path, frames: int = 12) -> None:
+    """``trace_phase`` 1: start tracing allocations (only those made from now on are seen); 2: collect the
+    garbage, write a snapshot of what is still held (``out``, ``tracemalloc.Snapshot.dump``) and stop."""
+    import gc
+    import time
+    import tracemalloc
+
+    while True:
+        time.sleep(0.2)
+        phase = counters.read()["trace_phase"]
+        if phase == 1 and not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
+        elif phase == 2 and tracemalloc.is_tracing():
+            gc.collect()
+            tracemalloc.take_snapshot().dump(str(out))
+            tracemalloc.stop()
+            counters.set("trace_written", 1)
+            return
+
+
 # -- /proc ---------------------------------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     out = []
@@ -235,6 +257,9 @@ def main() -> None:
         _time_gc()
         threading.Thread(target=profiler, args=(counters, Path(os.environ["LOAD_PROFILE"])), daemon=True,
                          name="load-profiler").start()
+    if os.environ.get("LOAD_TRACEMALLOC"):
+        threading.Thread(target=tracer, args=(counters, Path(os.environ["LOAD_TRACEMALLOC"])), daemon=True,
+                         name="load-tracer").start()
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(ROOT / "dashboard" / "app.py"), *sys.argv[2:]]

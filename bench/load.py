@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402  (sets up sys.path and MLflow's environment)
 from _load_browser import BROWSER_VIEWS, Browser  # noqa: E402
-from _load_report import profile_summary, report  # noqa: E402
+from _load_report import memory_growth, profile_summary, report  # noqa: E402
 from _load_server import SLOTS, Counters, cpu_seconds, rss_mb  # noqa: E402
 from _load_sessions import ACT_ENDPOINT, MODEL, Context, Person  # noqa: E402
 from pages_browser import (  # noqa: E402
@@ -186,6 +186,7 @@ async def scenario(args, urls: list[str], counters: AllCounters, console: Consol
     result["load_start"] = (time.monotonic(), counters.read(), console.cpu(), cpu_seconds(up.pid),
                             console.rss(), time.process_time())
     counters.set("profile_phase", 2)
+    counters.set("trace_phase", 1)  # with --trace-memory: the console traces what the load allocates
     loops = [asyncio.create_task(p.loop()) for p in people]
     if browser is not None:
         browser.stop.clear()
@@ -201,6 +202,11 @@ async def scenario(args, urls: list[str], counters: AllCounters, console: Consol
         browser.stop.set()
     await asyncio.gather(*loops, return_exceptions=True)
     counters.set("profile_phase", 0)
+    if args.trace_memory:  # what the load allocated and the console still holds, garbage collected
+        counters.set("trace_phase", 2)
+        deadline = time.monotonic() + 300
+        while not counters.read()["trace_written"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
     result["load_end"] = (time.monotonic(), counters.read(), console.cpu(), cpu_seconds(up.pid),
                           console.rss(), time.process_time())
     stop_sampling.set()
@@ -238,6 +244,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the data and logs in this directory")
     ap.add_argument("--consoles", type=int, default=1, help="console processes (sessions spread round robin)")
     ap.add_argument("--profile", action="store_true", help="sample the console's script threads (alone and load)")
+    ap.add_argument("--trace-memory", action="store_true", help="trace the console's allocations during the load "
+                    "(tracemalloc: slower) and print where what it still holds at the end was allocated")
     args = ap.parse_args()
     args.think = tuple(float(x) for x in args.think.split(","))
     if args.consoles < 1 or (args.profile and args.consoles > 1):
@@ -254,6 +262,8 @@ def main() -> None:
     env = app_env(data)
     if args.profile:
         env["LOAD_PROFILE"] = str(work / "profile")
+    if args.trace_memory:
+        env["LOAD_TRACEMALLOC"] = str(work / "memory.snap")
     ingest_port = free_port()
     env_up = {**env, "MLOPS_INGEST_URL": f"http://127.0.0.1:{ingest_port}/"}
     procs = []
@@ -298,6 +308,8 @@ def main() -> None:
 
             (work / "samples.json").write_text(json.dumps(
                 [(x.label, x.kind, x.seconds, x.at, x.session, x.phase, x.errors) for x in result["ctx"].samples]))
+        if args.trace_memory and (work / "memory.snap").exists():
+            memory_growth(work / "memory.snap")
         for phase, title in ((1, "one session alone"), (2, "under load")):
             if args.profile and (work / f"profile.{phase}.folded").exists():
                 profile_summary(work / f"profile.{phase}.folded", title)
