@@ -242,7 +242,7 @@ def memory_growth(snap: Path, top: int = 15) -> None:
         return f"{name}:{f.lineno}"
 
     for st in snapshot.statistics("traceback"):
-        frames = list(st.traceback)  # most recent call first
+        frames = list(reversed(st.traceback))  # most recent call first (a Traceback is oldest first)
         ours = next((f for f in frames if f.filename.startswith(root) and "/.venv/" not in f.filename), None)
         key = (short(ours) if ours else "—", short(frames[0]))
         by[key][0] += st.size
