@@ -23,13 +23,12 @@ from services.actions.intents import ABANDONED, LEASE, REPAIRING, Intent, Intent
 from services.approvals import ApprovalRepository
 from services.clock import Clock
 from services.registry import CHAMPION
-from services.retraining.leases import LEASE as RETRAINING_LEASE
+from services.retraining.leases import LEASE as RETRAIN_LEASE  # bounds a local retraining (30 min)
 
 STATE_KEYS = ("stable_version", "canary_version", "canary_weight")
-RETRAIN = "retrain"
 # A retraining's approval holds its request ``applying`` while the retraining starts; a local one trains right
-# there, so it is deemed stopped only after the retraining lease (which bounds a local retraining) has passed.
-RETRAIN_LEASE = RETRAINING_LEASE
+# there, so it is deemed stopped only after RETRAIN_LEASE has passed.
+RETRAIN = "retrain"
 APPLIED, NOT_APPLIED, SUPERSEDED = "applied", "not_applied", "superseded"
 
 
