@@ -28,7 +28,7 @@ def _rate(value: float | None) -> str:
 
 
 def capacity_block(ep) -> None:
-    from dashboard.monitoring_view import page_now
+    from dashboard.data import page_now
 
     c = container()
     st.subheader("Capacity", anchor=False)
@@ -69,7 +69,7 @@ def capacity_block(ep) -> None:
 def _history(ep, slo: float | None) -> None:
     from datetime import timedelta
 
-    from dashboard.monitoring_view import page_now
+    from dashboard.data import page_now
 
     label = st.radio("Replicas over", list(WINDOWS), index=0, horizontal=True, key="capacity-window")
     end = page_now()

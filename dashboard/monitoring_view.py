@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard.bootstrap import container
 from dashboard.components import MISSING, fmt_time, show_error
-from dashboard.data import page_now, slide_end, windowed  # noqa: F401 - page_now: pages import it from here
+from dashboard.data import slide_end, windowed
 from dashboard.nav import link
 from dashboard.shared_reads import shared_read
 from services.errors import ConsoleError

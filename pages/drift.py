@@ -9,8 +9,9 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.components import guard
+from dashboard.data import page_now
 from dashboard.drift_view import DEFAULT_FROM, PRESETS, TTL, pick_version, render
-from dashboard.monitoring_view import page_now, time_range
+from dashboard.monitoring_view import time_range
 
 
 def main() -> None:

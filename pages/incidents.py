@@ -9,7 +9,8 @@ from dashboard import actions_ui, data
 from dashboard import incidents_view as view
 from dashboard.bootstrap import settings_key
 from dashboard.components import flash, guard
-from dashboard.monitoring_view import page_now, time_range
+from dashboard.data import page_now
+from dashboard.monitoring_view import time_range
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.components import guard
-from dashboard.monitoring_view import page_now, render, time_range
+from dashboard.data import page_now
+from dashboard.monitoring_view import render, time_range
 
 REFRESH_SECONDS = 15
 
