@@ -22,7 +22,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from _load_sessions import ACT_ENDPOINT, MODEL
-from pages_browser import CHROMIUM, CHROMIUM_ARGS, CONSOLE_READY, STATE_WATCH, VIEWPORT, View, _wait, load_console
+from pages_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CONSOLE_READY,
+    STATE_WATCH,
+    VIEWPORT,
+    View,
+    _wait,
+    load_console,
+    settled,
+)
 
 TABLE = '[data-testid="stMain"] [data-testid="stDataFrame"]'
 CHART = '[data-testid="stMain"] [data-testid="stPlotlyChart"]'
@@ -52,13 +62,7 @@ def switch_console(page, view: View) -> tuple[float, float, float]:
     t0 = page.evaluate("performance.now()")
     page.locator('[data-testid="stSidebarNav"] a', has_text=NAV_LABELS[view.key]).first.click()
     title = SWITCH_TITLES.get(view.key, view.title)
-    ready = _wait(page, CONSOLE_READY, [title, view.content], f"switch to {view.key}")
-    while True:  # a rerun right after the first run: ready is when the last run is done
-        page.wait_for_timeout(SETTLE_S * 1000)
-        states = page.evaluate("window.__benchStates")
-        if max((t for t, s in states if s == "running"), default=0.0) <= ready:
-            break
-        ready = _wait(page, CONSOLE_READY, [title, view.content], f"switch to {view.key}")
+    ready, states = settled(page, [title, view.content], f"switch to {view.key}", SETTLE_S)
     ends = [t for t, s in states if s == "notRunning"]
     runs = [t for t, s in states if s == "running"]
     if not runs:

@@ -54,19 +54,18 @@ def runs_table(samples) -> tuple[list[str], list[tuple[str, float]]]:
 def browser_table(samples, how: str = "open") -> tuple[list[str], float]:
     """Page-ready per view for one way of getting there (``how``: "open" a URL in a new tab, "switch" pages in the
     tab); the first visits (fresh context) are opens."""
-    samples = [x for x in samples if (x[6] if len(x) > 6 else "open") == how or x[0] == "alone-first"]
+    samples = [x for x in samples if x[6] == how or x[0] == "alone-first"]
     first_col = "first visit alone (nothing cached): median, boot + script" if how == "open" else "—"
     lines = [f"| view | {'loads' if how == 'open' else 'switches'} | p50 | p95 | max | median alone | alone: boot + "
              f"script | load: boot + script (medians) | {first_col} | failed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by: dict[tuple[str, str], list[float]] = defaultdict(list)
     split: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for phase, view, ms, _err, *parts in samples:
-        parts = parts[:2]
+    for phase, view, ms, _err, boot, script, _how in samples:
         by[(phase, view)].append(ms / 1000)
         # boot: navigation (or the click) -> the first run starts; script: first run -> last ends
-        if parts and not any(math.isnan(x) for x in (ms, *parts)):
-            split[(phase, view)].append((parts[0] / 1000, parts[1] / 1000))
+        if not any(math.isnan(x) for x in (ms, boot, script)):
+            split[(phase, view)].append((boot / 1000, script / 1000))
 
     def parts(key) -> str:
         xs = split.get(key)
@@ -134,7 +133,7 @@ def report(r: dict) -> None:
               "start):\n")
         lines, browser_p95 = browser_table(r["browser"])
         print("\n".join(lines))
-        if any(len(x) > 6 and x[6] == "switch" for x in r["browser"]):
+        if any(x[6] == "switch" for x in r["browser"]):
             print("\n**Browser page-ready, switching pages in the tab** (the same session: a click on the page in "
                   "the sidebar; boot = the click to the script run's start):\n")
             lines, switch_p95 = browser_table(r["browser"], "switch")

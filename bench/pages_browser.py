@@ -3,22 +3,20 @@
     python bench/pages_browser.py [--rounds 5] [--versions 300] [--views overview,model,compare,deployments]
                                   [--store DIR] [--rebuild] [--mlflow-workers 1] [--settle 1.5] [--no-mlflow]
 
-Builds once (under the temp dir; reused while ``meta.json`` matches the code that wrote it) an MLflow SQLite
-store with ``big-model`` of ``--versions`` versions, each linked to a run with four metrics
-(``bench/_registry_setup.py``), plus the console's demo (``python -m services seed-demo``). Starts the console
-(``streamlit run dashboard/app.py``, headless, no file watcher) and MLflow's UI (``mlflow server --workers 1``:
-one process, like the console) over it, and loads each view in a FRESH browser context (Debian's Chromium: no
-cache, no cookie, a new Streamlit session), console and MLflow alternating, ``--rounds`` times after a warm-up
-round that is not counted. Views (console | MLflow): overview ``/`` | ``/#/models``; model
-``/models?model=big-model`` | ``/#/models/big-model``; compare ``…&compare=A,B`` | ``/#/compare-runs?runs=[…]``
-of the two versions' runs; deployments ``/deployments?endpoint=cancer-screening`` | none (absolute time).
+Builds once (reused while ``meta.json`` matches the code) an MLflow SQLite store with ``big-model`` of ``--versions``
+versions, each linked to a run with four metrics (``bench/_registry_setup.py``), plus the console's demo
+(``python -m services seed-demo``). Starts the console (``streamlit run dashboard/app.py``, headless, no file watcher)
+and MLflow's UI (``mlflow server --workers 1``: one process, like the console) over it, and loads each view in a FRESH
+browser context (no cache, no cookie, a new Streamlit session), console and MLflow alternating, ``--rounds`` times
+after a warm-up round that is not counted. Views (console | MLflow): overview ``/`` | ``/#/models``; model
+``/models?model=big-model`` | ``/#/models/big-model``; compare ``…&compare=A,B`` | ``/#/compare-runs?runs=[…]`` of the
+two versions' runs; deployments ``/deployments?endpoint=cancer-screening`` | none.
 
-Page-ready, in the page (``performance.now()`` from navigation start) — console: ``[data-testid="stApp"]`` has
-``data-test-script-state="notRunning"`` and ``data-test-connection-state="CONNECTED"``, the title and main
-content are visible and nothing spins; watched ``--settle`` s more, and if another script run starts (a
-rerun) ready is when the last run has finished. MLflow: its table shows the rows. Per console load the
-websocket is watched too: script runs (``script_finished`` messages) and bytes. Also: one HTTP request on a
-kept-alive connection to each server (what each of the ~60 script chunks a page loads costs).
+Page-ready (``performance.now()``, from navigation start) — console: ``[data-testid="stApp"]`` has
+``data-test-script-state="notRunning"`` and ``data-test-connection-state="CONNECTED"``, the title and main content are
+visible and nothing spins; watched ``--settle`` s more, and if another script run starts (a rerun) ready is when the
+last run has finished. MLflow: its table shows the rows. Also per console load: script runs and websocket bytes; and
+one kept-alive HTTP request to each server (what each of a page's ~60 script chunks costs).
 
 Prints a markdown table with the ratio console/MLflow of medians from the same run. Exits 0 either way.
 """
@@ -235,13 +233,21 @@ def _wait(page, fn: str, arg, what: str) -> float:
         raise SystemExit(f"{what}: not ready in {LOAD_TIMEOUT_S} s (screenshot {shot}); it shows:\n{text}") from None
 
 
+def settled(page, check: list[str], what: str, settle_s: float) -> tuple[float, list]:
+    while True:  # (ready ms, states): ready (check: title, content) and no rerun starting within settle_s after
+        ready = _wait(page, CONSOLE_READY, check, what)
+        page.wait_for_timeout(settle_s * 1000)
+        states = page.evaluate("window.__benchStates")
+        if max((t for t, s in states if s == "running"), default=0) <= ready:
+            return ready, states
+
+
 def load_console(browser, base: str, view: View, settle_s: float, context=None) -> Sample:
     """A new page load (and Streamlit session) of ``view``: in a fresh context (a first visit), or in a new tab of
     ``context`` (its HTTP cache kept)."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    ctx = context or browser.new_context(base_url=base, viewport=VIEWPORT)
-    page = ctx.new_page()
+    page = (ctx := context or browser.new_context(base_url=base, viewport=VIEWPORT)).new_page()
     try:
         page.add_init_script(STATE_WATCH)
         seen = {"finished": 0, "bytes": 0}
@@ -253,13 +259,7 @@ def load_console(browser, base: str, view: View, settle_s: float, context=None) 
 
         page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
         page.goto(view.console, wait_until="commit")
-        ready = _wait(page, CONSOLE_READY, [view.title, view.content], view.console)
-        while True:  # a rerun starts right after the first run: ready is when the last run is done
-            page.wait_for_timeout(settle_s * 1000)
-            states = page.evaluate("window.__benchStates")
-            if max((t for t, s in states if s == "running"), default=0.0) <= ready:
-                break
-            ready = _wait(page, CONSOLE_READY, [view.title, view.content], view.console)
+        ready, states = settled(page, [view.title, view.content], view.console, settle_s)
         ends = [t for t, s in states if s == "notRunning"]
         start_ms = min((t for t, s in states if s == "running"), default=ready)
         return Sample(max([ready, *ends]), seen["finished"], seen["bytes"], 0, page.evaluate(ASSET_BYTES, None)[1],
